@@ -1,0 +1,132 @@
+/* config.h: the blockd configuration file, parsed and validated.
+ *
+ * One JSON file per process.  Top-level keys:
+ *
+ *   cluster_id         string, [a-z0-9_-]{1,64}; every node of a cluster agrees
+ *   secret_file        file holding the cluster secret peers present in HELLO
+ *                      (mode 0600 or stricter); optional for loopback tests
+ *   admin_token_file   file holding the admin bearer token (0600); without it
+ *                      mutating admin calls are refused
+ *   log                {"file": "-" | PATH, "level": "debug|info|warn|error"}
+ *   agent, proxy, blob each an object (one instance) or an array of objects
+ *                      (several instances in one process, for --role=all)
+ *
+ * `blockd --role=R` starts every instance of section R; `--role=all` starts
+ * every instance of every section, on one reactor.  The per-role keys are
+ * documented on the structs below and in README "Configuration".
+ *
+ * Validation (CONTRACT.md §3, config files): unknown keys, duplicate keys,
+ * wrong types, missing required keys and out-of-range values are rejected
+ * with one line "FILE:LINE: key.path: what was expected", before any port
+ * is bound.  The caller prints it and exits with status 2. */
+#ifndef BD_CONFIG_H
+#define BD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CFG_ADDR_MAX 128
+#define CFG_PATH_MAX 1024
+#define CFG_MAX_PEERS 7
+#define CFG_SECRET_MAX 256
+
+/* Test-build fault knobs (CONTRACT.md row 6).  All zero means off. */
+struct cfg_fault {
+    uint64_t seed;                 /* seeds every random choice below */
+    uint64_t socket_failure_every; /* close a wire connection every N frames */
+    uint64_t delay_ms;             /* delay every wire reply by this much */
+    uint64_t fsync_eio_after;      /* fail the Nth fdatasync with EIO (store I/O) */
+};
+
+struct cfg_peer {
+    uint64_t id;               /* raft server id, >= 1 */
+    char addr[CFG_ADDR_MAX];   /* wire address "host:port" */
+};
+
+struct cfg_proxy {
+    uint64_t id;                       /* raft server id; must appear in peers */
+    char listen[CFG_ADDR_MAX];         /* wire: agents, blob servers, peer proxies */
+    char admin[CFG_ADDR_MAX];          /* admin HTTP; empty = none */
+    char data_dir[CFG_PATH_MAX];       /* LMDB index, raft log, snapshots */
+    struct cfg_peer peers[CFG_MAX_PEERS];
+    unsigned n_peers;                  /* 1, 3, 5 or 7 */
+    uint64_t blob_max_bytes;           /* largest blob a write becomes (default 1 MiB) */
+    uint64_t node_timeout_ms;          /* blob server down after this long silent */
+    uint64_t election_timeout_ms;      /* raft election timeout */
+    uint64_t raft_heartbeat_ms;        /* raft heartbeat */
+    uint64_t snapshot_threshold;       /* raft entries between snapshots */
+    uint64_t snapshot_trailing;        /* entries kept after a snapshot */
+    uint64_t gc_grace_ms;              /* blob deletion waits this long (C13) */
+    uint64_t read_timeout_ms;          /* a read gives up after this; < gc_grace_ms */
+    uint64_t index_map_bytes;          /* LMDB map size */
+    uint64_t partitions_per_node;      /* partitions created per blob server */
+    bool allow_tmpfs;                  /* tests only: permit the index on tmpfs */
+    struct cfg_fault fault;
+};
+
+enum cfg_compression { CFG_COMPRESS_OFF, CFG_COMPRESS_AUTO };
+
+struct cfg_blob {
+    uint64_t id;                       /* node id, unique in the cluster */
+    char listen[CFG_ADDR_MAX];         /* wire: proxies and repair peers */
+    char admin[CFG_ADDR_MAX];
+    char data_dir[CFG_PATH_MAX];       /* partitions and segments */
+    char proxies[CFG_MAX_PEERS][CFG_ADDR_MAX]; /* proxy wire addresses to register with */
+    unsigned n_proxies;
+    uint64_t capacity_bytes;           /* advertised capacity; 0 = free space of data_dir */
+    uint64_t segment_bytes;            /* a segment is sealed at this size */
+    int compression;                   /* enum cfg_compression */
+    uint64_t compress_min_saving_pct;  /* store compressed only if it saves this much */
+    uint64_t scrub_bytes_per_sec;      /* background scrub rate; 0 = off */
+    uint64_t compact_live_pct;         /* compact segments whose live share is below */
+    uint64_t heartbeat_ms;             /* to the proxies */
+    uint64_t max_blob_bytes;           /* largest blob accepted */
+    struct cfg_fault fault;
+};
+
+struct cfg_agent {
+    char id[65];                       /* attach identity, unique per hypervisor */
+    char nbd_listen[CFG_ADDR_MAX];     /* NBD over TCP; empty = none */
+    char nbd_unix[CFG_PATH_MAX];       /* NBD over a Unix socket; empty = none */
+    char admin[CFG_ADDR_MAX];
+    char proxies[CFG_MAX_PEERS][CFG_ADDR_MAX];
+    unsigned n_proxies;
+    char cache_dir[CFG_PATH_MAX];      /* write-back journal, one per volume */
+    uint64_t cache_bytes;              /* journal bound per volume */
+    uint64_t cache_high_water_pct;     /* start shipping above this fill */
+    uint64_t flush_age_ms;             /* ship dirty data older than this */
+    uint64_t io_timeout_ms;            /* I/O fails with EIO when no proxy answers this long */
+    uint64_t handshake_timeout_ms;     /* NBD handshake deadline */
+    uint64_t max_handshakes;           /* cap on connections that have not finished it */
+    uint64_t max_connections;          /* cap on all NBD connections */
+    uint64_t ship_bytes;               /* largest extent shipped in one write */
+    struct cfg_fault fault;
+};
+
+struct bd_config {
+    char path[CFG_PATH_MAX];          /* the file this came from */
+    char cluster_id[65];
+    char secret[CFG_SECRET_MAX];      /* cluster secret; empty if none */
+    char admin_token[CFG_SECRET_MAX]; /* admin bearer token; empty if none */
+    char log_file[CFG_PATH_MAX];      /* "-" for stderr */
+    enum log_level log_level;
+    struct cfg_proxy *proxies;
+    unsigned n_proxies;
+    struct cfg_blob *blobs;
+    unsigned n_blobs;
+    struct cfg_agent *agents;
+    unsigned n_agents;
+};
+
+/* Load and validate PATH into *CFG.  Returns 0, or -BD_ECONFIG with a
+ * one-line message in ERR.  On failure *CFG holds nothing to free. */
+int config_load(const char *path, struct bd_config *cfg, char *err, size_t errlen);
+/* Same, from TEXT (SOURCE names it in messages).  Secret and token files
+ * are read relative to the current directory. */
+int config_parse(const char *source, const char *text, size_t len, struct bd_config *cfg,
+                 char *err, size_t errlen);
+void config_free(struct bd_config *cfg);
+
+#endif

@@ -1,0 +1,175 @@
+/* conn.h: a framed wire connection on the reactor.
+ *
+ * A conn owns one socket (a libevent bufferevent) and speaks wire.h frames
+ * on it, in both directions at once: it can send requests and match their
+ * responses (client side) and receive requests and send responses (server
+ * side).  Many requests may be in flight; responses are matched by req_id.
+ *
+ * Handshake: the side that connects sends HELLO first (conn_connect does it
+ * for you); the accepting side refuses every other frame until HELLO has
+ * arrived with the right cluster hash and auth value, and then asks the
+ * owner (ops->on_hello) whether this peer may talk to it.
+ *
+ * Happy path (client):  conn_connect -> HELLO sent -> on_up ->
+ *   conn_call(call) ... response frame -> call->cb(call, 0, frame)
+ * Happy path (server):  conn_accept(fd) -> HELLO received -> on_hello ->
+ *   on_request(frame) ... conn_reply(req) exactly once per non-oneway request
+ *
+ * Failure modes:
+ *   - bad magic, version, header or fields checksum, oversized len, a frame
+ *     that does not complete within frame_timeout_ms, or any frame but HELLO
+ *     first: the connection closes (metric + log with peer and reason);
+ *   - an unknown message type: ENOTSUP error reply, the connection stays;
+ *   - a response whose req_id matches no pending call (late, duplicate or
+ *     never sent): dropped and counted;
+ *   - a call not answered within its timeout: cb(-ETIMEDOUT); a late answer
+ *     is then dropped as above;
+ *   - close for any reason: every pending call gets cb(err) before
+ *     on_close runs; on_close runs exactly once.
+ *
+ * Back-pressure: a server conn stops reading the socket while it has
+ * max_inflight requests unanswered or more than out_high_water bytes queued
+ * for output, so a peer that pipelines without reading replies stalls
+ * instead of growing our memory.  Each read callback handles at most 64
+ * frames before yielding to other connections.
+ *
+ * Lifetime: the owner must reply to every request it was given, even after
+ * the connection closed (conn_reply is then a no-op that releases the
+ * request); the conn's memory lives until then.  Never free a conn: call
+ * conn_close(); the conn frees itself after on_close and the last reply. */
+#ifndef BD_CONN_H
+#define BD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reactor.h"
+#include "wire.h"
+
+struct conn;
+
+/* A received frame.  BODY (hdr.len bytes) is owned by the conn and freed
+ * after the callback returns, unless the callee takes it (conn_frame_take),
+ * after which the callee frees it with free(). */
+struct conn_frame {
+    struct wire_hdr hdr;
+    uint8_t *body;
+};
+/* Take ownership of F->body (free() it when done); F->body becomes NULL. */
+uint8_t *conn_frame_take(struct conn_frame *f);
+
+/* Bulk data sent beside the fields without copying.  If RELEASE is set the
+ * bytes are referenced and RELEASE(data, len, arg) runs once libevent no
+ * longer needs them; if it is NULL the bytes are copied at once. */
+struct conn_payload {
+    const void *data;
+    size_t len;
+    void (*release)(const void *data, size_t len, void *arg);
+    void *arg;
+};
+
+/* Who we are and whom we accept. */
+struct conn_auth {
+    uint64_t cluster_hash; /* XXH3-64 of the cluster id; peers must match */
+    uint64_t auth;         /* conn_auth_value(cluster, secret); peers must match */
+    uint64_t node_id;      /* our id in HELLO (0 for agents) */
+    uint16_t role;         /* enum wire_role */
+    char name[64];         /* our name in HELLO, for the peer's logs */
+};
+/* Fill AUTH from the cluster id and secret (secret may be empty). */
+void conn_auth_init(struct conn_auth *auth, const char *cluster_id, const char *secret,
+                    uint64_t node_id, uint16_t role, const char *name);
+
+/* Test-build fault knobs (CONTRACT.md row 6); all zero is off. */
+struct conn_fault {
+    uint64_t socket_failure_every; /* close after every Nth received frame */
+    uint64_t delay_ms;             /* hold every outgoing response this long */
+};
+
+struct conn_opts {
+    const char *tag;              /* log tag of the owner; borrowed, must outlive */
+    const struct conn_auth *auth; /* borrowed, must outlive the conn */
+    uint32_t max_inflight;        /* server: unanswered requests before reading stops (256) */
+    size_t out_high_water;        /* output bytes before reading stops (64 MiB) */
+    uint32_t frame_timeout_ms;    /* a started frame must complete in this time (30 s) */
+    uint32_t connect_timeout_ms;  /* client: connect + HELLO deadline (5 s) */
+    struct conn_fault fault;
+};
+
+struct conn_ops {
+    /* A request or oneway frame arrived (after HELLO).  Reply with
+     * conn_reply*() exactly once unless hdr.flags has WIRE_F_ONEWAY. */
+    void (*on_request)(struct conn *c, struct conn_frame *f, void *arg);
+    /* Server side: a valid HELLO arrived.  Return 0 to accept the peer, or
+     * a negative code to refuse it (EAUTH reply, then close).  NULL accepts
+     * every peer whose cluster hash and auth match. */
+    int (*on_hello)(struct conn *c, const struct wire_hello_req *hello, void *arg);
+    /* Client side: the peer accepted our HELLO. */
+    void (*on_up)(struct conn *c, void *arg);
+    /* The connection is gone; ERR says why (0 for a clean close by us). */
+    void (*on_close)(struct conn *c, int err, void *arg);
+};
+
+/* A request in flight.  The caller owns the struct (embed it in its own
+ * request object) and sets cb and data; conn owns the rest until cb runs. */
+struct conn_call {
+    /* Runs exactly once: ERR 0 with the response frame, a status mapped to
+     * -errno with the error frame (decode struct wire_error for details),
+     * or -ETIMEDOUT / -ECONNRESET / -ECANCELED with F NULL. */
+    void (*cb)(struct conn_call *call, int err, struct conn_frame *f);
+    void *data;
+    /* private */
+    struct conn *c;
+    uint64_t req_id;
+    uint64_t deadline_ms;
+    struct conn_call *next;
+};
+
+/* Wrap an accepted socket FD (server side).  Takes FD even on failure.
+ * Returns the conn, or NULL on ENOMEM. */
+struct conn *conn_accept(struct reactor *rx, int fd, const struct conn_ops *ops, void *arg,
+                         const struct conn_opts *opts);
+/* Connect to ADDR ("host:port" or "unix:/path") and send HELLO (client
+ * side).  Returns the conn (connecting), or NULL with *ERR set. */
+struct conn *conn_connect(struct reactor *rx, const char *addr, const struct conn_ops *ops,
+                          void *arg, const struct conn_opts *opts, int *err);
+
+/* Send a request.  Returns 0 and later runs call->cb exactly once, or
+ * returns -ENOTCONN/-EMSGSIZE/-ENOMEM and never runs it.  On 0 the payload
+ * belongs to the conn; on error it stays the caller's. */
+int conn_call(struct conn *c, struct conn_call *call, uint16_t type, const void *fields,
+              size_t fields_len, const struct conn_payload *payload, uint32_t timeout_ms);
+/* Send a oneway request (no response).  Same ownership rule. */
+int conn_send_oneway(struct conn *c, uint16_t type, const void *fields, size_t fields_len,
+                     const struct conn_payload *payload);
+/* Abandon a pending call: cb(-ECANCELED) runs now. */
+void conn_call_cancel(struct conn_call *call);
+
+/* Reply OK to request REQ (the frame's header, copied).  The payload rule
+ * is as conn_call, except that on a closed connection the payload is
+ * released and 0 returned. */
+int conn_reply(struct conn *c, const struct wire_hdr *req, const void *fields, size_t fields_len,
+               const struct conn_payload *payload);
+/* Reply with an error status from ERR (-errno/-BD_E*), a hint and a short
+ * message (printf-style, truncated to one line). */
+int conn_reply_error(struct conn *c, const struct wire_hdr *req, int err, uint64_t hint,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Close now with reason ERR; see the lifetime rules above. */
+void conn_close(struct conn *c, int err);
+
+bool conn_is_up(const struct conn *c);        /* HELLO done and not closed */
+const char *conn_peer(const struct conn *c);  /* "127.0.0.1:7001" */
+uint64_t conn_peer_id(const struct conn *c);  /* the peer's node id from HELLO */
+uint16_t conn_peer_role(const struct conn *c);
+unsigned conn_pending_calls(const struct conn *c);
+void conn_set_arg(struct conn *c, void *arg);  /* change the ops' ARG */
+
+/* Decode the error body of F (a non-OK response) into a readable line. */
+const char *conn_error_text(const struct conn_frame *f, char *buf, size_t len);
+
+/* Shared field buffer size for encoders that run on the reactor thread. */
+#define CONN_FIELDS_MAX 4096
+
+#endif

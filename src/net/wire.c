@@ -1,0 +1,1243 @@
+/* wire.c: encode and decode every wire message, side by side (see wire.h).
+ *
+ * Two cursors do all the byte work.  `struct enc` writes little-endian
+ * integers and strings into a caller buffer and remembers overflow; `struct
+ * dec` reads them and remembers underflow.  Both are sticky: after the first
+ * error every later call is a no-op, so an encoder or decoder is a straight
+ * list of field calls followed by one check.  Each decoder ends with
+ * dec_finish(), which fails unless the fields were consumed exactly up to
+ * the payload: trailing bytes are an error, not padding.
+ *
+ * Counted arrays (list entries, map ranges, bad blobs) are validated in
+ * the decoder (count * entry size == bytes left) and handed out as a
+ * pointer into the body with an accessor, so decoding never allocates. */
+#include "wire.h"
+#include "../bd.h"
+#include "../util.h"
+
+#include <string.h>
+
+/* ---- cursors ------------------------------------------------------------ */
+
+struct enc {
+    uint8_t *p;
+    size_t left;
+    size_t used;
+    int err;
+};
+
+struct dec {
+    const uint8_t *p;
+    size_t left;
+    int err;
+};
+
+static void enc_init(struct enc *e, uint8_t *buf, size_t cap)
+{
+    e->p = buf;
+    e->left = cap;
+    e->used = 0;
+    e->err = 0;
+}
+
+static uint8_t *enc_take(struct enc *e, size_t n)
+{
+    if (e->err || e->left < n) {
+        e->err = -EMSGSIZE;
+        return NULL;
+    }
+    uint8_t *p = e->p;
+    e->p += n;
+    e->left -= n;
+    e->used += n;
+    return p;
+}
+
+static void put_u16(struct enc *e, uint16_t v)
+{
+    uint8_t *p = enc_take(e, 2);
+    if (p) util_put_le16(p, v);
+}
+static void put_u32(struct enc *e, uint32_t v)
+{
+    uint8_t *p = enc_take(e, 4);
+    if (p) util_put_le32(p, v);
+}
+static void put_u64(struct enc *e, uint64_t v)
+{
+    uint8_t *p = enc_take(e, 8);
+    if (p) util_put_le64(p, v);
+}
+static void put_str(struct enc *e, struct wire_str s)
+{
+    if (s.len > WIRE_STR_MAX) {
+        e->err = -EMSGSIZE;
+        return;
+    }
+    put_u16(e, s.len);
+    uint8_t *p = enc_take(e, s.len);
+    if (p && s.len) memcpy(p, s.ptr, s.len);
+}
+static void put_bytes(struct enc *e, const void *b, uint32_t len)
+{
+    put_u32(e, len);
+    uint8_t *p = enc_take(e, len);
+    if (p && len) memcpy(p, b, len);
+}
+static int enc_done(struct enc *e)
+{
+    return e->err ? e->err : (int)e->used;
+}
+
+static void dec_init(struct dec *d, const uint8_t *body, size_t len, size_t payload_len)
+{
+    d->p = body;
+    d->err = 0;
+    if (payload_len > len) {
+        d->left = 0;
+        d->err = -EPROTO;
+    } else {
+        d->left = len - payload_len;
+    }
+}
+
+static const uint8_t *dec_take(struct dec *d, size_t n)
+{
+    if (d->err || d->left < n) {
+        d->err = -EPROTO;
+        return NULL;
+    }
+    const uint8_t *p = d->p;
+    d->p += n;
+    d->left -= n;
+    return p;
+}
+
+static uint16_t get_u16(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 2);
+    return p ? util_get_le16(p) : 0;
+}
+static uint32_t get_u32(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 4);
+    return p ? util_get_le32(p) : 0;
+}
+static uint64_t get_u64(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 8);
+    return p ? util_get_le64(p) : 0;
+}
+static struct wire_str get_str(struct dec *d)
+{
+    struct wire_str s = {NULL, 0};
+    uint16_t len = get_u16(d);
+    if (len > WIRE_STR_MAX) {
+        d->err = -EPROTO;
+        return s;
+    }
+    const uint8_t *p = dec_take(d, len);
+    if (p) {
+        s.ptr = (const char *)p;
+        s.len = len;
+    }
+    return s;
+}
+static const uint8_t *get_bytes(struct dec *d, uint32_t *len)
+{
+    *len = get_u32(d);
+    const uint8_t *p = dec_take(d, *len);
+    if (!p) *len = 0;
+    return p;
+}
+static void dec_fail(struct dec *d)
+{
+    d->err = -EPROTO;
+}
+/* The fields must end exactly where the payload begins. */
+static int dec_finish(struct dec *d)
+{
+    if (d->err) return d->err;
+    return d->left == 0 ? 0 : -EPROTO;
+}
+
+struct wire_str wire_cstr(const char *s)
+{
+    struct wire_str w = {s, 0};
+    size_t n = s ? strlen(s) : 0;
+    w.len = (uint16_t)(n > WIRE_STR_MAX ? WIRE_STR_MAX + 1 : n);
+    return w;
+}
+
+bool wire_str_copy(struct wire_str s, char *buf, size_t len)
+{
+    if (s.len >= len || (s.len && memchr(s.ptr, 0, s.len))) return false;
+    if (s.len) memcpy(buf, s.ptr, s.len);
+    buf[s.len] = 0;
+    return true;
+}
+
+/* ---- header ------------------------------------------------------------- */
+
+static uint32_t csum32(const void *p, size_t n)
+{
+    return (uint32_t)util_xxh3(p, n);
+}
+
+void wire_encode_hdr(uint8_t out[WIRE_HDR_LEN], const struct wire_hdr *h, const void *fields,
+                     size_t fields_len)
+{
+    util_put_le32(out + 0, WIRE_MAGIC);
+    util_put_le16(out + 4, WIRE_VERSION);
+    util_put_le16(out + 6, h->type);
+    util_put_le16(out + 8, h->flags);
+    util_put_le16(out + 10, h->status);
+    util_put_le32(out + 12, h->len);
+    util_put_le64(out + 16, h->req_id);
+    util_put_le32(out + 24, h->payload_len);
+    util_put_le32(out + 28, csum32(fields, fields_len));
+    util_put_le32(out + 32, 0);
+    util_put_le32(out + 36, csum32(out, 36));
+}
+
+int wire_decode_hdr(const uint8_t in[WIRE_HDR_LEN], struct wire_hdr *h)
+{
+    if (util_get_le32(in) != WIRE_MAGIC) return -EPROTO;
+    if (util_get_le32(in + 36) != csum32(in, 36)) return -EPROTO;
+    h->version = util_get_le16(in + 4);
+    h->type = util_get_le16(in + 6);
+    h->flags = util_get_le16(in + 8);
+    h->status = util_get_le16(in + 10);
+    h->len = util_get_le32(in + 12);
+    h->req_id = util_get_le64(in + 16);
+    h->payload_len = util_get_le32(in + 24);
+    h->fields_csum = util_get_le32(in + 28);
+    if (h->version != WIRE_VERSION) return -EPROTO;
+    if (h->flags & ~WIRE_F_KNOWN) return -EPROTO;
+    if ((h->flags & WIRE_F_RESPONSE) && (h->flags & WIRE_F_ONEWAY)) return -EPROTO;
+    if (util_get_le32(in + 32) != 0) return -EPROTO;
+    if (h->len > WIRE_MAX_FRAME) return -EMSGSIZE;
+    if (h->payload_len > h->len) return -EPROTO;
+    if (h->len - h->payload_len > WIRE_MAX_FIELDS) return -EMSGSIZE;
+    return 0;
+}
+
+int wire_check_fields(const struct wire_hdr *h, const uint8_t *body)
+{
+    return csum32(body, h->len - h->payload_len) == h->fields_csum ? 0 : -EPROTO;
+}
+
+/* ---- error body ---------------------------------------------------------- */
+
+int wire_encode_error(uint8_t *buf, size_t cap, const struct wire_error *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->hint);
+    struct wire_str s = m->msg;
+    if (s.len > 512) s.len = 512; /* messages stay one short line */
+    put_str(&e, s);
+    return enc_done(&e);
+}
+
+int wire_decode_error(const uint8_t *body, size_t len, size_t payload_len, struct wire_error *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->hint = get_u64(&d);
+    m->msg = get_str(&d);
+    return dec_finish(&d);
+}
+
+/* ---- HELLO / PING -------------------------------------------------------- */
+
+int wire_encode_hello_req(uint8_t *buf, size_t cap, const struct wire_hello_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->cluster_hash);
+    put_u64(&e, m->node_id);
+    put_u16(&e, m->role);
+    put_u64(&e, m->auth);
+    put_str(&e, m->name);
+    return enc_done(&e);
+}
+int wire_decode_hello_req(const uint8_t *body, size_t len, size_t payload_len,
+                          struct wire_hello_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->cluster_hash = get_u64(&d);
+    m->node_id = get_u64(&d);
+    m->role = get_u16(&d);
+    m->auth = get_u64(&d);
+    m->name = get_str(&d);
+    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL || m->name.len > 128) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_hello_resp(uint8_t *buf, size_t cap, const struct wire_hello_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->node_id);
+    put_u16(&e, m->role);
+    return enc_done(&e);
+}
+int wire_decode_hello_resp(const uint8_t *body, size_t len, size_t payload_len,
+                           struct wire_hello_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->node_id = get_u64(&d);
+    m->role = get_u16(&d);
+    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL) dec_fail(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_ping_req(uint8_t *buf, size_t cap, const struct wire_ping_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->stamp);
+    return enc_done(&e);
+}
+int wire_decode_ping_req(const uint8_t *body, size_t len, size_t payload_len,
+                         struct wire_ping_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->stamp = get_u64(&d);
+    return dec_finish(&d);
+}
+int wire_encode_ping_resp(uint8_t *buf, size_t cap, const struct wire_ping_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->stamp);
+    return enc_done(&e);
+}
+int wire_decode_ping_resp(const uint8_t *body, size_t len, size_t payload_len,
+                          struct wire_ping_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->stamp = get_u64(&d);
+    return dec_finish(&d);
+}
+
+/* ---- BLOB_PUT ------------------------------------------------------------ */
+
+int wire_encode_blob_put_req(uint8_t *buf, size_t cap, const struct wire_blob_put_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->blob_id);
+    put_u32(&e, m->partition);
+    put_u32(&e, m->flags);
+    put_u64(&e, m->epoch);
+    put_u64(&e, m->csum);
+    put_u32(&e, m->data_len);
+    return enc_done(&e);
+}
+int wire_decode_blob_put_req(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_blob_put_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->blob_id = get_u64(&d);
+    m->partition = get_u32(&d);
+    m->flags = get_u32(&d);
+    m->epoch = get_u64(&d);
+    m->csum = get_u64(&d);
+    m->data_len = get_u32(&d);
+    if (m->data_len != payload_len || m->blob_id == 0) dec_fail(&d);
+    if (m->flags & ~(uint32_t)WIRE_PUT_COMPRESSIBLE) dec_fail(&d);
+    m->data = body + (len - payload_len);
+    return dec_finish(&d);
+}
+int wire_encode_blob_put_resp(uint8_t *buf, size_t cap, const struct wire_blob_put_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u32(&e, m->stored_len);
+    return enc_done(&e);
+}
+int wire_decode_blob_put_resp(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_blob_put_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->stored_len = get_u32(&d);
+    return dec_finish(&d);
+}
+
+/* ---- BLOB_GET ------------------------------------------------------------ */
+
+int wire_encode_blob_get_req(uint8_t *buf, size_t cap, const struct wire_blob_get_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->blob_id);
+    put_u32(&e, m->partition);
+    put_u32(&e, m->off);
+    put_u32(&e, m->len);
+    return enc_done(&e);
+}
+int wire_decode_blob_get_req(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_blob_get_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->blob_id = get_u64(&d);
+    m->partition = get_u32(&d);
+    m->off = get_u32(&d);
+    m->len = get_u32(&d);
+    if ((uint64_t)m->off + m->len > UINT32_MAX || payload_len != 0) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_blob_get_resp(uint8_t *buf, size_t cap, const struct wire_blob_get_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->csum);
+    put_u32(&e, m->blob_len);
+    put_u32(&e, m->data_len);
+    return enc_done(&e);
+}
+int wire_decode_blob_get_resp(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_blob_get_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->csum = get_u64(&d);
+    m->blob_len = get_u32(&d);
+    m->data_len = get_u32(&d);
+    if (m->data_len != payload_len || m->data_len > m->blob_len) dec_fail(&d);
+    m->data = body + (len - payload_len);
+    return dec_finish(&d);
+}
+
+/* ---- BLOB_DELETE / BLOB_STAT --------------------------------------------- */
+
+int wire_encode_blob_delete_req(uint8_t *buf, size_t cap, const struct wire_blob_delete_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->blob_id);
+    put_u32(&e, m->partition);
+    return enc_done(&e);
+}
+int wire_decode_blob_delete_req(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_blob_delete_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->blob_id = get_u64(&d);
+    m->partition = get_u32(&d);
+    if (payload_len) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_blob_delete_resp(uint8_t *buf, size_t cap, const struct wire_blob_delete_resp *m)
+{
+    (void)buf;
+    (void)cap;
+    (void)m;
+    return 0;
+}
+int wire_decode_blob_delete_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                 struct wire_blob_delete_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->unused = 0;
+    return dec_finish(&d);
+}
+
+int wire_encode_blob_stat_req(uint8_t *buf, size_t cap, const struct wire_blob_stat_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->blob_id);
+    return enc_done(&e);
+}
+int wire_decode_blob_stat_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_blob_stat_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->blob_id = get_u64(&d);
+    return dec_finish(&d);
+}
+int wire_encode_blob_stat_resp(uint8_t *buf, size_t cap, const struct wire_blob_stat_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->blob_id);
+    put_u32(&e, m->partition);
+    put_u32(&e, m->flags);
+    put_u32(&e, m->len);
+    put_u32(&e, m->stored_len);
+    put_u64(&e, m->csum);
+    return enc_done(&e);
+}
+int wire_decode_blob_stat_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_blob_stat_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->blob_id = get_u64(&d);
+    m->partition = get_u32(&d);
+    m->flags = get_u32(&d);
+    m->len = get_u32(&d);
+    m->stored_len = get_u32(&d);
+    m->csum = get_u64(&d);
+    return dec_finish(&d);
+}
+
+/* ---- BLOB_LIST ----------------------------------------------------------- */
+
+#define BLOB_ENTRY_LEN WIRE_BLOB_ENTRY_LEN /* u64 id, u32 len, u64 csum */
+
+int wire_encode_blob_list_req(uint8_t *buf, size_t cap, const struct wire_blob_list_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u32(&e, m->partition);
+    put_u32(&e, m->max);
+    put_u64(&e, m->cursor);
+    return enc_done(&e);
+}
+int wire_decode_blob_list_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_blob_list_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->partition = get_u32(&d);
+    m->max = get_u32(&d);
+    m->cursor = get_u64(&d);
+    if (m->max == 0 || m->max > WIRE_LIST_MAX) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_blob_list_resp(uint8_t *buf, size_t cap, const struct wire_blob_list_resp *m)
+{
+    /* Encode side takes the packed entries as they will appear (see
+     * wire_blob_list_pack); a decoded response re-encodes byte for byte. */
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->next_cursor);
+    put_u32(&e, m->n);
+    if (m->n > WIRE_LIST_MAX) e.err = -EMSGSIZE;
+    uint8_t *p = enc_take(&e, (size_t)m->n * BLOB_ENTRY_LEN);
+    if (p && m->n) memcpy(p, m->entries, (size_t)m->n * BLOB_ENTRY_LEN);
+    return enc_done(&e);
+}
+int wire_decode_blob_list_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_blob_list_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->next_cursor = get_u64(&d);
+    m->n = get_u32(&d);
+    if (m->n > WIRE_LIST_MAX) dec_fail(&d);
+    m->entries = dec_take(&d, (size_t)m->n * BLOB_ENTRY_LEN);
+    return dec_finish(&d);
+}
+void wire_blob_list_entry(const struct wire_blob_list_resp *r, uint32_t i,
+                          struct wire_blob_entry *out)
+{
+    const uint8_t *p = r->entries + (size_t)i * BLOB_ENTRY_LEN;
+    out->blob_id = util_get_le64(p);
+    out->len = util_get_le32(p + 8);
+    out->csum = util_get_le64(p + 12);
+}
+void wire_blob_list_pack(uint8_t *buf, const struct wire_blob_entry *entries, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *p = buf + (size_t)i * BLOB_ENTRY_LEN;
+        util_put_le64(p, entries[i].blob_id);
+        util_put_le32(p + 8, entries[i].len);
+        util_put_le64(p + 12, entries[i].csum);
+    }
+}
+
+/* ---- BLOB_REPORT --------------------------------------------------------- */
+
+#define BAD_ENTRY_LEN 12 /* u64 id, u32 partition */
+
+int wire_encode_blob_report_req(uint8_t *buf, size_t cap, const struct wire_blob_report_req *m)
+{
+    (void)buf;
+    (void)cap;
+    (void)m;
+    return 0;
+}
+int wire_decode_blob_report_req(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_blob_report_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->unused = 0;
+    return dec_finish(&d);
+}
+int wire_encode_blob_report_resp(uint8_t *buf, size_t cap, const struct wire_blob_report_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->node_id);
+    put_u64(&e, m->capacity);
+    put_u64(&e, m->used);
+    put_u64(&e, m->live_bytes);
+    put_u64(&e, m->dead_bytes);
+    put_u64(&e, m->blobs);
+    put_u64(&e, m->bad_blobs);
+    put_u64(&e, m->scrub_passes);
+    put_u32(&e, m->n_bad);
+    if (m->n_bad > WIRE_BAD_MAX) e.err = -EMSGSIZE;
+    for (uint32_t i = 0; i < m->n_bad && !e.err; i++) {
+        if (m->bad_in) {
+            put_u64(&e, m->bad_in[i].blob_id);
+            put_u32(&e, m->bad_in[i].partition);
+        } else {
+            uint8_t *p = enc_take(&e, BAD_ENTRY_LEN);
+            if (p) memcpy(p, m->bad + (size_t)i * BAD_ENTRY_LEN, BAD_ENTRY_LEN);
+        }
+    }
+    return enc_done(&e);
+}
+int wire_decode_blob_report_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                 struct wire_blob_report_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->node_id = get_u64(&d);
+    m->capacity = get_u64(&d);
+    m->used = get_u64(&d);
+    m->live_bytes = get_u64(&d);
+    m->dead_bytes = get_u64(&d);
+    m->blobs = get_u64(&d);
+    m->bad_blobs = get_u64(&d);
+    m->scrub_passes = get_u64(&d);
+    m->n_bad = get_u32(&d);
+    m->bad_in = NULL;
+    if (m->n_bad > WIRE_BAD_MAX) dec_fail(&d);
+    m->bad = dec_take(&d, (size_t)m->n_bad * BAD_ENTRY_LEN);
+    return dec_finish(&d);
+}
+void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
+                          struct wire_bad_blob *out)
+{
+    if (r->bad_in) {
+        *out = r->bad_in[i];
+        return;
+    }
+    const uint8_t *p = r->bad + (size_t)i * BAD_ENTRY_LEN;
+    out->blob_id = util_get_le64(p);
+    out->partition = util_get_le32(p + 8);
+}
+
+/* ---- NODE_HEARTBEAT ------------------------------------------------------ */
+
+int wire_encode_node_heartbeat_req(uint8_t *buf, size_t cap,
+                                   const struct wire_node_heartbeat_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->node_id);
+    put_str(&e, m->addr);
+    put_u64(&e, m->capacity);
+    put_u64(&e, m->used);
+    put_u64(&e, m->blobs);
+    put_u32(&e, m->n_bad);
+    put_u32(&e, m->flags);
+    return enc_done(&e);
+}
+int wire_decode_node_heartbeat_req(const uint8_t *body, size_t len, size_t payload_len,
+                                   struct wire_node_heartbeat_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->node_id = get_u64(&d);
+    m->addr = get_str(&d);
+    m->capacity = get_u64(&d);
+    m->used = get_u64(&d);
+    m->blobs = get_u64(&d);
+    m->n_bad = get_u32(&d);
+    m->flags = get_u32(&d);
+    if (m->node_id == 0 || m->addr.len == 0 || m->addr.len > 127) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_node_heartbeat_resp(uint8_t *buf, size_t cap,
+                                    const struct wire_node_heartbeat_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->leader_id);
+    return enc_done(&e);
+}
+int wire_decode_node_heartbeat_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                    struct wire_node_heartbeat_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->leader_id = get_u64(&d);
+    return dec_finish(&d);
+}
+
+/* ---- RAFT / PROPOSE ------------------------------------------------------ */
+
+int wire_encode_raft_req(uint8_t *buf, size_t cap, const struct wire_raft_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->cluster_hash);
+    put_u64(&e, m->from_id);
+    put_u64(&e, m->to_id);
+    put_u32(&e, m->part);
+    put_u32(&e, m->parts);
+    put_u64(&e, m->total_len);
+    put_bytes(&e, m->chunk, m->chunk_len);
+    return enc_done(&e);
+}
+int wire_decode_raft_req(const uint8_t *body, size_t len, size_t payload_len,
+                         struct wire_raft_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->cluster_hash = get_u64(&d);
+    m->from_id = get_u64(&d);
+    m->to_id = get_u64(&d);
+    m->part = get_u32(&d);
+    m->parts = get_u32(&d);
+    m->total_len = get_u64(&d);
+    m->chunk = get_bytes(&d, &m->chunk_len);
+    if (m->parts == 0 || m->part >= m->parts || m->chunk_len > m->total_len || payload_len)
+        dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_raft_resp(uint8_t *buf, size_t cap, const struct wire_raft_resp *m)
+{
+    (void)buf;
+    (void)cap;
+    (void)m;
+    return 0;
+}
+int wire_decode_raft_resp(const uint8_t *body, size_t len, size_t payload_len,
+                          struct wire_raft_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->unused = 0;
+    return dec_finish(&d);
+}
+
+int wire_encode_propose_req(uint8_t *buf, size_t cap, const struct wire_propose_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->from_id);
+    put_bytes(&e, m->cmd, m->cmd_len);
+    return enc_done(&e);
+}
+int wire_decode_propose_req(const uint8_t *body, size_t len, size_t payload_len,
+                            struct wire_propose_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->from_id = get_u64(&d);
+    m->cmd = get_bytes(&d, &m->cmd_len);
+    if (m->cmd_len == 0 || payload_len) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_propose_resp(uint8_t *buf, size_t cap, const struct wire_propose_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->raft_index);
+    put_bytes(&e, m->result, m->result_len);
+    return enc_done(&e);
+}
+int wire_decode_propose_resp(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_propose_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = get_u64(&d);
+    m->result = get_bytes(&d, &m->result_len);
+    return dec_finish(&d);
+}
+
+/* ---- VOL_ATTACH / VOL_DETACH --------------------------------------------- */
+
+int wire_encode_vol_attach_req(uint8_t *buf, size_t cap, const struct wire_vol_attach_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_str(&e, m->name);
+    put_str(&e, m->agent_id);
+    put_u32(&e, m->flags);
+    return enc_done(&e);
+}
+int wire_decode_vol_attach_req(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_vol_attach_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->name = get_str(&d);
+    m->agent_id = get_str(&d);
+    m->flags = get_u32(&d);
+    if (m->name.len == 0 || m->name.len > WIRE_NAME_MAX || m->agent_id.len == 0 ||
+        m->agent_id.len > 64 || (m->flags & ~(uint32_t)WIRE_ATTACH_RO))
+        dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_attach_resp(uint8_t *buf, size_t cap, const struct wire_vol_attach_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->size);
+    put_u64(&e, m->generation);
+    put_u32(&e, m->block_size);
+    put_u32(&e, m->flags);
+    put_u64(&e, m->raft_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_attach_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_vol_attach_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->size = get_u64(&d);
+    m->generation = get_u64(&d);
+    m->block_size = get_u32(&d);
+    m->flags = get_u32(&d);
+    m->raft_index = get_u64(&d);
+    if (m->block_size == 0 || (m->block_size & (m->block_size - 1)) ||
+        m->size % m->block_size)
+        dec_fail(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_vol_detach_req(uint8_t *buf, size_t cap, const struct wire_vol_detach_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->generation);
+    put_str(&e, m->agent_id);
+    return enc_done(&e);
+}
+int wire_decode_vol_detach_req(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_vol_detach_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->generation = get_u64(&d);
+    m->agent_id = get_str(&d);
+    if (m->agent_id.len == 0 || m->agent_id.len > 64) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_detach_resp(uint8_t *buf, size_t cap, const struct wire_vol_detach_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->raft_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_detach_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_vol_detach_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = get_u64(&d);
+    return dec_finish(&d);
+}
+
+/* ---- VOL_WRITE / VOL_READ ------------------------------------------------ */
+
+int wire_encode_vol_write_req(uint8_t *buf, size_t cap, const struct wire_vol_write_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->generation);
+    put_u64(&e, m->off);
+    put_u32(&e, m->len);
+    put_u32(&e, m->flags);
+    put_u64(&e, m->csum);
+    put_u32(&e, m->data_len);
+    return enc_done(&e);
+}
+int wire_decode_vol_write_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_vol_write_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->generation = get_u64(&d);
+    m->off = get_u64(&d);
+    m->len = get_u32(&d);
+    m->flags = get_u32(&d);
+    m->csum = get_u64(&d);
+    m->data_len = get_u32(&d);
+    m->data = body + (len - payload_len);
+    bool index_only = m->flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
+    if (m->flags & ~(uint32_t)(WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) dec_fail(&d);
+    if ((m->flags & WIRE_WRITE_ZERO) && (m->flags & WIRE_WRITE_TRIM)) dec_fail(&d);
+    if (m->data_len != payload_len) dec_fail(&d);
+    if (index_only ? m->data_len != 0 : m->data_len != m->len) dec_fail(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_write_resp(uint8_t *buf, size_t cap, const struct wire_vol_write_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->raft_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_write_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_vol_write_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = get_u64(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_vol_read_req(uint8_t *buf, size_t cap, const struct wire_vol_read_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->off);
+    put_u32(&e, m->len);
+    put_u32(&e, m->flags);
+    put_u64(&e, m->min_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_read_req(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_vol_read_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->off = get_u64(&d);
+    m->len = get_u32(&d);
+    m->flags = get_u32(&d);
+    m->min_index = get_u64(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len || m->flags || payload_len) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_read_resp(uint8_t *buf, size_t cap, const struct wire_vol_read_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->csum);
+    put_u64(&e, m->raft_index);
+    put_u32(&e, m->data_len);
+    return enc_done(&e);
+}
+int wire_decode_vol_read_resp(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_vol_read_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->csum = get_u64(&d);
+    m->raft_index = get_u64(&d);
+    m->data_len = get_u32(&d);
+    if (m->data_len != payload_len) dec_fail(&d);
+    m->data = body + (len - payload_len);
+    return dec_finish(&d);
+}
+
+/* ---- VOL_MAP ------------------------------------------------------------- */
+
+#define MAP_ENTRY_LEN 20 /* u64 off, u64 len, u32 kind */
+
+int wire_encode_vol_map_req(uint8_t *buf, size_t cap, const struct wire_vol_map_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->off);
+    put_u64(&e, m->len);
+    put_u64(&e, m->min_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_map_req(const uint8_t *body, size_t len, size_t payload_len,
+                            struct wire_vol_map_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->off = get_u64(&d);
+    m->len = get_u64(&d);
+    m->min_index = get_u64(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len || payload_len) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_map_resp(uint8_t *buf, size_t cap, const struct wire_vol_map_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u32(&e, m->n);
+    if (m->n > WIRE_MAP_MAX) e.err = -EMSGSIZE;
+    for (uint32_t i = 0; i < m->n && !e.err; i++) {
+        struct wire_map_range r;
+        wire_vol_map_range(m, i, &r);
+        put_u64(&e, r.off);
+        put_u64(&e, r.len);
+        put_u32(&e, r.kind);
+    }
+    return enc_done(&e);
+}
+int wire_decode_vol_map_resp(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_vol_map_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->n = get_u32(&d);
+    m->ranges_in = NULL;
+    if (m->n > WIRE_MAP_MAX) dec_fail(&d);
+    m->ranges = dec_take(&d, (size_t)m->n * MAP_ENTRY_LEN);
+    /* Ranges must be non-empty, ascending, non-overlapping, of a known kind. */
+    uint64_t end = 0;
+    for (uint32_t i = 0; i < m->n && !d.err; i++) {
+        struct wire_map_range r;
+        wire_vol_map_range(m, i, &r);
+        if (r.len == 0 || r.off > UINT64_MAX - r.len || r.off < end || r.kind > WIRE_MAP_HOLE)
+            dec_fail(&d);
+        end = r.off + r.len;
+    }
+    return dec_finish(&d);
+}
+void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i, struct wire_map_range *out)
+{
+    if (r->ranges_in) {
+        *out = r->ranges_in[i];
+        return;
+    }
+    const uint8_t *p = r->ranges + (size_t)i * MAP_ENTRY_LEN;
+    out->off = util_get_le64(p);
+    out->len = util_get_le64(p + 8);
+    out->kind = util_get_le32(p + 16);
+}
+
+/* ---- VOL_FLUSH / VOL_LIST ------------------------------------------------ */
+
+int wire_encode_vol_flush_req(uint8_t *buf, size_t cap, const struct wire_vol_flush_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->vol_id);
+    put_u64(&e, m->generation);
+    return enc_done(&e);
+}
+int wire_decode_vol_flush_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_vol_flush_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = get_u64(&d);
+    m->generation = get_u64(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_flush_resp(uint8_t *buf, size_t cap, const struct wire_vol_flush_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u64(&e, m->raft_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_flush_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_vol_flush_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = get_u64(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_vol_list_req(uint8_t *buf, size_t cap, const struct wire_vol_list_req *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u32(&e, m->max);
+    put_str(&e, m->after);
+    return enc_done(&e);
+}
+int wire_decode_vol_list_req(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_vol_list_req *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->max = get_u32(&d);
+    m->after = get_str(&d);
+    if (m->max == 0 || m->max > WIRE_VOLS_MAX || m->after.len > WIRE_NAME_MAX) dec_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_list_resp(uint8_t *buf, size_t cap, const struct wire_vol_list_resp *m)
+{
+    struct enc e;
+    enc_init(&e, buf, cap);
+    put_u32(&e, m->n);
+    if (m->n > WIRE_VOLS_MAX) e.err = -EMSGSIZE;
+    if (m->entries_in) {
+        for (uint32_t i = 0; i < m->n && !e.err; i++) {
+            put_str(&e, m->entries_in[i].name);
+            put_u64(&e, m->entries_in[i].vol_id);
+            put_u64(&e, m->entries_in[i].size);
+        }
+    } else {
+        uint8_t *p = enc_take(&e, m->entries_len);
+        if (p && m->entries_len) memcpy(p, m->entries, m->entries_len);
+    }
+    return enc_done(&e);
+}
+int wire_decode_vol_list_resp(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_vol_list_resp *m)
+{
+    struct dec d;
+    dec_init(&d, body, len, payload_len);
+    m->n = get_u32(&d);
+    m->entries_in = NULL;
+    if (m->n > WIRE_VOLS_MAX) dec_fail(&d);
+    m->entries = d.p;
+    for (uint32_t i = 0; i < m->n && !d.err; i++) {
+        struct wire_str name = get_str(&d);
+        if (name.len == 0 || name.len > WIRE_NAME_MAX) dec_fail(&d);
+        (void)get_u64(&d);
+        (void)get_u64(&d);
+    }
+    m->entries_len = d.err ? 0 : (size_t)(d.p - m->entries);
+    return dec_finish(&d);
+}
+int wire_vol_list_next(const struct wire_vol_list_resp *r, size_t *pos, struct wire_vol_entry *out)
+{
+    if (r->entries_in) {
+        if (*pos >= r->n) return 0;
+        *out = r->entries_in[(*pos)++];
+        return 1;
+    }
+    if (*pos >= r->entries_len) return 0;
+    struct dec d;
+    dec_init(&d, r->entries + *pos, r->entries_len - *pos, 0);
+    out->name = get_str(&d);
+    out->vol_id = get_u64(&d);
+    out->size = get_u64(&d);
+    if (d.err) return 0;
+    *pos = (size_t)(d.p - r->entries);
+    return 1;
+}
+
+/* ---- names, statuses, round trip ----------------------------------------- */
+
+const char *wire_type_name(uint16_t type)
+{
+    switch (type) {
+#define X(code, NAME, name)                                                                \
+    case code: return #NAME;
+        WIRE_MESSAGES(X)
+#undef X
+    default: return "unknown";
+    }
+}
+
+bool wire_type_known(uint16_t type)
+{
+    return strcmp(wire_type_name(type), "unknown") != 0;
+}
+
+const char *wire_status_name(uint16_t status)
+{
+    switch (status) {
+#define X(code, NAME)                                                                      \
+    case code: return #NAME;
+        WIRE_STATUSES(X)
+#undef X
+    default: return "UNKNOWN_STATUS";
+    }
+}
+
+uint16_t wire_status_from_err(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case 0: return WIRE_OK;
+    case EINVAL: case EPROTO: case EMSGSIZE: case EOVERFLOW: return WIRE_EINVAL;
+    case ENOENT: return WIRE_ENOENT;
+    case EEXIST: return WIRE_EEXIST;
+    case BD_ECSUM: return WIRE_ECSUM;
+    case BD_EFENCED: return WIRE_EFENCED;
+    case ENOSPC: case EDQUOT: return WIRE_ENOSPC;
+    case BD_ENOTLEADER: return WIRE_ENOTLEADER;
+    case EAGAIN: case BD_ENOLEADER: return WIRE_EAGAIN;
+    case ENOTSUP: return WIRE_ENOTSUP;
+    case ETIMEDOUT: return WIRE_ETIMEDOUT;
+    case EBUSY: return WIRE_EBUSY;
+    case ERANGE: return WIRE_ERANGE;
+    case EACCES: return WIRE_EAUTH;
+    case EPERM: case EROFS: return WIRE_EPERM;
+    case BD_EIMMUTABLE: return WIRE_EIMMUTABLE;
+    case ESHUTDOWN: case ECANCELED: return WIRE_ESHUTDOWN;
+    case ENOMEM: case ENOBUFS: return WIRE_ENOMEM;
+    default: return WIRE_EIO;
+    }
+}
+
+int wire_status_to_err(uint16_t status)
+{
+    switch (status) {
+    case WIRE_OK: return 0;
+    case WIRE_EINVAL: return -EINVAL;
+    case WIRE_ENOENT: return -ENOENT;
+    case WIRE_EEXIST: return -EEXIST;
+    case WIRE_ECSUM: return -BD_ECSUM;
+    case WIRE_EFENCED: return -BD_EFENCED;
+    case WIRE_ENOSPC: return -ENOSPC;
+    case WIRE_ENOTLEADER: return -BD_ENOTLEADER;
+    case WIRE_EAGAIN: return -EAGAIN;
+    case WIRE_ENOTSUP: return -ENOTSUP;
+    case WIRE_ETIMEDOUT: return -ETIMEDOUT;
+    case WIRE_EBUSY: return -EBUSY;
+    case WIRE_ERANGE: return -ERANGE;
+    case WIRE_EAUTH: return -EACCES;
+    case WIRE_EPERM: return -EPERM;
+    case WIRE_EIMMUTABLE: return -BD_EIMMUTABLE;
+    case WIRE_ESHUTDOWN: return -ESHUTDOWN;
+    case WIRE_ENOMEM: return -ENOMEM;
+    default: return -EIO;
+    }
+}
+
+int wire_roundtrip(uint16_t type, bool response, const uint8_t *body, size_t len,
+                   size_t payload_len)
+{
+    static __thread uint8_t out[WIRE_MAX_FIELDS];
+    int n = -EPROTO;
+    if (payload_len > len) return -EPROTO;
+    size_t fields = len - payload_len;
+    switch (type) {
+#define X(code, NAME, name)                                                                \
+    case code:                                                                             \
+        if (response) {                                                                    \
+            struct wire_##name##_resp m;                                                   \
+            memset(&m, 0, sizeof(m));                                                      \
+            if (wire_decode_##name##_resp(body, len, payload_len, &m) < 0) return -EPROTO; \
+            n = wire_encode_##name##_resp(out, sizeof(out), &m);                           \
+        } else {                                                                           \
+            struct wire_##name##_req m;                                                    \
+            memset(&m, 0, sizeof(m));                                                      \
+            if (wire_decode_##name##_req(body, len, payload_len, &m) < 0) return -EPROTO;  \
+            n = wire_encode_##name##_req(out, sizeof(out), &m);                            \
+        }                                                                                  \
+        break;
+        WIRE_MESSAGES(X)
+#undef X
+    default: return -EPROTO;
+    }
+    if (n < 0 || (size_t)n != fields || memcmp(out, body, fields) != 0) return -EILSEQ;
+    return 0;
+}

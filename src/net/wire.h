@@ -1,0 +1,434 @@
+/* wire.h: THE blockd wire codec (DESIGN.md §3).
+ *
+ * One framed binary protocol for agent<->proxy, proxy<->blob,
+ * proxy<->proxy (Raft included) and blob<->blob (repair).  Every frame is a
+ * fixed 40-byte little-endian header and a body:
+ *
+ *  OFFSET SIZE FIELD        NOTES
+ *    0     4   magic        WIRE_MAGIC ("BLKD" on the wire)
+ *    4     2   version      WIRE_VERSION; see the changelog below
+ *    6     2   type         enum wire_type
+ *    8     2   flags        WIRE_F_RESPONSE, WIRE_F_ONEWAY
+ *   10     2   status       enum wire_status; 0 in requests
+ *   12     4   len          body bytes; > WIRE_MAX_FRAME is rejected before
+ *                           any allocation
+ *   16     8   req_id       chosen by the requester, echoed in the response
+ *   24     4   payload_len  trailing body bytes that are bulk data carrying
+ *                           their own XXH3-64 in the fields (<= len)
+ *   28     4   fields_csum  low 32 bits of XXH3-64 over the first
+ *                           len - payload_len body bytes (the fields)
+ *   32     4   reserved     zero
+ *   36     4   hdr_csum     low 32 bits of XXH3-64 over header bytes 0..35
+ *
+ *  body = fields (per-type layout below) | payload (bulk data, or nothing)
+ *
+ * Why two checksums: the header checksum lets a receiver reject a frame
+ * before trusting `len`; the fields checksum covers offsets, ids and
+ * lengths, which no other check would catch.  Bulk data is not hashed per
+ * hop: it carries the XXH3-64 the agent computed (C14), which the proxy and
+ * the blob server verify, so hashing it again at every hop would only burn
+ * CPU.
+ *
+ * Errors: a response with status != WIRE_OK has the body of
+ * struct wire_error (a hint and a message), whatever its type.
+ *
+ * Codec rules (STYLE.md §9):
+ *   - wire_encode_<msg>_{req,resp} write the fields (never the payload)
+ *     into a caller buffer and return the bytes written or -EMSGSIZE; they
+ *     never allocate.  The payload travels beside them as an iovec.
+ *   - wire_decode_<msg>_{req,resp} parse a whole body and return 0 or
+ *     -EPROTO.  They check that the fields end exactly where the payload
+ *     begins, that declared lengths match, that counts fit their bounds,
+ *     and that offset + length does not overflow.  Strings and payloads
+ *     point into the body and are valid as long as it is.
+ *   - Strings are u16 length + bytes (no NUL on the wire); decoded strings
+ *     are NOT NUL-terminated: use the (ptr, len) pair.
+ *
+ * CHECKLIST when adding or changing a message:
+ *   1. add or edit its line in WIRE_MESSAGES and its structs below;
+ *   2. write encode and decode side by side in wire.c, same field order;
+ *   3. add a round-trip test in tests/unit/test_wire.c (the truncation and
+ *      fuzz seed tests pick it up from wire_test_vectors());
+ *   4. bump WIRE_VERSION if an existing layout changed, with a line in the
+ *      changelog here.
+ *
+ * Changelog:
+ *   1  first version.
+ */
+#ifndef BD_WIRE_H
+#define BD_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_MAGIC 0x444b4c42u /* bytes 'B','L','K','D' */
+#define WIRE_VERSION 1
+#define WIRE_HDR_LEN 40
+/* Largest body: a 16 MiB blob or write plus generous room for fields. */
+#define WIRE_MAX_FRAME ((32u << 20) + 65536u)
+#define WIRE_MAX_FIELDS 65536u /* the fields part of any body */
+#define WIRE_STR_MAX 4096u     /* any string field */
+#define WIRE_NAME_MAX 255u     /* volume names (they become NBD export names) */
+#define WIRE_LIST_MAX 4096u    /* entries in a BLOB_LIST response */
+#define WIRE_MAP_MAX 2048u     /* ranges in a VOL_MAP response */
+#define WIRE_VOLS_MAX 1024u    /* volumes in a VOL_LIST response */
+#define WIRE_BAD_MAX 1024u     /* bad blobs in a BLOB_REPORT response */
+
+#define WIRE_F_RESPONSE 0x1 /* this frame answers the request with req_id */
+#define WIRE_F_ONEWAY 0x2   /* a request that gets no response */
+#define WIRE_F_KNOWN (WIRE_F_RESPONSE | WIRE_F_ONEWAY)
+
+/* The message list.  X(code, NAME, name): one line per request/response
+ * pair; the code is stable on the wire. */
+#define WIRE_MESSAGES(X)                                                                   \
+    X(1, HELLO, hello)                 /* identify and authenticate a peer */             \
+    X(2, PING, ping)                   /* liveness and round-trip time */                 \
+    X(10, BLOB_PUT, blob_put)          /* proxy -> blob: store an immutable blob */       \
+    X(11, BLOB_GET, blob_get)          /* read a blob or a range of it */                 \
+    X(12, BLOB_DELETE, blob_delete)    /* proxy GC -> blob */                             \
+    X(13, BLOB_STAT, blob_stat)        /* one blob's metadata */                          \
+    X(14, BLOB_LIST, blob_list)        /* a partition's blobs, paged, for repair */       \
+    X(15, BLOB_REPORT, blob_report)    /* capacity, health, bad blobs */                  \
+    X(20, NODE_HEARTBEAT, node_heartbeat) /* blob -> proxy: I am up */                    \
+    X(30, RAFT, raft)                  /* proxy <-> proxy: one raft message (oneway) */   \
+    X(31, PROPOSE, propose)            /* follower proxy -> leader: an index command */   \
+    X(40, VOL_ATTACH, vol_attach)      /* agent -> proxy */                               \
+    X(41, VOL_DETACH, vol_detach)                                                         \
+    X(42, VOL_WRITE, vol_write)        /* an extent write, zero or trim */                \
+    X(43, VOL_READ, vol_read)                                                             \
+    X(44, VOL_MAP, vol_map)            /* data / zero / hole ranges */                    \
+    X(45, VOL_FLUSH, vol_flush)        /* fence check before a flush is acked */          \
+    X(46, VOL_LIST, vol_list)          /* volumes, for NBD_OPT_LIST */
+
+enum wire_type {
+#define X(code, NAME, name) WIRE_##NAME = code,
+    WIRE_MESSAGES(X)
+#undef X
+};
+
+/* Response status.  Stable on the wire; map with wire_status_{from,to}_err. */
+#define WIRE_STATUSES(X)                                                                   \
+    X(0, OK)                                                                               \
+    X(1, EINVAL)     /* a field is out of range or inconsistent */                        \
+    X(2, ENOENT)     /* no such volume, blob or partition */                              \
+    X(3, EEXIST)                                                                           \
+    X(4, ECSUM)      /* data does not match its checksum */                               \
+    X(5, EFENCED)    /* stale attach generation or partition epoch (C10) */               \
+    X(6, ENOSPC)                                                                           \
+    X(7, EIO)                                                                              \
+    X(8, ENOTLEADER) /* hint = leader id, if known */                                     \
+    X(9, EAGAIN)     /* try again: no leader yet, not ready, overloaded */                \
+    X(10, ENOTSUP)   /* unknown type or feature */                                        \
+    X(11, ETIMEDOUT)                                                                       \
+    X(12, EBUSY)     /* conflict: attached elsewhere, in use */                           \
+    X(13, ERANGE)    /* offset or length outside the volume */                            \
+    X(14, EAUTH)     /* HELLO missing or wrong */                                         \
+    X(15, EPERM)     /* read-only attach, forbidden operation */                          \
+    X(16, EIMMUTABLE) /* blob id reused with different bytes */                           \
+    X(17, ESHUTDOWN) /* the server is stopping */                                         \
+    X(18, ENOMEM)    /* a bounded resource is exhausted */
+
+enum wire_status {
+#define X(code, NAME) WIRE_##NAME = code,
+    WIRE_STATUSES(X)
+#undef X
+};
+
+/* The fixed header, decoded.  All fields are copies. */
+struct wire_hdr {
+    uint16_t version;
+    uint16_t type;
+    uint16_t flags;
+    uint16_t status;
+    uint32_t len;
+    uint64_t req_id;
+    uint32_t payload_len;
+    uint32_t fields_csum;
+};
+
+/* A length-delimited string borrowed from a body (not NUL-terminated). */
+struct wire_str {
+    const char *ptr;
+    uint16_t len;
+};
+/* Build a wire_str from a C string (for encoding). */
+struct wire_str wire_cstr(const char *s);
+/* Copy S into BUF (LEN bytes) as a C string; false if it does not fit or
+ * contains a NUL. */
+bool wire_str_copy(struct wire_str s, char *buf, size_t len);
+
+/* ---- header --------------------------------------------------------------- */
+
+/* Encode HDR into OUT[WIRE_HDR_LEN], computing fields_csum over FIELDS and
+ * hdr_csum.  hdr->len must already include the payload. */
+void wire_encode_hdr(uint8_t out[WIRE_HDR_LEN], const struct wire_hdr *hdr, const void *fields,
+                     size_t fields_len);
+/* Decode and validate a header: magic, version, checksum, known flags,
+ * len <= WIRE_MAX_FRAME, payload_len <= len, fields part <= WIRE_MAX_FIELDS.
+ * 0, or -EPROTO (bad magic, version or checksum) or -EMSGSIZE (too long). */
+int wire_decode_hdr(const uint8_t in[WIRE_HDR_LEN], struct wire_hdr *hdr);
+/* Verify the fields checksum of a whole BODY against HDR.  0 or -EPROTO. */
+int wire_check_fields(const struct wire_hdr *hdr, const uint8_t *body);
+
+/* ---- messages ------------------------------------------------------------- */
+
+enum wire_role { WIRE_ROLE_AGENT = 1, WIRE_ROLE_PROXY = 2, WIRE_ROLE_BLOB = 3, WIRE_ROLE_CTL = 4 };
+
+struct wire_error {           /* the body of every non-OK response */
+    uint64_t hint;            /* ENOTLEADER: leader id (0 unknown); otherwise 0 */
+    struct wire_str msg;      /* one line for logs and users */
+};
+
+struct wire_hello_req {
+    uint64_t cluster_hash;    /* XXH3-64 of the cluster id */
+    uint64_t node_id;         /* sender's id (0 for agents and ctl) */
+    uint16_t role;            /* enum wire_role */
+    uint64_t auth;            /* XXH3-64 of cluster id + secret; 0 if no secret */
+    struct wire_str name;     /* sender's name for logs ("agent hv1") */
+};
+struct wire_hello_resp {
+    uint64_t node_id;
+    uint16_t role;
+};
+
+struct wire_ping_req { uint64_t stamp; };
+struct wire_ping_resp { uint64_t stamp; };
+
+#define WIRE_PUT_COMPRESSIBLE 0x1 /* the server may store it zstd-compressed */
+struct wire_blob_put_req {
+    uint64_t blob_id;
+    uint32_t partition;
+    uint32_t flags;           /* WIRE_PUT_* */
+    uint64_t epoch;           /* partition epoch; stale epochs are refused */
+    uint64_t csum;            /* XXH3-64 of data */
+    uint32_t data_len;        /* == payload length */
+    const uint8_t *data;      /* payload */
+};
+struct wire_blob_put_resp {
+    uint32_t stored_len;      /* bytes on disk (smaller if compressed) */
+};
+
+struct wire_blob_get_req {
+    uint64_t blob_id;
+    uint32_t partition;
+    uint32_t off;             /* range within the blob */
+    uint32_t len;             /* 0 with off 0: the whole blob */
+};
+struct wire_blob_get_resp {
+    uint64_t csum;            /* XXH3-64 of the returned bytes */
+    uint32_t blob_len;        /* the whole blob's length */
+    uint32_t data_len;        /* == payload length */
+    const uint8_t *data;
+};
+
+struct wire_blob_delete_req {
+    uint64_t blob_id;
+    uint32_t partition;
+};
+struct wire_blob_delete_resp { uint8_t unused; };
+
+struct wire_blob_stat_req { uint64_t blob_id; };
+struct wire_blob_stat_resp {
+    uint64_t blob_id;
+    uint32_t partition;
+    uint32_t flags;           /* WIRE_PUT_* as stored; bit 31: stored compressed */
+    uint32_t len;
+    uint32_t stored_len;
+    uint64_t csum;
+};
+
+struct wire_blob_entry { uint64_t blob_id; uint32_t len; uint64_t csum; };
+struct wire_blob_list_req {
+    uint32_t partition;
+    uint32_t max;             /* <= WIRE_LIST_MAX */
+    uint64_t cursor;          /* 0 to start; the previous next_cursor after */
+};
+struct wire_blob_list_resp {
+    uint64_t next_cursor;     /* 0: no more */
+    uint32_t n;
+    const uint8_t *entries;   /* n packed entries; read with wire_blob_list_entry() */
+};
+/* Entry I of a decoded list (I < n). */
+void wire_blob_list_entry(const struct wire_blob_list_resp *r, uint32_t i,
+                          struct wire_blob_entry *out);
+/* Pack N entries into BUF (N * WIRE_BLOB_ENTRY_LEN bytes), ready to be a
+ * list response's `entries` for encoding. */
+#define WIRE_BLOB_ENTRY_LEN 20
+void wire_blob_list_pack(uint8_t *buf, const struct wire_blob_entry *entries, uint32_t n);
+
+struct wire_bad_blob { uint64_t blob_id; uint32_t partition; };
+struct wire_blob_report_req { uint8_t unused; };
+struct wire_blob_report_resp {
+    uint64_t node_id;
+    uint64_t capacity;
+    uint64_t used;
+    uint64_t live_bytes;
+    uint64_t dead_bytes;
+    uint64_t blobs;
+    uint64_t bad_blobs;
+    uint64_t scrub_passes;    /* full scrub passes completed */
+    uint32_t n_bad;           /* <= WIRE_BAD_MAX listed below */
+    const uint8_t *bad;       /* read with wire_blob_report_bad() */
+    const struct wire_bad_blob *bad_in; /* encode side: array of n_bad */
+};
+void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
+                          struct wire_bad_blob *out);
+
+struct wire_node_heartbeat_req {
+    uint64_t node_id;
+    struct wire_str addr;     /* the blob server's wire address */
+    uint64_t capacity;
+    uint64_t used;
+    uint64_t blobs;
+    uint32_t n_bad;
+    uint32_t flags;           /* bit 0: read-only (out of space or failed) */
+};
+struct wire_node_heartbeat_resp {
+    uint64_t leader_id;       /* 0 if unknown */
+};
+
+/* A raft message, possibly one part of a large one (snapshots). */
+struct wire_raft_req {
+    uint64_t cluster_hash;
+    uint64_t from_id;
+    uint64_t to_id;
+    uint32_t part;            /* 0-based part number */
+    uint32_t parts;           /* >= 1 */
+    uint64_t total_len;       /* bytes of the whole message */
+    uint32_t chunk_len;
+    const uint8_t *chunk;     /* fields, checksummed */
+};
+struct wire_raft_resp { uint8_t unused; }; /* raft frames are oneway */
+
+struct wire_propose_req {
+    uint64_t from_id;
+    uint32_t cmd_len;
+    const uint8_t *cmd;       /* an encoded index command */
+};
+struct wire_propose_resp {
+    uint64_t raft_index;      /* the entry that carried it */
+    uint32_t result_len;
+    const uint8_t *result;    /* an encoded command result */
+};
+
+#define WIRE_ATTACH_RO 0x1
+struct wire_vol_attach_req {
+    struct wire_str name;
+    struct wire_str agent_id; /* attach identity */
+    uint32_t flags;           /* WIRE_ATTACH_* */
+};
+struct wire_vol_attach_resp {
+    uint64_t vol_id;
+    uint64_t size;
+    uint64_t generation;      /* carried on every write and flush */
+    uint32_t block_size;
+    uint32_t flags;           /* WIRE_ATTACH_* granted */
+    uint64_t raft_index;
+};
+
+struct wire_vol_detach_req {
+    uint64_t vol_id;
+    uint64_t generation;
+    struct wire_str agent_id;
+};
+struct wire_vol_detach_resp { uint64_t raft_index; };
+
+#define WIRE_WRITE_ZERO 0x1 /* write zeroes: index only, no payload */
+#define WIRE_WRITE_TRIM 0x2 /* discard: index only, no payload */
+struct wire_vol_write_req {
+    uint64_t vol_id;
+    uint64_t generation;
+    uint64_t off;
+    uint32_t len;
+    uint32_t flags;           /* WIRE_WRITE_*; with ZERO or TRIM, data_len is 0 */
+    uint64_t csum;            /* XXH3-64 of data (0 for ZERO/TRIM) */
+    uint32_t data_len;        /* == payload length */
+    const uint8_t *data;
+};
+struct wire_vol_write_resp { uint64_t raft_index; };
+
+struct wire_vol_read_req {
+    uint64_t vol_id;
+    uint64_t off;
+    uint32_t len;
+    uint32_t flags;
+    uint64_t min_index;       /* answer only once this raft index is applied (C7) */
+};
+struct wire_vol_read_resp {
+    uint64_t csum;            /* XXH3-64 of data */
+    uint64_t raft_index;      /* applied index the read saw */
+    uint32_t data_len;
+    const uint8_t *data;
+};
+
+enum wire_map_kind { WIRE_MAP_DATA = 0, WIRE_MAP_ZERO = 1, WIRE_MAP_HOLE = 2 };
+struct wire_map_range { uint64_t off; uint64_t len; uint32_t kind; };
+struct wire_vol_map_req {
+    uint64_t vol_id;
+    uint64_t off;
+    uint64_t len;
+    uint64_t min_index;
+};
+struct wire_vol_map_resp {
+    uint32_t n;               /* <= WIRE_MAP_MAX; ranges ascend and do not overlap */
+    const uint8_t *ranges;    /* read with wire_vol_map_range() */
+    const struct wire_map_range *ranges_in; /* encode side */
+};
+void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i,
+                        struct wire_map_range *out);
+
+struct wire_vol_flush_req {
+    uint64_t vol_id;
+    uint64_t generation;
+};
+struct wire_vol_flush_resp { uint64_t raft_index; };
+
+struct wire_vol_entry { struct wire_str name; uint64_t vol_id; uint64_t size; };
+struct wire_vol_list_req {
+    uint32_t max;             /* <= WIRE_VOLS_MAX */
+    struct wire_str after;    /* names after this one; empty to start */
+};
+struct wire_vol_list_resp {
+    uint32_t n;
+    const uint8_t *entries;   /* read with wire_vol_list_next() */
+    size_t entries_len;
+    const struct wire_vol_entry *entries_in; /* encode side */
+};
+/* Iterate a decoded list: *POS starts at 0; returns 1 with *OUT filled, or
+ * 0 at the end.  (Entries were validated by the decoder.) */
+int wire_vol_list_next(const struct wire_vol_list_resp *r, size_t *pos,
+                       struct wire_vol_entry *out);
+
+/* Encoders and decoders, generated by name from WIRE_MESSAGES. */
+#define X(code, NAME, name)                                                                \
+    int wire_encode_##name##_req(uint8_t *buf, size_t cap, const struct wire_##name##_req *m); \
+    int wire_decode_##name##_req(const uint8_t *body, size_t len, size_t payload_len,      \
+                                 struct wire_##name##_req *m);                             \
+    int wire_encode_##name##_resp(uint8_t *buf, size_t cap,                                \
+                                  const struct wire_##name##_resp *m);                     \
+    int wire_decode_##name##_resp(const uint8_t *body, size_t len, size_t payload_len,     \
+                                  struct wire_##name##_resp *m);
+WIRE_MESSAGES(X)
+#undef X
+
+int wire_encode_error(uint8_t *buf, size_t cap, const struct wire_error *m);
+int wire_decode_error(const uint8_t *body, size_t len, size_t payload_len, struct wire_error *m);
+
+/* ---- names and statuses ------------------------------------------------- */
+const char *wire_type_name(uint16_t type);   /* "BLOB_PUT", or "unknown" */
+bool wire_type_known(uint16_t type);
+const char *wire_status_name(uint16_t status);
+/* -errno / -BD_E* -> status, and back. */
+uint16_t wire_status_from_err(int err);
+int wire_status_to_err(uint16_t status);
+
+/* ---- test support ------------------------------------------------------- */
+/* Decode BODY as the request (or, with RESPONSE, the response) of TYPE,
+ * then re-encode it and check the bytes match.  0, -EPROTO if it does not
+ * decode, -EILSEQ if it decodes but re-encodes differently (a codec bug).
+ * Used by the unit tests and the fuzz target. */
+int wire_roundtrip(uint16_t type, bool response, const uint8_t *body, size_t len,
+                   size_t payload_len);
+
+#endif

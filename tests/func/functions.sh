@@ -1,0 +1,77 @@
+# functions.sh: helpers for end-to-end test scripts (source it).
+#
+#   . "$(dirname "$0")/functions.sh"
+#   requires nbdinfo --version        # skip (exit 77) if a tool is missing
+#   tmp=$(mktmp)                      # a temp dir removed at exit
+#   port=$(free_port)                 # a free loopback TCP port
+#   cleanup_fn kill_pid $pid          # run at exit, in reverse order
+#   wait_for 10 "nbdinfo --size nbd://127.0.0.1:$port/vol0"   # bounded wait
+#
+# Every process a test starts is stopped by pid at exit; every wait has a
+# timeout; ports come from free_port so parallel tests do not collide.
+
+set -u
+: "${BLOCKD:?BLOCKD must point at the blockd binary}"
+: "${SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+
+_cleanups=()
+cleanup_fn() { _cleanups+=("$*"); }
+_run_cleanups() {
+    local rc=$?
+    for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" || true; done
+    exit $rc
+}
+trap _run_cleanups EXIT
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+requires() { "$@" >/dev/null 2>&1 || skip "requires: $*"; }
+
+mktmp() {
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/blockd-test.XXXXXX")
+    cleanup_fn rm -rf "$d"
+    echo "$d"
+}
+
+# A free TCP port on 127.0.0.1 in 20000-59999, chosen at random and checked
+# by binding it; the caller binds it soon after.
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            # Nothing listening; also make sure no one else took it in this run.
+            if [ ! -e "${TMPDIR:-/tmp}/blockd-port-$p" ]; then
+                : >"${TMPDIR:-/tmp}/blockd-port-$p"
+                cleanup_fn rm -f "${TMPDIR:-/tmp}/blockd-port-$p"
+                echo "$p"
+                return 0
+            fi
+        fi
+    done
+    fail "no free port"
+}
+
+kill_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# wait_for SECONDS COMMAND...: retry COMMAND until it succeeds or time runs out.
+wait_for() {
+    local secs=$1
+    shift
+    local end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ]; do
+        if eval "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    eval "$@" || fail "timed out after ${secs}s waiting for: $*"
+}
