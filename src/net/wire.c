@@ -786,7 +786,7 @@ int wire_decode_vol_attach_req(const uint8_t *body, size_t len, size_t payload_l
     m->agent_id = get_str(&d);
     m->flags = get_u32(&d);
     if (m->name.len == 0 || m->name.len > WIRE_NAME_MAX || m->agent_id.len == 0 ||
-        m->agent_id.len > 64 || (m->flags & ~(uint32_t)WIRE_ATTACH_RO))
+        m->agent_id.len > 64 || (m->flags & ~(uint32_t)(WIRE_ATTACH_RO | WIRE_ATTACH_INFO)))
         dec_fail(&d);
     return dec_finish(&d);
 }
@@ -928,15 +928,62 @@ int wire_decode_vol_read_req(const uint8_t *body, size_t len, size_t payload_len
     m->len = get_u32(&d);
     m->flags = get_u32(&d);
     m->min_index = get_u64(&d);
-    if (m->len == 0 || m->off > UINT64_MAX - m->len || m->flags || payload_len) dec_fail(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len || (m->flags & ~(uint32_t)WIRE_READ_MAP) ||
+        payload_len)
+        dec_fail(&d);
     return dec_finish(&d);
 }
+
+#define MAP_ENTRY_LEN 20 /* u64 off, u64 len, u32 kind */
+
+/* Encode/decode/validate a counted array of map ranges (VOL_READ, VOL_MAP). */
+static void put_ranges(struct enc *e, uint32_t n, const struct wire_map_range *in,
+                       const uint8_t *packed)
+{
+    put_u32(e, n);
+    if (n > WIRE_MAP_MAX) e->err = -EMSGSIZE;
+    for (uint32_t i = 0; i < n && !e->err; i++) {
+        if (in) {
+            put_u64(e, in[i].off);
+            put_u64(e, in[i].len);
+            put_u32(e, in[i].kind);
+        } else {
+            uint8_t *p = enc_take(e, MAP_ENTRY_LEN);
+            if (p) memcpy(p, packed + (size_t)i * MAP_ENTRY_LEN, MAP_ENTRY_LEN);
+        }
+    }
+}
+static void range_at(const uint8_t *packed, uint32_t i, struct wire_map_range *out)
+{
+    const uint8_t *p = packed + (size_t)i * MAP_ENTRY_LEN;
+    out->off = util_get_le64(p);
+    out->len = util_get_le64(p + 8);
+    out->kind = util_get_le32(p + 16);
+}
+static const uint8_t *get_ranges(struct dec *d, uint32_t *n)
+{
+    *n = get_u32(d);
+    if (*n > WIRE_MAP_MAX) dec_fail(d);
+    const uint8_t *p = dec_take(d, (size_t)*n * MAP_ENTRY_LEN);
+    /* Ranges must be non-empty, ascending, non-overlapping, of a known kind. */
+    uint64_t end = 0;
+    for (uint32_t i = 0; p && i < *n && !d->err; i++) {
+        struct wire_map_range r;
+        range_at(p, i, &r);
+        if (r.len == 0 || r.off > UINT64_MAX - r.len || r.off < end || r.kind > WIRE_MAP_HOLE)
+            dec_fail(d);
+        end = r.off + r.len;
+    }
+    return p;
+}
+
 int wire_encode_vol_read_resp(uint8_t *buf, size_t cap, const struct wire_vol_read_resp *m)
 {
     struct enc e;
     enc_init(&e, buf, cap);
     put_u64(&e, m->csum);
     put_u64(&e, m->raft_index);
+    put_ranges(&e, m->n_ranges, m->ranges_in, m->ranges);
     put_u32(&e, m->data_len);
     return enc_done(&e);
 }
@@ -947,15 +994,21 @@ int wire_decode_vol_read_resp(const uint8_t *body, size_t len, size_t payload_le
     dec_init(&d, body, len, payload_len);
     m->csum = get_u64(&d);
     m->raft_index = get_u64(&d);
+    m->ranges_in = NULL;
+    m->ranges = get_ranges(&d, &m->n_ranges);
     m->data_len = get_u32(&d);
     if (m->data_len != payload_len) dec_fail(&d);
     m->data = body + (len - payload_len);
     return dec_finish(&d);
 }
+void wire_vol_read_range(const struct wire_vol_read_resp *r, uint32_t i,
+                         struct wire_map_range *out)
+{
+    if (r->ranges_in) *out = r->ranges_in[i];
+    else range_at(r->ranges, i, out);
+}
 
 /* ---- VOL_MAP ------------------------------------------------------------- */
-
-#define MAP_ENTRY_LEN 20 /* u64 off, u64 len, u32 kind */
 
 int wire_encode_vol_map_req(uint8_t *buf, size_t cap, const struct wire_vol_map_req *m)
 {
@@ -983,15 +1036,7 @@ int wire_encode_vol_map_resp(uint8_t *buf, size_t cap, const struct wire_vol_map
 {
     struct enc e;
     enc_init(&e, buf, cap);
-    put_u32(&e, m->n);
-    if (m->n > WIRE_MAP_MAX) e.err = -EMSGSIZE;
-    for (uint32_t i = 0; i < m->n && !e.err; i++) {
-        struct wire_map_range r;
-        wire_vol_map_range(m, i, &r);
-        put_u64(&e, r.off);
-        put_u64(&e, r.len);
-        put_u32(&e, r.kind);
-    }
+    put_ranges(&e, m->n, m->ranges_in, m->ranges);
     return enc_done(&e);
 }
 int wire_decode_vol_map_resp(const uint8_t *body, size_t len, size_t payload_len,
@@ -999,31 +1044,14 @@ int wire_decode_vol_map_resp(const uint8_t *body, size_t len, size_t payload_len
 {
     struct dec d;
     dec_init(&d, body, len, payload_len);
-    m->n = get_u32(&d);
     m->ranges_in = NULL;
-    if (m->n > WIRE_MAP_MAX) dec_fail(&d);
-    m->ranges = dec_take(&d, (size_t)m->n * MAP_ENTRY_LEN);
-    /* Ranges must be non-empty, ascending, non-overlapping, of a known kind. */
-    uint64_t end = 0;
-    for (uint32_t i = 0; i < m->n && !d.err; i++) {
-        struct wire_map_range r;
-        wire_vol_map_range(m, i, &r);
-        if (r.len == 0 || r.off > UINT64_MAX - r.len || r.off < end || r.kind > WIRE_MAP_HOLE)
-            dec_fail(&d);
-        end = r.off + r.len;
-    }
+    m->ranges = get_ranges(&d, &m->n);
     return dec_finish(&d);
 }
 void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i, struct wire_map_range *out)
 {
-    if (r->ranges_in) {
-        *out = r->ranges_in[i];
-        return;
-    }
-    const uint8_t *p = r->ranges + (size_t)i * MAP_ENTRY_LEN;
-    out->off = util_get_le64(p);
-    out->len = util_get_le64(p + 8);
-    out->kind = util_get_le32(p + 16);
+    if (r->ranges_in) *out = r->ranges_in[i];
+    else range_at(r->ranges, i, out);
 }
 
 /* ---- VOL_FLUSH / VOL_LIST ------------------------------------------------ */

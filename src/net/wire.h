@@ -312,7 +312,8 @@ struct wire_propose_resp {
     const uint8_t *result;    /* an encoded command result */
 };
 
-#define WIRE_ATTACH_RO 0x1
+#define WIRE_ATTACH_RO 0x1   /* read-only attach: no generation bump, no writes */
+#define WIRE_ATTACH_INFO 0x2 /* only look the volume up: attach nothing (NBD_OPT_INFO) */
 struct wire_vol_attach_req {
     struct wire_str name;
     struct wire_str agent_id; /* attach identity */
@@ -348,22 +349,28 @@ struct wire_vol_write_req {
 };
 struct wire_vol_write_resp { uint64_t raft_index; };
 
+enum wire_map_kind { WIRE_MAP_DATA = 0, WIRE_MAP_ZERO = 1, WIRE_MAP_HOLE = 2 };
+struct wire_map_range { uint64_t off; uint64_t len; uint32_t kind; };
+
+#define WIRE_READ_MAP 0x1 /* also return the data/zero/hole map of the range */
 struct wire_vol_read_req {
     uint64_t vol_id;
     uint64_t off;
     uint32_t len;
-    uint32_t flags;
+    uint32_t flags;           /* WIRE_READ_* */
     uint64_t min_index;       /* answer only once this raft index is applied (C7) */
 };
 struct wire_vol_read_resp {
-    uint64_t csum;            /* XXH3-64 of data */
+    uint64_t csum;            /* XXH3-64 of data (zeroes included) */
     uint64_t raft_index;      /* applied index the read saw */
+    uint32_t n_ranges;        /* with WIRE_READ_MAP: ranges covering the read, else 0 */
+    const uint8_t *ranges;    /* read with wire_vol_read_range() */
+    const struct wire_map_range *ranges_in; /* encode side */
     uint32_t data_len;
     const uint8_t *data;
 };
-
-enum wire_map_kind { WIRE_MAP_DATA = 0, WIRE_MAP_ZERO = 1, WIRE_MAP_HOLE = 2 };
-struct wire_map_range { uint64_t off; uint64_t len; uint32_t kind; };
+void wire_vol_read_range(const struct wire_vol_read_resp *r, uint32_t i,
+                         struct wire_map_range *out);
 struct wire_vol_map_req {
     uint64_t vol_id;
     uint64_t off;

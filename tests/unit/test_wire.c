@@ -130,9 +130,12 @@ static void build_vectors(void)
     add("vol_write_zero_req", WIRE_VOL_WRITE, false, wire_encode_vol_write_req(BUF, &wz), NULL, 0);
     struct wire_vol_write_resp wr_r = {.raft_index = 19};
     add("vol_write_resp", WIRE_VOL_WRITE, true, wire_encode_vol_write_resp(BUF, &wr_r), NULL, 0);
-    struct wire_vol_read_req rd = {.vol_id = 1, .off = 4096, .len = 4096, .min_index = 19};
+    struct wire_vol_read_req rd = {.vol_id = 1, .off = 4096, .len = 4096,
+                                   .flags = WIRE_READ_MAP, .min_index = 19};
     add("vol_read_req", WIRE_VOL_READ, false, wire_encode_vol_read_req(BUF, &rd), NULL, 0);
-    struct wire_vol_read_resp rd_r = {.csum = 3, .raft_index = 20, .data_len = 32};
+    struct wire_map_range rrng[2] = {{4096, 2048, WIRE_MAP_DATA}, {6144, 2048, WIRE_MAP_HOLE}};
+    struct wire_vol_read_resp rd_r = {.csum = 3, .raft_index = 20, .n_ranges = 2,
+                                      .ranges_in = rrng, .data_len = 32};
     add("vol_read_resp", WIRE_VOL_READ, true, wire_encode_vol_read_resp(BUF, &rd_r), payload, 32);
     struct wire_vol_map_req mp = {.vol_id = 1, .off = 0, .len = 1u << 20, .min_index = 2};
     add("vol_map_req", WIRE_VOL_MAP, false, wire_encode_vol_map_req(BUF, &mp), NULL, 0);
