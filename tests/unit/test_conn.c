@@ -6,6 +6,7 @@
  * bounded by run_until()'s deadline. */
 #include "bd.h"
 #include "net/conn.h"
+#include "net/link.h"
 #include "net/listener.h"
 #include "net/reactor.h"
 #include "tap.h"
@@ -439,4 +440,60 @@ TEST(inflight_limit)
     CHECK(all);
     for (int i = 4; i < 64; i++) CHECK_EQ(w[i].err, 0);
     conn_close(c, 0);
+}
+
+/* ---- Links ---------------------------------------------------------------- */
+
+static int link_ups, link_downs;
+static void l_up(struct link *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    link_ups++;
+}
+static void l_down(struct link *l, int err, void *arg)
+{
+    (void)l;
+    (void)err;
+    (void)arg;
+    link_downs++;
+}
+static const struct link_ops lops = {.on_up = l_up, .on_down = l_down};
+
+/* A link comes up, fails calls fast while its peer is gone, and reconnects
+ * by itself when the peer returns. */
+TEST(link_reconnects)
+{
+    fixture();
+    link_ups = link_downs = 0;
+    struct link *l = link_new(rx, addr, &cli_opts, &lops, NULL);
+    CHECK(l);
+    CHECK(run_until(&link_ups, 2000));
+    struct waiter w;
+    memset(&w, 0, sizeof(w));
+    w.call.cb = on_reply;
+    struct wire_ping_req p = {.stamp = 5};
+    uint8_t buf[16];
+    int n = wire_encode_ping_req(buf, sizeof(buf), &p);
+    CHECK_EQ(link_call(l, &w.call, WIRE_PING, buf, (size_t)n, NULL, 2000), 0);
+    CHECK(run_until(&w.done, 2000));
+    CHECK_EQ(w.value, 5);
+    /* Take the server away: the link goes down and calls fail at once. */
+    listener_free(lis);
+    lis = NULL;
+    CHECK(last_srv);
+    conn_close(last_srv, 0);
+    CHECK(run_until(&link_downs, 2000));
+    CHECK(!link_is_up(l));
+    CHECK_EQ(link_call(l, &w.call, WIRE_PING, buf, (size_t)n, NULL, 2000),
+             (unsigned long long)-ENOTCONN);
+    /* Bring it back: the link reconnects without being asked. */
+    CHECK_EQ(listener_new(rx, addr, on_accept, NULL, &lis), 0);
+    int ups_before = link_ups;
+    int target = ups_before + 1;
+    uint64_t end = util_mono_ms() + 5000;
+    while (link_ups < target && util_mono_ms() < end)
+        event_base_loop(reactor_base(rx), EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    CHECK(link_is_up(l));
+    link_free(l);
 }
