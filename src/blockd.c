@@ -1,6 +1,7 @@
 /* blockd.c: the one binary.
  *
  *   blockd --role=agent|proxy|blob|all --config FILE
+ *   blockd ctl ...            (the admin CLI, see ctl.c)
  *   blockd --help | --version
  *
  * Order of events: parse flags; load and validate the config (any error is
@@ -15,6 +16,7 @@
  * error. */
 #include "bd.h"
 #include "config.h"
+#include "ctl.h"
 #include "log.h"
 #include "net/metrics.h"
 #include "net/reactor.h"
@@ -44,6 +46,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: blockd --role=agent|proxy|blob|all --config FILE\n"
+            "       blockd ctl COMMAND ...   (blockd ctl --help)\n"
             "       blockd --help | --version\n"
             "\n"
             "  --role ROLE     which role instances of the config to run; 'all' runs\n"
@@ -87,6 +90,7 @@ static const struct role_ops *find_role(const char *name)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "ctl") == 0) return ctl_main(argc - 1, argv + 1);
     const char *role_name = NULL, *config_path = NULL;
     bool check_only = false;
     static const struct option opts[] = {
