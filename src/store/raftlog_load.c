@@ -656,7 +656,7 @@ int raftlog_load(struct raftlog *l, struct raftlog_state *out, char *err, size_t
     if (drop_all) {
         for (size_t i = 0; i < c.n_segs; i++) {
             unlink_seg(l, c.segs[i].seq);
-            c.segs[i].refs = 0;
+            raft_free(c.segs[i].buf);
         }
         c.n_segs = 0;
         c.n_ents = 0;
