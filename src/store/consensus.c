@@ -282,7 +282,9 @@ void consensus_close(struct consensus *c, void (*done)(void *arg), void *arg)
     c->done_arg = arg;
     if (raft_state(&c->raft) == RAFT_LEADER && c->raft.configuration.n > 1) {
         c->transfer.data = c;
-        if (raft_transfer(&c->raft, &c->transfer, 0, on_transferred) == 0) return;
+        int rc = raft_transfer(&c->raft, &c->transfer, 0, on_transferred);
+        if (rc == 0) return;
+        log_warn(c->tag, "no leadership transfer before stop: %s", raft_strerror(rc));
     }
     close_and_free(c);
 }

@@ -120,7 +120,7 @@ static void srv_on_request(struct conn *c, struct conn_frame *f, void *arg)
     struct wire_raft_req w;
     if (wire_decode_raft_req(f->body, f->hdr.len, f->hdr.payload_len, &w) < 0) return;
     struct node *from = node_by_id(w.from_id);
-    if (n->isolated || (from && from->isolated) || !n->c) return;
+    if (n->isolated || (from && from->isolated) || !n->c || n->closed) return;
     consensus_deliver(n->c, c, &w);
 }
 
@@ -200,18 +200,27 @@ static bool closed_pred(void)
     return closing_node->closed;
 }
 
-/* Stop N: listener and connections first (a crash, as far as peers can
- * tell), then the consensus. */
-static bool stop_node(struct node *n)
+/* Stop N.  Abrupt: listener and connections go first (a crash, as far as
+ * the peers can tell), then the consensus.  Graceful: the consensus closes
+ * while it can still hear its peers (so a leader can hand over), then the
+ * listener. */
+static bool stop_node(struct node *n, bool graceful)
 {
-    listener_free(n->lis);
-    n->lis = NULL;
-    while (n->n_accepted) conn_close(n->accepted[0], -ESHUTDOWN);
+    if (!graceful) {
+        listener_free(n->lis);
+        n->lis = NULL;
+        while (n->n_accepted) conn_close(n->accepted[0], -ESHUTDOWN);
+    }
     closing_node = n;
     n->closed = 0;
-    consensus_close(n->c, on_node_closed, n);
+    consensus_close(n->c, on_node_closed, n); /* frames go on to it until closed */
     bool ok = wait_until(closed_pred, 5000);
     n->c = NULL;
+    if (graceful) {
+        listener_free(n->lis);
+        n->lis = NULL;
+        while (n->n_accepted) conn_close(n->accepted[0], -ESHUTDOWN);
+    }
     return ok;
 }
 
@@ -453,7 +462,7 @@ TEST(leader_failover)
     CHECK(wait_until(new_leader, 10 * ELECTION_MS));
     printf("# new leader %llu %llu ms after the old one was cut off\n",
            (unsigned long long)leader()->id, (unsigned long long)(util_mono_ms() - t0));
-    CHECK(stop_node(old_leader));
+    CHECK(stop_node(old_leader, false));
     old_leader->isolated = false;
     for (int i = 0; i < 50; i++) CHECK_EQ(propose_wait(5, 8), 0);
     CHECK(wait_until(all_applied, 5000));
@@ -479,7 +488,7 @@ TEST(follower_catches_up_from_log)
     for (int i = 0; i < N_NODES; i++)
         if (nodes[i].c && !consensus_is_leader(nodes[i].c)) f = &nodes[i];
     CHECK(f != NULL);
-    CHECK(stop_node(f));
+    CHECK(stop_node(f, false));
     for (int i = 0; i < 20; i++) CHECK_EQ(propose_wait(2, 8), 0);
     CHECK_EQ(start_node(f), 0);
     CHECK(wait_until(all_applied, 10000));
@@ -495,7 +504,7 @@ TEST(restart_catches_up_from_snapshot)
     for (int i = 0; i < N_NODES; i++)
         if (nodes[i].c && !consensus_is_leader(nodes[i].c)) f = &nodes[i];
     CHECK(f != NULL);
-    CHECK(stop_node(f));
+    CHECK(stop_node(f, false));
     for (int i = 0; i < 600; i++) CHECK_EQ(propose_wait(3, 8), 0);
     CHECK_EQ(start_node(f), 0);
     CHECK(wait_until(all_applied, 15000));
@@ -549,6 +558,48 @@ TEST(foreign_frames_dropped)
     CHECK(wait_until(all_applied, 5000));
 }
 
+/* Parts out of order, parts that disagree with part 0, a total over the
+ * bound and chunks overrunning the announced total are dropped without
+ * reaching libraft; a good message after them still gets through. */
+TEST(bad_parts_dropped)
+{
+    struct node *n = &nodes[0];
+    struct consensus_stats before, after;
+    consensus_get_stats(n->c, &before);
+    uint8_t msg[40] = {0};
+    util_put_le16(msg, RAFT_IO_TIMEOUT_NOW);
+    util_put_le16(msg + 2, 1);
+    util_put_le64(msg + 4, 1000000);
+    struct wire_raft_req w = {.cluster_hash = n->auth.cluster_hash, .from_id = 2, .to_id = n->id,
+                              .part = 1, .parts = 2, .total_len = 28, .chunk_len = 14,
+                              .chunk = msg + 14};
+    consensus_deliver(n->c, NULL, &w); /* part 1 first */
+    w.part = 0;
+    w.chunk = msg;
+    consensus_deliver(n->c, NULL, &w); /* part 0 ... */
+    w.part = 1;
+    w.parts = 3;
+    consensus_deliver(n->c, NULL, &w); /* ... then a part 1 of another shape */
+    w.part = 0;
+    w.parts = 2;
+    w.total_len = 2ull << 30;          /* over the 1 GiB bound */
+    consensus_deliver(n->c, NULL, &w);
+    w.total_len = 20;
+    w.chunk_len = 14;
+    consensus_deliver(n->c, NULL, &w);
+    w.part = 1;
+    consensus_deliver(n->c, NULL, &w); /* 28 bytes of a 20-byte message */
+    w.parts = 1;
+    w.part = 0;
+    w.total_len = 28;
+    w.chunk_len = 27;                  /* one part, short of its total */
+    consensus_deliver(n->c, NULL, &w);
+    consensus_get_stats(n->c, &after);
+    CHECK_EQ(after.io.drop_malformed - before.io.drop_malformed, 5);
+    CHECK_EQ(after.io.received, before.io.received);
+    CHECK(consensus_term(n->c) < 1000000);
+}
+
 /* A clean stop of the leader hands leadership over; then everything stops
  * and frees (the leak checker verifies). */
 TEST(clean_stop)
@@ -556,12 +607,13 @@ TEST(clean_stop)
     CHECK(wait_until(has_leader, 5000));
     old_leader = leader();
     uint64_t t0 = util_mono_ms();
-    CHECK(stop_node(old_leader));
+    CHECK(stop_node(old_leader, true));
     CHECK(wait_until(has_leader, 10 * ELECTION_MS));
+    CHECK(leader() != old_leader);
     printf("# clean stop of the leader: new leader %llu after %llu ms\n",
            (unsigned long long)leader()->id, (unsigned long long)(util_mono_ms() - t0));
     for (int i = 0; i < N_NODES; i++)
-        if (nodes[i].c) CHECK(stop_node(&nodes[i]));
+        if (nodes[i].c) CHECK(stop_node(&nodes[i], true));
     for (int i = 0; i < N_NODES; i++) listener_free(nodes[i].lis);
     run_ms(50);
     reactor_free(rx);
