@@ -779,3 +779,45 @@ TEST(corrupt_snapshot_refused)
     CHECK_EQ(load(l, &s), -BD_ECORRUPT);
     close_log(l);
 }
+
+/* A newest segment whose header never reached disk whole (a crash while
+ * creating it) held nothing acknowledged: it is removed, the rest loads. */
+TEST(torn_segment_header_removed)
+{
+    fixture();
+    make_log(300);
+    char p[600];
+    seg_path(true, p, sizeof(p));
+    CHECK(truncate(p, 10) == 0);
+    struct raftlog *l = open_log(300, 1);
+    struct raftlog_state s;
+    CHECK_EQ(load(l, &s), 0);
+    CHECK(s.n_entries > 1 && s.n_entries < 21);
+    CHECK(file_size(p) < 0);
+    raft_index next = s.start_index + s.n_entries;
+    state_free(&s);
+    CHECK_EQ(append_wait(l, next, 1, 5), 0);
+    close_log(l);
+}
+
+/* recover (libraft's raft_recover) appends a configuration entry after
+ * the last one; the next load sees it. */
+TEST(recover_appends_configuration)
+{
+    fixture();
+    make_log(0);
+    struct raftlog *l = open_log(0, 1);
+    struct raft_configuration c2;
+    raft_configuration_init(&c2);
+    raft_configuration_add(&c2, 1, "127.0.0.1:1", RAFT_VOTER);
+    raft_configuration_add(&c2, 4, "127.0.0.1:4", RAFT_VOTER);
+    char err[256];
+    CHECK_EQ(raftlog_recover(l, &c2, err, sizeof(err)), 0);
+    raft_configuration_close(&c2);
+    struct raftlog_state s;
+    CHECK_EQ(load(l, &s), 0);
+    CHECK_EQ(s.n_entries, 22);
+    CHECK_EQ(s.entries[21].type, RAFT_CHANGE);
+    state_free(&s);
+    close_log(l);
+}
