@@ -1,0 +1,111 @@
+/* raftmsg.h: the byte encoding of libraft's struct raft_message.
+ *
+ * rio.c sends every Raft RPC as the `chunk` of one or more WIRE_RAFT frames
+ * (wire.h); this codec turns a message into those bytes and back.  The
+ * sender and receiver ids are NOT part of the encoding: they travel in
+ * struct wire_raft_req, and the receiver fills message->server_id/address
+ * from its own table of known servers.
+ *
+ * All integers little endian.  Every message starts with
+ *
+ *  OFFSET SIZE FIELD
+ *    0     2   type       RAFT_IO_* (1..6)
+ *    2     2   version    RAFTMSG_VERSION
+ *
+ * followed by the body of its type:
+ *
+ *  APPEND_ENTRIES (1)         term u64, prev_log_index u64, prev_log_term u64,
+ *                             leader_commit u64, n_entries u32,
+ *                             n_entries x { term u64, type u16, zero u16, len u32 },
+ *                             then the n data buffers back to back
+ *  APPEND_ENTRIES_RESULT (2)  term u64, rejected u64, last_log_index u64
+ *  REQUEST_VOTE (3)           term u64, candidate_id u64, last_log_index u64,
+ *                             last_log_term u64, flags u8 (1 disrupt_leader,
+ *                             2 pre_vote)
+ *  REQUEST_VOTE_RESULT (4)    term u64, vote_granted u8 (0/1), pre_vote u8
+ *                             (raft_tribool: 0 unknown, 1 true, 2 false)
+ *  INSTALL_SNAPSHOT (5)       term u64, last_index u64, last_term u64,
+ *                             conf_index u64, conf (below), data_len u64, data
+ *  TIMEOUT_NOW (6)            term u64, last_log_index u64, last_log_term u64
+ *
+ *  conf = n u32, n x { id u64, role u8, addr_len u16, addr bytes (no NUL) }
+ *
+ * The encoding is canonical: the decoder rejects anything the encoder
+ * cannot produce (reserved bits, booleans other than 0/1, trailing bytes,
+ * entry term 0, unknown entry types or roles, server id 0, duplicate ids or
+ * addresses), so decode-then-encode reproduces the input byte for byte;
+ * the fuzz target checks exactly that.  Every count and length is checked
+ * against the bytes that remain BEFORE anything is allocated, so a hostile
+ * message can make us allocate at most about its own size.
+ *
+ * Ownership of decoded messages follows libraft (raft.h, struct raft_entry
+ * and src/recv.c): the entries array is raft_malloc'ed, and all entries'
+ * data live in ONE raft_malloc'ed batch that every entry's `batch` points
+ * to, which libraft frees once no entry references it; an install
+ * snapshot's configuration is built with raft_configuration_add and its
+ * data is one raft_malloc'ed buffer, both freed by libraft.  A decoded
+ * message that is not handed to libraft is released with raftmsg_free().
+ *
+ * CHECKLIST when changing the layout: bump RAFTMSG_VERSION (peers with the
+ * old version then fail to decode and drop our messages, which is safe for
+ * Raft but means a rolling upgrade needs both versions here), update the
+ * table above, and regenerate tests/fuzz/corpus/raftmsg with test_raftmsg. */
+#ifndef BD_RAFTMSG_H
+#define BD_RAFTMSG_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define RAFTMSG_VERSION 1
+#define RAFTMSG_MAX_ENTRIES 65536u /* entries in one AppendEntries */
+#define RAFTMSG_MAX_SERVERS 64u    /* servers in one configuration */
+#define RAFTMSG_ADDR_MAX 255u      /* bytes of one server address */
+
+/* An encoded message as a gather list: iov[0] is `head` (type, fixed
+ * fields, entry headers or configuration), the following iovs borrow the
+ * message's entry buffers or snapshot data without copying. */
+struct raftmsg_enc {
+    uint8_t *head;      /* owned (raftmsg_enc_free) */
+    size_t head_len;
+    struct iovec *iov;  /* owned array; iov[1..] borrow the message's buffers */
+    int n_iov;
+    size_t total_len;   /* sum of all iov lengths */
+};
+
+/* Encode M into ENC.  The data iovs borrow M's buffers: keep them alive
+ * while ENC is in use.  Returns 0, -EINVAL if M cannot be encoded (unknown
+ * type, too many entries or servers, entry term 0, an address too long or
+ * empty, a boolean field out of range), or -ENOMEM.  On error ENC holds
+ * nothing to free. */
+int raftmsg_encode(const struct raft_message *m, struct raftmsg_enc *enc);
+void raftmsg_enc_free(struct raftmsg_enc *enc);
+
+/* Copy an encoded message into one buffer BUF of CAP >= enc->total_len
+ * bytes (tests, fuzzing). */
+void raftmsg_enc_flatten(const struct raftmsg_enc *enc, uint8_t *buf);
+
+/* Decode the whole message BUF[LEN] (borrowed) into *M.  Sets every field
+ * but server_id and server_address, which stay as the caller set them.
+ * Returns 0, -EPROTO if BUF is not a canonical message, or -ENOMEM.  On 0
+ * M owns raft-heap memory as described above; on error it owns nothing. */
+int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m);
+
+/* Release what raftmsg_decode allocated for M (when M is not given to
+ * libraft's recv callback, which takes it). */
+void raftmsg_free(struct raft_message *m);
+
+/* The configuration codec on its own (also used by raftlog's snapshot
+ * files).  conf_size: encoded bytes, or 0 if C cannot be encoded.
+ * conf_encode writes exactly conf_size(C) bytes; conf_decode consumes
+ * exactly LEN bytes into *C (initialised here; raft_configuration_close it)
+ * and returns 0, -EPROTO or -ENOMEM. */
+size_t raftmsg_conf_size(const struct raft_configuration *c);
+void raftmsg_conf_encode(const struct raft_configuration *c, uint8_t *buf);
+int raftmsg_conf_decode(const uint8_t *buf, size_t len, struct raft_configuration *c);
+
+/* A short name for a message type ("append_entries"), for logs. */
+const char *raftmsg_type_name(unsigned type);
+
+#endif

@@ -1,0 +1,111 @@
+/* consensus.h: one Raft server of the proxy group, ready to use.
+ *
+ * A thin layer over libraft + rio (rio.h) that the proxy role calls: it
+ * builds the raft instance from the proxy's configuration (peers,
+ * election and heartbeat timeouts, snapshot threshold and trailing),
+ * bootstraps the configuration from the peers list on the very first
+ * start only, and offers propose / barrier / state queries / close.  It
+ * knows nothing about what the commands mean: the caller's struct
+ * raft_fsm applies them.
+ *
+ * Bootstrap rule: every proxy of a new cluster bootstraps the SAME
+ * configuration (all peers as voters, entry 1, term 1), which is how
+ * libraft expects a static cluster to start.  A data directory that holds
+ * any raft state (an entry, a snapshot, a term above 1 or a vote) is never
+ * bootstrapped again; rio's log refuses it (RAFT_CANTBOOTSTRAP) even if
+ * asked.  A directory written by another node id or cluster is refused at
+ * start (-BD_ECONFIG).
+ *
+ * Every callback runs on the reactor thread.  The raft log lives in
+ * <data_dir>/raft (opts->raft_dir overrides it). */
+#ifndef BD_CONSENSUS_H
+#define BD_CONSENSUS_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../config.h"
+#include "../net/conn.h"
+#include "../net/reactor.h"
+#include "../net/wire.h"
+#include "fileio.h"
+#include "raftlog.h"
+#include "rio.h"
+
+struct consensus;
+
+struct consensus_opts {
+    const struct cfg_proxy *cfg;   /* borrowed for the call: id, listen, data_dir, peers, timeouts */
+    const struct conn_auth *auth;  /* keeps: must outlive the consensus (links use it) */
+    struct raft_fsm *fsm;          /* keeps: must outlive the consensus */
+    struct fio *fio;               /* keeps; NULL = fio_posix */
+    const char *tag;               /* keeps; log tag, e.g. "proxy.1" */
+    const char *raft_dir;          /* NULL = <cfg->data_dir>/raft */
+    uint64_t segment_bytes;        /* raft log segment size; 0 = default */
+};
+
+/* A proposal or barrier in flight.  The caller owns it (embed it) until CB
+ * has run, which happens exactly once on the reactor:
+ *   STATUS 0: committed and applied at raft INDEX; RESULT is what the
+ *     FSM's apply() returned (the FSM's convention says who frees it);
+ *   -BD_ENOTLEADER: leadership was lost before the entry committed (it
+ *     may still commit later under the new leader: the caller must treat
+ *     the outcome as unknown and re-check, never as "not applied");
+ *   -ESHUTDOWN: the consensus closed first (outcome unknown likewise);
+ *   -EIO: the FSM or the log failed. */
+struct consensus_req {
+    void *data;
+    void (*cb)(struct consensus_req *req, int status, uint64_t index, void *result);
+    /* private */
+    struct consensus *c;
+    struct raft_apply apply;
+    struct raft_barrier barrier;
+};
+
+/* Create, load the log (bootstrapping a pristine one), and start taking
+ * part in elections.  0 with *OUT owned (consensus_close), or -errno /
+ * -BD_ECONFIG / -BD_ECORRUPT with one line in ERR. */
+int consensus_new(struct reactor *rx, const struct consensus_opts *opts, struct consensus **out,
+                  char *err, size_t errlen);
+
+/* Hand a received WIRE_RAFT frame to raft (see rio_deliver).  FROM is the
+ * server connection it came on; REQ is borrowed for the call. */
+void consensus_deliver(struct consensus *c, struct conn *from, const struct wire_raft_req *req);
+
+/* Propose CMD (LEN bytes, borrowed: copied before returning).  0 (CB will
+ * run), or -BD_ENOTLEADER (this server is not the leader: ask
+ * consensus_leader), -ESHUTDOWN, -ENOMEM, -EINVAL (empty command). */
+int consensus_propose(struct consensus *c, struct consensus_req *req, const void *cmd, size_t len,
+                      void (*cb)(struct consensus_req *, int, uint64_t, void *));
+/* Commit a barrier: CB runs once every entry before it is applied here,
+ * which makes a read after it linearizable.  Same returns as propose;
+ * INDEX in CB is the barrier's index, RESULT is NULL. */
+int consensus_barrier(struct consensus *c, struct consensus_req *req,
+                      void (*cb)(struct consensus_req *, int, uint64_t, void *));
+
+/* The leader's id (0 if unknown) and wire address (*ADDR borrowed, valid
+ * until the next reactor callback; NULL if unknown). */
+uint64_t consensus_leader(struct consensus *c, const char **addr);
+bool consensus_is_leader(struct consensus *c);
+int consensus_state(struct consensus *c);          /* RAFT_FOLLOWER, RAFT_CANDIDATE, ... */
+const char *consensus_state_name(int state);       /* "follower", ... */
+uint64_t consensus_term(struct consensus *c);
+uint64_t consensus_commit_index(struct consensus *c);
+uint64_t consensus_last_applied(struct consensus *c);
+uint64_t consensus_last_index(struct consensus *c);
+uint64_t consensus_id(struct consensus *c);
+
+struct consensus_stats {
+    struct rio_stats io;
+    struct raftlog_stats log;
+};
+void consensus_get_stats(struct consensus *c, struct consensus_stats *out);
+
+/* Stop: a leader first tries to hand leadership to a caught-up follower
+ * (bounded by the election timeout), then raft closes (pending requests
+ * get -ESHUTDOWN or -BD_ENOTLEADER), the log and links close, C is freed,
+ * and DONE(ARG) runs on the reactor.  C must not be used after this call. */
+void consensus_close(struct consensus *c, void (*done)(void *arg), void *arg);
+
+#endif
