@@ -98,6 +98,8 @@ struct rio {
     struct event *tick_ev;
     raft_io_tick_cb tick_cb;
     raft_io_recv_cb recv_cb;
+    bool in_ae;          /* delivering an AppendEntries to libraft right now */
+    raft_index ae_last;  /* its prev_log_index + n_entries: the most a result may claim */
     struct event *done_ev;             /* fires send callbacks */
     struct rsend *done_head, *done_tail;
     bool closing;
@@ -178,7 +180,19 @@ static void deliver_msg(struct rio *r, struct rpeer *p, const uint8_t *buf, size
     m.server_id = p->p.id;
     m.server_address = p->p.addr;
     r->st.received++;
+    /* libraft 0.15 answers an AppendEntries it accepts without writing
+     * (a heartbeat, or entries it already holds) with its whole log length,
+     * including an older term's tail this request never checked; a leader
+     * counting that as a match can commit an entry a majority does not hold
+     * (State Machine Safety; found by tests/unit/test_fsm_raft.c, fixed
+     * upstream in cowsql/raft 66ed6afd).  While the message is delivered,
+     * rio_send clamps such a result to prev_log_index + n_entries. */
+    if (m.type == RAFT_IO_APPEND_ENTRIES) {
+        r->in_ae = true;
+        r->ae_last = m.append_entries.prev_log_index + m.append_entries.n_entries;
+    }
     r->recv_cb(&r->io, &m); /* libraft takes the entries and snapshot data */
+    r->in_ae = false;
 }
 
 void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w)
@@ -378,6 +392,15 @@ static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct r
     if (!s) return RAFT_NOMEM;
     req->cb = cb;
     s->req = req;
+    struct raft_message clamped;
+    if (r->in_ae && m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        m->append_entries_result.rejected == 0 &&
+        m->append_entries_result.last_log_index > r->ae_last) {
+        clamped = *m;
+        clamped.append_entries_result.last_log_index = r->ae_last;
+        m = &clamped;
+        r->st.acks_clamped++;
+    }
     s->status = send_now(r, m);
     s->next = NULL;
     if (r->done_tail) r->done_tail->next = s;

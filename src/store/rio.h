@@ -81,6 +81,7 @@ struct rio_stats {
     uint64_t drop_unknown;    /* unknown sender, wrong destination, spoofed sender */
     uint64_t drop_malformed;  /* bad parts, too large, or does not decode */
     uint64_t drop_closed;     /* arrived after close or before start */
+    uint64_t acks_clamped;    /* AppendEntries results clamped (libraft 0.15 bug, see rio.c) */
 };
 
 /* Create the io and open its raft log (nothing is loaded until libraft
