@@ -20,6 +20,7 @@
 #include "log.h"
 #include "net/metrics.h"
 #include "net/reactor.h"
+#include "roles/proxy.h"
 #include "roles/role.h"
 
 #include <getopt.h>
@@ -29,7 +30,7 @@
 
 /* Role modules compiled into this binary, in start order. */
 static const struct role_ops *const role_modules[] = {
-    NULL /* keeps the array non-empty while roles are added */
+    &proxy_role_ops,
 };
 
 struct run {

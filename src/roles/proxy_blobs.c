@@ -39,6 +39,7 @@ struct pblobs {
     uint32_t io_timeout_ms;
     struct node *nodes;
     unsigned n_nodes, cap_nodes;
+    bool closing;              /* pblobs_free is running: no new work */
 };
 
 static struct metric_counter *m_put_ok, *m_put_err, *m_get_ok, *m_get_failover, *m_get_err,
@@ -75,7 +76,14 @@ struct pblobs *pblobs_new(struct reactor *rx, const struct conn_opts *opts,
 void pblobs_free(struct pblobs *pb)
 {
     if (!pb) return;
-    for (unsigned i = 0; i < pb->n_nodes; i++) link_free(pb->nodes[i].link);
+    /* Freeing a link fails its calls, whose callbacks may look nodes up or
+     * start new work: mark closing and clear each link before freeing it. */
+    pb->closing = true;
+    for (unsigned i = 0; i < pb->n_nodes; i++) {
+        struct link *l = pb->nodes[i].link;
+        pb->nodes[i].link = NULL;
+        link_free(l);
+    }
     free(pb->nodes);
     free(pb);
 }
@@ -91,6 +99,7 @@ static const struct link_ops node_link_ops = {0};
 
 static struct node *add(struct pblobs *pb, uint64_t id, const char *addr)
 {
+    if (pb->closing) return NULL;
     if (pb->n_nodes == pb->cap_nodes) {
         unsigned cap = pb->cap_nodes ? pb->cap_nodes * 2 : 16;
         struct node *n = realloc(pb->nodes, cap * sizeof(*n));
@@ -111,6 +120,7 @@ static struct node *add(struct pblobs *pb, uint64_t id, const char *addr)
 /* Re-point a node at a new address (a blob server moved). */
 static void readdress(struct pblobs *pb, struct node *n, const char *addr)
 {
+    if (pb->closing) return;
     link_free(n->link);
     util_strlcpy(n->info.addr, addr, sizeof(n->info.addr));
     n->link = link_new(pb->rx, addr, &pb->opts, &node_link_ops, pb);
@@ -147,8 +157,8 @@ void pblobs_learn(struct pblobs *pb, uint64_t id, const char *addr)
 
 static bool node_up(struct pblobs *pb, const struct node *n)
 {
-    return n->info.last_seen_ms && util_mono_ms() - n->info.last_seen_ms <= pb->node_timeout_ms &&
-           link_is_up(n->link);
+    return n->link && n->info.last_seen_ms &&
+           util_mono_ms() - n->info.last_seen_ms <= pb->node_timeout_ms && link_is_up(n->link);
 }
 
 bool pblobs_is_up(struct pblobs *pb, uint64_t id)
@@ -204,7 +214,7 @@ static void put_on_reply(struct conn_call *call, int err, struct conn_frame *f)
             /* The server may be wedged with our buffer still queued to it:
              * reset the connection so the reference is released. */
             struct node *nd = find(put->pb, put->nodes[call - put->calls]);
-            if (nd) link_reset(nd->link);
+            if (nd && nd->link) link_reset(nd->link);
         }
         if (!put->err) put->err = err;
     }
@@ -285,7 +295,7 @@ static void get_on_reply(struct conn_call *call, int err, struct conn_frame *f)
              f && err != -EPROTO ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err));
     if (err == -ETIMEDOUT) {
         struct node *nd = find(get->pb, node);
-        if (nd) link_reset(nd->link);
+        if (nd && nd->link) link_reset(nd->link);
     }
     get->last_err = err;
     metric_inc(m_get_failover);
@@ -309,7 +319,7 @@ static void get_try(struct pblobs_get *get)
     int n = wire_encode_blob_get_req(fields, sizeof(fields), &req);
     while (get->next < PBLOBS_REPLICAS) {
         struct node *nd = find(pb, get->nodes[get->next++]);
-        if (!nd || !link_is_up(nd->link)) continue;
+        if (!nd || !nd->link || !link_is_up(nd->link)) continue;
         get->call.cb = get_on_reply;
         get->call.data = get;
         int rc = link_call(nd->link, &get->call, WIRE_BLOB_GET, fields, (size_t)n, NULL,
@@ -362,7 +372,7 @@ void pblobs_delete(struct pblobs *pb, struct pblobs_del *del)
     int n = wire_encode_blob_delete_req(fields, sizeof(fields), &req);
     del->call.cb = del_on_reply;
     del->call.data = del;
-    if (!nd || link_call(nd->link, &del->call, WIRE_BLOB_DELETE, fields, (size_t)n, NULL,
+    if (!nd || !nd->link || link_call(nd->link, &del->call, WIRE_BLOB_DELETE, fields, (size_t)n, NULL,
                          pb->io_timeout_ms) < 0) {
         if (reactor_defer(pb->rx, del_fail_deferred, del) < 0) del_fail_deferred(del);
     }

@@ -90,6 +90,7 @@ int consensus_new(struct reactor *rx, const struct consensus_opts *o, struct con
     }
     c->started = true;
     c->raft.data = c;
+    if (o->on_init) o->on_init(o->on_init_arg, &c->raft);
     raft_set_election_timeout(&c->raft, (unsigned)cfg->election_timeout_ms);
     raft_set_heartbeat_timeout(&c->raft, (unsigned)cfg->raft_heartbeat_ms);
     raft_set_snapshot_threshold(&c->raft, (unsigned)cfg->snapshot_threshold);

@@ -42,6 +42,10 @@ struct consensus_opts {
     struct fio *fio;               /* keeps; NULL = fio_posix */
     const char *tag;               /* keeps; log tag, e.g. "proxy.1" */
     const char *raft_dir;          /* NULL = <cfg->data_dir>/raft */
+    /* Optional: called once with the raft instance after raft_init and
+     * before raft_start (e.g. fsm_raft_bind). */
+    void (*on_init)(void *arg, struct raft *raft);
+    void *on_init_arg;
     uint64_t segment_bytes;        /* raft log segment size; 0 = default */
 };
 

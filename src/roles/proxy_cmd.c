@@ -1,0 +1,320 @@
+/* proxy_cmd.c: getting index commands applied, from any proxy.
+ *
+ * pcmd_submit: on the leader the command is proposed to raft; on a
+ * follower it is forwarded to the leader in a PROPOSE request, whose
+ * answer carries the raft index and the FSM's result.  No leader known, a
+ * leader that stepped down, a dropped connection: wait 50 ms and try again
+ * (the leader may have changed), until the command's deadline.
+ *
+ * Unknown outcomes are retried, so a command may be applied twice.  That
+ * is safe for everything the proxy submits: WRITE_BATCH re-inserts the
+ * same extents with the same blob ids (the FSM judges refcounts at the end
+ * of the entry, so the blob is not collected in between), and nothing can
+ * write the same blocks in between because the agent never ships a block
+ * again before its previous ship was answered and a stale agent is fenced;
+ * ATTACH bumps the generation twice (the last one wins, which is the one
+ * answered); ALLOC_BLOB_IDS wastes a range; GC_DONE and REGISTER_NODE are
+ * idempotent; CREATE_VOLUME answers EEXIST the second time, which the
+ * admin API resolves by looking at the volume.  Raft's log order means a
+ * retried entry can never be applied after something the client issued
+ * after receiving its answer.
+ *
+ * Group commit: pbatch_add queues single extent writes; while fewer than
+ * PBATCH_INFLIGHT batches are being committed, everything queued goes into
+ * one WRITE_BATCH (sorted by volume and offset as the FSM requires; writes
+ * overlapping another in the batch wait for the next one).  Under load each
+ * raft entry carries many writes; at queue depth 1 a write goes out at once. */
+#include "proxy_int.h"
+#include "../bd.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCMD_RETRY_MS 50
+#define PCMD_FORWARD_TIMEOUT_MS 5000
+#define PBATCH_INFLIGHT 2
+
+static void pcmd_try(struct pcmd *c);
+
+static void pcmd_finish(struct pcmd *c, int err, uint64_t index, const struct idx_result *res)
+{
+    if (c->done) return;
+    c->done = true;
+    if (c->prev) c->prev->next = c->next;
+    else c->p->pcmds = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    if (c->retry_ev) {
+        event_free(c->retry_ev);
+        c->retry_ev = NULL;
+    }
+    c->cb(c, err, index, res);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pcmd_try(arg);
+}
+
+static void pcmd_later(struct pcmd *c, unsigned ms)
+{
+    if (!c->retry_ev) return; /* out of memory at submit: pcmd_fail_all ends it */
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->retry_ev, &tv);
+}
+
+static void on_committed(struct consensus_req *req, int status, uint64_t index, void *result)
+{
+    struct pcmd *c = req->data;
+    if (status == 0) {
+        /* RESULT is the adapter's struct, valid only now: callers copy. */
+        pcmd_finish(c, 0, index, result);
+        return;
+    }
+    if (status == -BD_ENOTLEADER || (status == -ESHUTDOWN && !c->p->stopping)) {
+        pcmd_later(c, PCMD_RETRY_MS); /* outcome unknown: see the file comment */
+        return;
+    }
+    pcmd_finish(c, status, 0, NULL);
+}
+
+static void on_forwarded(struct conn_call *call, int err, struct conn_frame *f)
+{
+    struct pcmd *c = call->data;
+    if (err == 0) {
+        struct wire_propose_resp r;
+        struct idx_result res;
+        if (wire_decode_propose_resp(f->body, f->hdr.len, f->hdr.payload_len, &r) < 0 ||
+            idxcmd_decode_result(r.result, r.result_len, &res) < 0) {
+            log_warn(c->p->tag, "malformed PROPOSE answer from the leader; retrying");
+            pcmd_later(c, PCMD_RETRY_MS);
+            return;
+        }
+        pcmd_finish(c, 0, r.raft_index, &res);
+        return;
+    }
+    if (err == -EINVAL || err == -EPROTO) {
+        char why[160];
+        log_error(c->p->tag, "the leader refused a command: %s",
+                  f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err));
+        pcmd_finish(c, -EINVAL, 0, NULL);
+        return;
+    }
+    if (c->p->stopping) {
+        pcmd_finish(c, -ESHUTDOWN, 0, NULL);
+        return;
+    }
+    pcmd_later(c, PCMD_RETRY_MS); /* not leader any more, reset, timeout: unknown */
+}
+
+static void pcmd_try(struct pcmd *c)
+{
+    struct proxy *p = c->p;
+    uint64_t now = util_mono_ms();
+    if (p->stopping) {
+        pcmd_finish(c, -ESHUTDOWN, 0, NULL);
+        return;
+    }
+    if (now >= c->deadline_ms) {
+        pcmd_finish(c, -EAGAIN, 0, NULL);
+        return;
+    }
+    c->attempts++;
+    if (consensus_is_leader(p->cons)) {
+        c->creq.data = c;
+        int rc = consensus_propose(p->cons, &c->creq, c->buf, c->len, on_committed);
+        if (rc == 0) return;
+        if (rc != -BD_ENOTLEADER) {
+            pcmd_finish(c, rc, 0, NULL);
+            return;
+        }
+    }
+    const char *addr = NULL;
+    uint64_t leader = consensus_leader(p->cons, &addr);
+    struct link *l = NULL;
+    for (unsigned i = 0; i < p->cfg->n_peers; i++)
+        if (p->cfg->peers[i].id == leader && leader != p->cfg->id) l = p->peer_links[i];
+    if (!l || !link_is_up(l)) {
+        pcmd_later(c, PCMD_RETRY_MS);
+        return;
+    }
+    uint8_t fields[IDXCMD_MAX_LEN + 64];
+    struct wire_propose_req req = {.from_id = p->cfg->id, .cmd_len = (uint32_t)c->len,
+                                   .cmd = c->buf};
+    int n = wire_encode_propose_req(fields, sizeof(fields), &req);
+    if (n < 0) {
+        pcmd_finish(c, n, 0, NULL);
+        return;
+    }
+    c->call.cb = on_forwarded;
+    c->call.data = c;
+    uint64_t left = c->deadline_ms - now;
+    uint32_t timeout = (uint32_t)BD_MIN(left, (uint64_t)PCMD_FORWARD_TIMEOUT_MS);
+    if (link_call(l, &c->call, WIRE_PROPOSE, fields, (size_t)n, NULL, timeout) < 0)
+        pcmd_later(c, PCMD_RETRY_MS);
+}
+
+void pcmd_submit(struct proxy *p, struct pcmd *c)
+{
+    c->p = p;
+    c->attempts = 0;
+    c->done = false;
+    c->prev = NULL;
+    c->next = p->pcmds;
+    if (p->pcmds) p->pcmds->prev = c;
+    p->pcmds = c;
+    c->retry_ev = evtimer_new(reactor_base(p->rx), on_retry, c);
+    if (!c->retry_ev) {
+        /* Cannot schedule the first try: fail on the next tick instead. */
+        log_error(p->tag, "out of memory submitting a command");
+        return;
+    }
+    pcmd_later(c, 0); /* never call back from inside submit */
+}
+
+void pcmd_fail_all(struct proxy *p)
+{
+    while (p->pcmds) pcmd_finish(p->pcmds, -ESHUTDOWN, 0, NULL);
+}
+
+/* ---- group commit of writes -------------------------------------------------- */
+
+struct pbatch {
+    struct pcmd cmd;
+    struct proxy *p;
+    uint32_t n;
+    struct pwrite_rec **recs;   /* in sorted (command) order */
+    uint64_t t0_us;
+    uint8_t buf[IDXCMD_MAX_LEN];
+};
+
+static void pbatch_kick(struct proxy *p);
+
+static int rec_cmp(const void *a, const void *b)
+{
+    const struct pwrite_rec *x = *(const struct pwrite_rec *const *)a;
+    const struct pwrite_rec *y = *(const struct pwrite_rec *const *)b;
+    return idxcmd_write_cmp(&x->w, &y->w);
+}
+
+static void on_batch(struct pcmd *c, int err, uint64_t index, const struct idx_result *res)
+{
+    struct pbatch *b = bd_container_of(c, struct pbatch, cmd);
+    struct proxy *p = b->p;
+    metric_observe_us(p->h_commit, util_mono_ns() / 1000 - b->t0_us);
+    if (err == 0 && (res->type != IDXCMD_WRITE_BATCH || res->n != b->n)) {
+        log_error(p->tag, "WRITE_BATCH result does not match its batch (%u of %u)", res->n,
+                  b->n);
+        err = -EIO;
+    }
+    if (err == 0 && res->status != IDX_OK) err = idx_status_to_err(res->status);
+    p->batches_in_flight--;
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct pwrite_rec *w = b->recs[i];
+        int e = err ? err : idx_status_to_err(res->st[i]);
+        w->cb(w, e, index);
+    }
+    free(b->recs);
+    free(b);
+    pbatch_kick(p);
+}
+
+static void pbatch_kick(struct proxy *p)
+{
+    while (p->batches_in_flight < PBATCH_INFLIGHT && p->wq_head) {
+        struct pbatch *b = calloc(1, sizeof(*b));
+        uint32_t cap = BD_MIN(p->wq_len, IDXCMD_MAX_WRITES);
+        struct pwrite_rec **recs = calloc(cap, sizeof(*recs));
+        struct idx_write *ws = calloc(cap, sizeof(*ws));
+        if (!b || !recs || !ws) {
+            free(b);
+            free(recs);
+            free(ws);
+            log_error(p->tag, "out of memory building a write batch");
+            return; /* the next add or completion retries */
+        }
+        uint32_t n = 0;
+        while (n < cap && p->wq_head) {
+            struct pwrite_rec *w = p->wq_head;
+            p->wq_head = w->next;
+            if (!p->wq_head) p->wq_tail = NULL;
+            p->wq_len--;
+            w->next = NULL;
+            recs[n++] = w;
+        }
+        qsort(recs, n, sizeof(*recs), rec_cmp);
+        /* Writes overlapping a neighbour in the same volume go back to the
+         * queue for the next batch (the FSM refuses overlaps in one entry). */
+        uint32_t k = 0;
+        struct pwrite_rec *deferred = NULL, **dtail = &deferred;
+        for (uint32_t i = 0; i < n; i++) {
+            struct pwrite_rec *w = recs[i];
+            if (k > 0 && recs[k - 1]->w.vol_id == w->w.vol_id &&
+                recs[k - 1]->w.off + recs[k - 1]->w.len > w->w.off) {
+                *dtail = w;
+                dtail = &w->next;
+                continue;
+            }
+            recs[k++] = w;
+        }
+        if (deferred) {
+            /* Back to the front of the queue, in order (their next links
+             * were cleared when they were dequeued). */
+            unsigned cnt = 0;
+            struct pwrite_rec *last = NULL;
+            for (struct pwrite_rec *w = deferred; w; w = w->next) {
+                last = w;
+                cnt++;
+            }
+            last->next = p->wq_head;
+            if (!p->wq_head) p->wq_tail = last;
+            p->wq_head = deferred;
+            p->wq_len += cnt;
+        }
+        uint64_t deadline = 0;
+        for (uint32_t i = 0; i < k; i++) {
+            ws[i] = recs[i]->w;
+            if (recs[i]->deadline_ms > deadline) deadline = recs[i]->deadline_ms;
+        }
+        struct idxcmd cmd = {.type = IDXCMD_WRITE_BATCH};
+        cmd.u.write_batch.n = k;
+        cmd.u.write_batch.in = ws;
+        int len = idxcmd_encode(b->buf, sizeof(b->buf), &cmd);
+        free(ws);
+        b->p = p;
+        b->n = k;
+        b->recs = recs;
+        b->t0_us = util_mono_ns() / 1000;
+        if (len < 0) {
+            /* A write the codec refuses never reaches raft: fail it alone. */
+            log_error(p->tag, "cannot encode a write batch: %s", bd_strerror(len));
+            for (uint32_t i = 0; i < k; i++) recs[i]->cb(recs[i], -EINVAL, 0);
+            free(recs);
+            free(b);
+            continue;
+        }
+        metric_inc(p->c_batches);
+        metric_add(p->c_batched_writes, k);
+        b->cmd.buf = b->buf;
+        b->cmd.len = (size_t)len;
+        b->cmd.cb = on_batch;
+        b->cmd.deadline_ms = deadline;
+        p->batches_in_flight++;
+        pcmd_submit(p, &b->cmd);
+    }
+}
+
+void pbatch_add(struct proxy *p, struct pwrite_rec *w)
+{
+    w->next = NULL;
+    if (p->wq_tail) p->wq_tail->next = w;
+    else p->wq_head = w;
+    p->wq_tail = w;
+    p->wq_len++;
+    pbatch_kick(p);
+}
