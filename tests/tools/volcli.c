@@ -1,0 +1,338 @@
+/* volcli.c: speak the agent's side of the wire protocol to a proxy, for
+ * tests that exercise the proxy without an agent in between.
+ *
+ *   volcli [--secret-file F] --cluster ID PROXY check VOLUME [SEED]
+ *
+ * `check` attaches VOLUME read-write, then runs a fixed script against it,
+ * printing one line per step and exiting non-zero at the first surprise:
+ *   1. a fresh range reads as zeroes, mapped as a hole;
+ *   2. writes of 4 KiB, 64 KiB, 1 MiB + 4 KiB (two blobs) and unaligned
+ *      neighbours read back byte for byte (seeded random data), also from
+ *      the read's min_index, and map as data;
+ *   3. an overwrite of the middle of an extent (split) reads back merged;
+ *   4. WRITE_ZEROES and TRIM read back as zeroes and map as zero/hole;
+ *   5. a write whose checksum does not match its data is refused (ECSUM);
+ *   6. writes past the end, unaligned, of length 0 are refused;
+ *   7. after a second attach (a new generation) the old generation's
+ *      writes and flushes are refused as fenced (C10), and its data is not
+ *      visible;
+ *   8. VOL_LIST names the volume; VOL_FLUSH with the current generation
+ *      succeeds.
+ * Every wait is bounded (calls time out after 20 s). */
+#include "bd.h"
+#include "net/conn.h"
+#include "net/reactor.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct reactor *rx;
+static struct conn *conn;
+static int up, closed;
+
+static void on_up(struct conn *c, void *arg)
+{
+    (void)c;
+    (void)arg;
+    up = 1;
+}
+static void on_close(struct conn *c, int err, void *arg)
+{
+    (void)c;
+    (void)arg;
+    fprintf(stderr, "volcli: connection closed: %s\n", bd_strerror(err));
+    closed = 1;
+}
+static void on_req(struct conn *c, struct conn_frame *f, void *arg)
+{
+    (void)arg;
+    conn_reply_error(c, &f->hdr, -ENOTSUP, 0, "client");
+}
+static const struct conn_ops ops = {.on_request = on_req, .on_up = on_up, .on_close = on_close};
+
+struct call {
+    struct conn_call cc;
+    int done, err;
+    uint8_t *body;
+    struct wire_hdr hdr;
+    char errtext[200];
+};
+
+static void on_reply(struct conn_call *cc, int err, struct conn_frame *f)
+{
+    struct call *c = bd_container_of(cc, struct call, cc);
+    c->done = 1;
+    c->err = err;
+    if (f) {
+        c->hdr = f->hdr;
+        c->body = conn_frame_take(f);
+        if (err) conn_error_text(f, c->errtext, sizeof(c->errtext));
+    }
+}
+
+static void pump(const int *flag)
+{
+    uint64_t end = util_mono_ms() + 25000;
+    while (!*flag && !closed && util_mono_ms() < end)
+        event_base_loop(reactor_base(rx), EVLOOP_ONCE);
+}
+
+/* Send and wait; returns the error; C->body owned by the caller. */
+static int call(struct call *c, uint16_t type, const uint8_t *fields, int n, const void *data,
+                size_t len)
+{
+    memset(c, 0, sizeof(*c));
+    c->cc.cb = on_reply;
+    struct conn_payload pl = {.data = data, .len = len};
+    if (conn_call(conn, &c->cc, type, fields, (size_t)n, len ? &pl : NULL, 20000) < 0)
+        return -ENOTCONN;
+    pump(&c->done);
+    return c->done ? c->err : -ETIMEDOUT;
+}
+
+static uint64_t vol_id, gen, max_index;
+static uint64_t vol_size;
+
+#define FAIL(...)                                                                          \
+    do {                                                                                   \
+        printf("FAIL: " __VA_ARGS__);                                                      \
+        printf("\n");                                                                      \
+        exit(1);                                                                           \
+    } while (0)
+
+static int attach(const char *name, uint64_t *g)
+{
+    struct wire_vol_attach_req a = {.name = wire_cstr(name), .agent_id = wire_cstr("volcli")};
+    uint8_t f[600];
+    int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_ATTACH, f, n, NULL, 0);
+    if (rc == 0) {
+        struct wire_vol_attach_resp r;
+        if (wire_decode_vol_attach_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
+            FAIL("malformed attach answer");
+        vol_id = r.vol_id;
+        vol_size = r.size;
+        *g = r.generation;
+        if (r.raft_index > max_index) max_index = r.raft_index;
+    } else {
+        printf("attach: %s\n", c.errtext);
+    }
+    free(c.body);
+    return rc;
+}
+
+static int vwrite(uint64_t g, uint64_t off, uint32_t len, const uint8_t *data, uint32_t flags,
+                  uint64_t csum_override)
+{
+    struct wire_vol_write_req w = {.vol_id = vol_id, .generation = g, .off = off, .len = len,
+                                   .flags = flags};
+    if (data) {
+        w.data_len = len;
+        w.csum = csum_override ? csum_override : util_xxh3(data, len);
+    }
+    uint8_t f[128];
+    int n = wire_encode_vol_write_req(f, sizeof(f), &w);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_WRITE, f, n, data, data ? len : 0);
+    if (rc == 0) {
+        struct wire_vol_write_resp r;
+        if (wire_decode_vol_write_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
+            FAIL("malformed write answer");
+        if (r.raft_index > max_index) max_index = r.raft_index;
+    }
+    free(c.body);
+    return rc;
+}
+
+/* Read into OUT; if MAP, fill kinds per 4 KiB block (D, Z, H). */
+static int vread(uint64_t off, uint32_t len, uint8_t *out, char *map)
+{
+    struct wire_vol_read_req r = {.vol_id = vol_id, .off = off, .len = len,
+                                  .flags = map ? WIRE_READ_MAP : 0, .min_index = max_index};
+    uint8_t f[64];
+    int n = wire_encode_vol_read_req(f, sizeof(f), &r);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_READ, f, n, NULL, 0);
+    if (rc == 0) {
+        struct wire_vol_read_resp m;
+        if (wire_decode_vol_read_resp(c.body, c.hdr.len, c.hdr.payload_len, &m) < 0 ||
+            m.data_len != len || util_xxh3(m.data, m.data_len) != m.csum)
+            FAIL("read answer malformed or its checksum does not match");
+        memcpy(out, m.data, len);
+        if (map) {
+            memset(map, '?', len / 4096);
+            map[len / 4096] = 0;
+            for (uint32_t i = 0; i < m.n_ranges; i++) {
+                struct wire_map_range mr;
+                wire_vol_read_range(&m, i, &mr);
+                for (uint64_t o = mr.off; o < mr.off + mr.len; o += 4096)
+                    if (o >= off && o < off + len)
+                        map[(o - off) / 4096] = mr.kind == WIRE_MAP_DATA   ? 'D'
+                                                : mr.kind == WIRE_MAP_ZERO ? 'Z'
+                                                                           : 'H';
+            }
+        }
+    }
+    free(c.body);
+    return rc;
+}
+
+static int vflush(uint64_t g)
+{
+    struct wire_vol_flush_req r = {.vol_id = vol_id, .generation = g};
+    uint8_t f[32];
+    int n = wire_encode_vol_flush_req(f, sizeof(f), &r);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_FLUSH, f, n, NULL, 0);
+    free(c.body);
+    return rc;
+}
+
+static uint64_t rng;
+static void fill(uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = util_rand64(&rng);
+        memcpy(b + i, &v, BD_MIN(8, n - i));
+    }
+}
+
+static void expect_eq(const char *what, const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (memcmp(a, b, n) != 0) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i]) FAIL("%s: byte %zu differs", what, i);
+    }
+    printf("ok: %s\n", what);
+}
+
+static int check(const char *name)
+{
+    uint8_t *model = calloc(1, 4u << 20), *buf = malloc(4u << 20), *data = malloc(2u << 20);
+    char map[1100];
+    uint64_t base = 16u << 20; /* work in [16 MiB, 20 MiB) */
+    if (attach(name, &gen) != 0) FAIL("attach %s", name);
+    printf("ok: attached %s id %llu generation %llu size %llu\n", name,
+           (unsigned long long)vol_id, (unsigned long long)gen, (unsigned long long)vol_size);
+    if (vol_size < base + (4u << 20)) FAIL("volume too small for the check (needs 20 MiB)");
+
+    if (vread(base, 1u << 20, buf, map) != 0) FAIL("read fresh range");
+    expect_eq("fresh range reads zeroes", buf, model, 1u << 20);
+    if (strspn(map, "H") != strlen(map)) FAIL("fresh range maps as %s", map);
+
+    struct { uint64_t off; uint32_t len; } ws[] = {
+        {0, 4096}, {8192, 65536}, {1u << 20, (1u << 20) + 4096}, {4096, 4096}, {73728, 8192}};
+    for (unsigned i = 0; i < BD_ARRAY_SIZE(ws); i++) {
+        fill(data, ws[i].len);
+        if (vwrite(gen, base + ws[i].off, ws[i].len, data, 0, 0) != 0)
+            FAIL("write %u (off %llu len %u)", i, (unsigned long long)ws[i].off, ws[i].len);
+        memcpy(model + ws[i].off, data, ws[i].len);
+    }
+    if (vread(base, 3u << 20, buf, NULL) != 0) FAIL("read back");
+    expect_eq("writes read back (incl. a two-blob write)", buf, model, 3u << 20);
+
+    fill(data, 8192);
+    if (vwrite(gen, base + 16384, 8192, data, 0, 0) != 0) FAIL("overwrite");
+    memcpy(model + 16384, data, 8192);
+    if (vread(base, 1u << 20, buf, map) != 0) FAIL("read after overwrite");
+    expect_eq("overwrite splits an extent", buf, model, 1u << 20);
+    if (map[0] != 'D' || map[2] != 'D' || map[4] != 'D' || map[40] != 'H')
+        FAIL("map after writes: %.48s", map);
+
+    if (vwrite(gen, base + 8192, 16384, NULL, WIRE_WRITE_ZERO, 0) != 0) FAIL("write zeroes");
+    memset(model + 8192, 0, 16384);
+    if (vwrite(gen, base + (1u << 20), 8192, NULL, WIRE_WRITE_TRIM, 0) != 0) FAIL("trim");
+    memset(model + (1u << 20), 0, 8192);
+    if (vread(base, 2u << 20, buf, map) != 0) FAIL("read after zero/trim");
+    expect_eq("zeroes and trims read as zeroes", buf, model, 2u << 20);
+    if (map[2] != 'Z' || map[5] != 'Z') FAIL("zeroed range maps as %.8s", map);
+    if (map[256] != 'H' && map[256] != 'Z') FAIL("trimmed range maps as %c", map[256]);
+
+    fill(data, 4096);
+    if (vwrite(gen, base, 4096, data, 0, 12345) != -BD_ECSUM) FAIL("bad checksum accepted");
+    printf("ok: a wrong checksum is refused\n");
+    if (vwrite(gen, vol_size - 4096, 8192, NULL, WIRE_WRITE_ZERO, 0) != -ERANGE)
+        FAIL("write past the end accepted");
+    if (vwrite(gen, base + 100, 4096, NULL, WIRE_WRITE_ZERO, 0) != -EINVAL)
+        FAIL("unaligned write accepted");
+    printf("ok: past-the-end and unaligned writes are refused\n");
+    if (vread(base, 4u << 20, buf, NULL) != 0) FAIL("read after refusals");
+    expect_eq("refused writes changed nothing", buf, model, 4u << 20);
+
+    if (vflush(gen) != 0) FAIL("flush with the current generation");
+    uint64_t old = gen, newgen;
+    if (attach(name, &newgen) != 0 || newgen <= old) FAIL("second attach");
+    fill(data, 4096);
+    if (vwrite(old, base, 4096, data, 0, 0) != -BD_EFENCED) FAIL("stale generation accepted");
+    if (vflush(old) != -BD_EFENCED) FAIL("stale flush accepted");
+    if (vread(base, 4096, buf, NULL) != 0) FAIL("read after fence");
+    expect_eq("a fenced write is not visible (C10)", buf, model, 4096);
+    gen = newgen;
+    if (vwrite(gen, base, 4096, data, 0, 0) != 0) FAIL("write with the new generation");
+    memcpy(model, data, 4096);
+    if (vread(base, 8192, buf, NULL) != 0) FAIL("read new");
+    expect_eq("the new generation writes", buf, model, 8192);
+
+    struct wire_vol_list_req lr = {.max = 100, .after = wire_cstr("")};
+    uint8_t f[600];
+    int n = wire_encode_vol_list_req(f, sizeof(f), &lr);
+    struct call c;
+    if (call(&c, WIRE_VOL_LIST, f, n, NULL, 0) != 0) FAIL("list");
+    struct wire_vol_list_resp l;
+    if (wire_decode_vol_list_resp(c.body, c.hdr.len, c.hdr.payload_len, &l) < 0) FAIL("list body");
+    size_t pos = 0;
+    struct wire_vol_entry e;
+    bool found = false;
+    while (wire_vol_list_next(&l, &pos, &e))
+        if (e.name.len == strlen(name) && memcmp(e.name.ptr, name, e.name.len) == 0) found = true;
+    free(c.body);
+    if (!found) FAIL("VOL_LIST does not name %s", name);
+    printf("ok: VOL_LIST names the volume\n");
+    printf("all checks passed (max raft index %llu)\n", (unsigned long long)max_index);
+    free(model);
+    free(buf);
+    free(data);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cluster = "local", *secret_file = NULL;
+    int i = 1;
+    for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
+        if (strcmp(argv[i], "--cluster") == 0) cluster = argv[i + 1];
+        else if (strcmp(argv[i], "--secret-file") == 0) secret_file = argv[i + 1];
+    }
+    if (argc - i < 3 || strcmp(argv[i + 1], "check") != 0) {
+        fprintf(stderr, "usage: volcli [--cluster ID] [--secret-file F] PROXY check VOLUME [SEED]\n");
+        return 2;
+    }
+    char secret[256] = "";
+    if (secret_file) {
+        char *s;
+        size_t len;
+        if (util_read_file(secret_file, sizeof(secret) - 1, &s, &len) < 0) return 2;
+        while (len && s[len - 1] == '\n') s[--len] = 0;
+        util_strlcpy(secret, s, sizeof(secret));
+        free(s);
+    }
+    rng = argc - i > 3 ? strtoull(argv[i + 3], NULL, 0) : util_seed();
+    printf("seed %llu\n", (unsigned long long)rng);
+    rx = reactor_new();
+    struct conn_auth auth;
+    conn_auth_init(&auth, cluster, secret, 0, WIRE_ROLE_AGENT, "volcli");
+    struct conn_opts o = {.tag = "volcli", .auth = &auth};
+    int err;
+    conn = conn_connect(rx, argv[i], &ops, NULL, &o, &err);
+    if (!conn) FAIL("connect %s: %s", argv[i], bd_strerror(err));
+    pump(&up);
+    if (!up) FAIL("no HELLO answer from %s", argv[i]);
+    int rc = check(argv[i + 2]);
+    conn_close(conn, 0);
+    reactor_free(rx);
+    return rc;
+}
