@@ -18,6 +18,7 @@
 #include "log.h"
 #include "net/metrics.h"
 #include "net/reactor.h"
+#include "roles/blob.h"
 #include "roles/role.h"
 
 #include <getopt.h>
@@ -27,6 +28,7 @@
 
 /* Role modules compiled into this binary, in start order. */
 static const struct role_ops *const role_modules[] = {
+    &blob_role_ops,
     NULL /* keeps the array non-empty while roles are added */
 };
 

@@ -80,7 +80,8 @@ static int part_cmp(const void *key, const void *elem)
 
 struct bs_part *bs_part_get(struct blobstore *bs, uint32_t id, bool create)
 {
-    struct bs_part **pp = bsearch(&id, bs->parts, bs->n_parts, sizeof(*pp), part_cmp);
+    struct bs_part **pp =
+        bs->n_parts ? bsearch(&id, bs->parts, bs->n_parts, sizeof(*pp), part_cmp) : NULL;
     if (pp) return *pp;
     if (!create || bs->n_parts >= BLOBSTORE_MAX_PARTITIONS) return NULL;
     if (bs->n_parts == bs->cap_parts) {
@@ -1040,7 +1041,7 @@ int blobstore_open(const struct blobstore_opts *o, struct blobstore **out, char 
     if (!bs->wq || !bs->sq || !bs->bgq) goto fail;
     for (unsigned i = 0; i < bs->o.read_threads; i++) {
         char name[16];
-        snprintf(name, sizeof(name), "blob-read%u", i);
+        snprintf(name, sizeof(name), "blob-read%u", i % BS_MAX_READERS);
         bs->rq[i] = taskq_new(bs->rx, name);
         bs->rq_dctx[i] = ZSTD_createDCtx();
         bs->n_rq++;

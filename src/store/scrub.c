@@ -223,12 +223,14 @@ static void scrub_run(struct taskq_job *job)
 static void pass_complete(struct scrub *sc)
 {
     struct blobstore *bs = sc->bs;
-    bs->st.scrub_passes++;
-    bs->st.scrub_last_pass_ms = util_wall_ms();
-    metric_inc(bs->m_scrub_passes);
-    log_info(bs->tag, "scrub pass %llu complete: %llu bytes verified, %u bad blobs known",
-             (unsigned long long)bs->st.scrub_passes, (unsigned long long)sc->pass_bytes,
-             bs->n_bad);
+    if (sc->pass_bytes || sc->now_done) { /* an empty store has nothing to pass over */
+        bs->st.scrub_passes++;
+        bs->st.scrub_last_pass_ms = util_wall_ms();
+        metric_inc(bs->m_scrub_passes);
+        log_debug(bs->tag, "scrub pass %llu complete: %llu bytes verified, %u bad blobs known",
+                  (unsigned long long)bs->st.scrub_passes, (unsigned long long)sc->pass_bytes,
+                  bs->n_bad);
+    }
     sc->part_id = 0;
     sc->seg_seq = 0;
     sc->off = 0;
