@@ -264,7 +264,7 @@ int seg_scan_init(struct seg_scan *s)
     s->buf_off = 0;
     s->buf_len = 0;
     s->pos = (s->start + REC_ALIGN - 1) & ~(uint64_t)(REC_ALIGN - 1);
-    s->good_end = s->start;
+    s->good_end = BD_MIN(s->start, s->src->size);
     s->damaged_bytes = 0;
     s->damaged_ranges = 0;
     s->bad_data = 0;

@@ -248,7 +248,8 @@ struct seg_scan {
     /* results, valid after each call */
     uint64_t good_end;       /* end of the last record found whose header (and,
                               * with verify_data, every chunk) validated; where
-                              * a torn tail is cut.  `start` until one is found */
+                              * a torn tail is cut; until one is found, `start`
+                              * (or the size, if the segment is shorter) */
     uint64_t damaged_bytes;  /* bytes skipped between valid records */
     uint32_t damaged_ranges; /* runs of such bytes */
     uint32_t bad_data;       /* records whose header was valid but a chunk was not */

@@ -35,16 +35,39 @@ blob_setup() {
 JSON
 }
 
+# A port free_port found may still be taken as the local port of an
+# outgoing connection before we bind it: then pick new ports and retry.
+blob_repick_ports() {
+    local old_port=$BLOB_PORT old_admin=$BLOB_ADMIN_PORT
+    BLOB_PORT=$(free_port)
+    BLOB_ADMIN_PORT=$(free_port)
+    BLOB_ADDR=127.0.0.1:$BLOB_PORT
+    BLOB_ADMIN=127.0.0.1:$BLOB_ADMIN_PORT
+    sed -i "s/127.0.0.1:$old_port\"/$BLOB_ADDR\"/; s/127.0.0.1:$old_admin\"/$BLOB_ADMIN\"/" \
+        "$BLOB_DIR/blob.json"
+}
+
 blob_run() {
-    "$BLOCKD" --role=blob --config "$BLOB_DIR/blob.json" &
-    BLOB_PID=$!
-    cleanup_fn kill_pid "$BLOB_PID"
-    local end=$((SECONDS + 20))
-    until "$BLOBCLI" --cluster functest --addr "$BLOB_ADDR" --timeout-ms 1000 report >/dev/null 2>&1; do
-        kill -0 "$BLOB_PID" 2>/dev/null || fail "blockd exited at start: $(tail -5 "$BLOB_DIR/blob.log")"
-        [ $SECONDS -lt $end ] || fail "blockd did not answer within 20 s"
-        sleep 0.1
+    local attempt
+    for attempt in 1 2 3; do
+        "$BLOCKD" --role=blob --config "$BLOB_DIR/blob.json" &
+        BLOB_PID=$!
+        cleanup_fn kill_pid "$BLOB_PID"
+        local end=$((SECONDS + 20))
+        until "$BLOBCLI" --cluster functest --addr "$BLOB_ADDR" --timeout-ms 1000 report >/dev/null 2>&1; do
+            if ! kill -0 "$BLOB_PID" 2>/dev/null; then
+                if tail -2 "$BLOB_DIR/blob.log" | grep -q "Address already in use"; then
+                    blob_repick_ports
+                    continue 2
+                fi
+                fail "blockd exited at start: $(tail -5 "$BLOB_DIR/blob.log")"
+            fi
+            [ $SECONDS -lt $end ] || fail "blockd did not answer within 20 s"
+            sleep 0.1
+        done
+        return 0
     done
+    fail "no free ports after 3 attempts"
 }
 
 cli() {

@@ -8,8 +8,10 @@
 #include "tap.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 /* ---- Fixture -------------------------------------------------------------- */
 
@@ -474,4 +476,83 @@ TEST(scan_foreign_records)
     s = scan(b.p, b.len, true);
     CHECK_EQ(s.n, 4);
     free(b.p);
+}
+
+/* ---- Corpus ------------------------------------------------------------------ */
+
+/* Append a compressed record: LEN bytes with period 16, zstd level 1. */
+static void sb_put_compressed(struct segbuf *b, uint64_t id, uint32_t len)
+{
+    uint8_t *raw = malloc(len);
+    fill(raw, 16, id);
+    for (uint32_t i = 16; i < len; i++) raw[i] = raw[i % 16];
+    size_t cap = ZSTD_compressBound(len);
+    uint8_t *z = malloc(cap);
+    size_t zl = ZSTD_compress(z, cap, raw, len, 1);
+    struct rec_hdr h = {.type = REC_PUT, .flags = REC_F_COMPRESSED | REC_F_COMPRESSIBLE,
+                        .store_id = STORE, .blob_id = id, .partition = PART, .raw_len = len,
+                        .stored_len = (uint32_t)zl, .seq = id, .data_csum = util_xxh3(raw, len)};
+    uint64_t total = rec_total_len((uint32_t)zl);
+    sb_reserve(b, total);
+    memset(b->p + b->len, 0, total);
+    rec_encode(b->p + b->len, &h, z);
+    memcpy(b->p + b->len + rec_meta_len((uint32_t)zl), z, zl);
+    b->offs[b->n] = b->len;
+    b->len += total;
+    b->ends[b->n++] = b->len;
+    free(z);
+    free(raw);
+}
+
+static void seed(const char *dir, const char *name, uint8_t mode, const uint8_t *p, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(&mode, 1, 1, f);
+    fwrite(p, 1, len, f);
+    fclose(f);
+}
+
+/* Write fuzz seeds for tests/fuzz/fuzz_segment.c (only with SEGMENT_CORPUS_DIR). */
+TEST(write_corpus)
+{
+    const char *dir = getenv("SEGMENT_CORPUS_DIR");
+    if (!dir) return;
+    struct segbuf b;
+    five(&b);
+    seed(dir, "scan_five", 0, b.p, b.len);
+    seed(dir, "record_one", 1, b.p + b.offs[3], b.ends[3] - b.offs[3]);
+    seed(dir, "scan_torn", 0, b.p, b.offs[4] + 40);
+    b.p[b.offs[1] + 20] ^= 1;
+    seed(dir, "scan_header_flip", 0, b.p, b.len);
+    b.p[b.offs[1] + 20] ^= 1;
+    b.p[b.offs[3] + 200] ^= 1;
+    seed(dir, "scan_data_flip", 0, b.p, b.len);
+    free(b.p);
+    sb_init(&b);
+    sb_put_compressed(&b, 9, 100000);
+    sb_put(&b, 10, 33);
+    sb_tomb(&b, 9);
+    seed(dir, "scan_compressed", 0, b.p, b.len);
+    uint32_t stored = util_get_le32(b.p + b.offs[0] + 32);
+    const uint8_t *frame = b.p + b.offs[0] + rec_meta_len(stored);
+    uint8_t *z = malloc(stored + 4);
+    util_put_le32(z, 100000);
+    memcpy(z + 4, frame, stored);
+    seed(dir, "zstd_ok", 3, z, stored + 4);
+    util_put_le32(z, 99999); /* the frame says 100000 */
+    seed(dir, "zstd_lie", 3, z, stored + 4);
+    free(z);
+    free(b.p);
+    struct idx_entry e[2] = {
+        {.blob_id = 1, .off = 64, .seq = 1, .data_csum = 11, .raw_len = 100, .stored_len = 100,
+         .type = REC_PUT},
+        {.blob_id = 2, .off = 240, .seq = 2, .type = REC_TOMBSTONE},
+    };
+    uint8_t ib[IDX_HDR_LEN + 2 * IDX_ENTRY_LEN];
+    struct idx_hdr h = {.store_id = STORE, .partition = PART, .seg_seq = 1, .seg_len = 304};
+    idx_encode(ib, &h, e, 2);
+    seed(dir, "idx_two", 2, ib, sizeof(ib));
 }
