@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -636,6 +637,17 @@ static void blob_free(struct role *r)
     r->impl = NULL;
 }
 
+/* The store keeps one descriptor per segment file: take all the process
+ * may have rather than the default soft limit. */
+static void raise_fd_limit(const char *tag)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn(tag, "cannot raise the open file limit: %s", bd_strerror(-errno));
+}
+
 static int blob_start(struct role *r, struct reactor *rx, const struct bd_config *cfg,
                       unsigned instance, char *err, size_t errlen)
 {
@@ -652,6 +664,7 @@ static int blob_start(struct role *r, struct reactor *rx, const struct bd_config
     s->top = cfg;
     s->cfg = bc;
     snprintf(s->labels, sizeof(s->labels), "role=\"%s\"", r->tag);
+    raise_fd_limit(r->tag);
     s->fio = &fio_posix;
     if (bc->fault.fsync_eio_after) {
         s->faults.fsync_eio_after = bc->fault.fsync_eio_after;

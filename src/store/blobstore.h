@@ -112,8 +112,11 @@ struct blobstore_put {
 
 /* Store a blob.  Returns 0 if the put was queued: P->cb then runs exactly
  * once, with 0 once the blob is durable, or -BD_ECSUM (data does not match
- * csum; nothing stored), -ENOSPC, -EIO/-BD_EFAILED (storage failed),
- * -BD_EIMMUTABLE (a concurrent delete won), -ESHUTDOWN.  Returns 1 if the
+ * csum; nothing stored), -ENOSPC, -EIO or -BD_EFAILED (storage failed; the
+ * blob is not durable and may or may not be found after a restart), or
+ * -ENOMEM.  A put of the same bytes while one is queued rides on it and
+ * gets the same answer (if the first payload fails its checksum, the
+ * second is written instead).  Returns 1 if the
  * same bytes are already durable (idempotent success; no callback), or a
  * negative code with no callback: -EINVAL (too large), -BD_EFENCED,
  * -BD_EIMMUTABLE (id holds other bytes, is in another partition, or was
@@ -131,9 +134,11 @@ struct blobstore_delete {
 
 /* Delete a blob: append a tombstone, so the delete survives restarts and
  * the id is never reused (an id never seen gets a tombstone too: a late
- * put of it will be refused).  Returns 0 if queued (cb runs once the
- * tombstone is durable), 1 if already deleted and durable, or -ENOENT (the
- * id lives in another partition), -BD_EFAILED, -ENOSPC, -ESHUTDOWN. */
+ * put of it will be refused).  Returns 0 if queued (cb runs once, with 0
+ * when the tombstone is durable, or -ENOSPC/-EIO/-BD_EFAILED, after which
+ * the blob is as it was), 1 if already deleted and durable, or at once
+ * -ENOENT (the id lives in another partition), -EBUSY (a put of the id is
+ * still in flight: retry after it), -BD_EFAILED, -ENOSPC, -ESHUTDOWN. */
 int blobstore_delete(struct blobstore *bs, struct blobstore_delete *d);
 
 /* ---- reads ---------------------------------------------------------------- */
