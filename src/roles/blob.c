@@ -245,7 +245,12 @@ static void on_get_done(struct blobstore_get *g, int err)
                                  .arg = g->buf};
         metric_add(s->m_bytes_out, g->data_len);
         count_done(s, OP_GET, q->t0_ns, 0);
-        conn_reply(q->c, &q->hdr, s->fields, (size_t)n, &p); /* p.release frees g->buf */
+        if (g->data_len) {
+            conn_reply(q->c, &q->hdr, s->fields, (size_t)n, &p); /* p.release frees g->buf */
+        } else { /* conn sends no empty payload, so it would never release it */
+            free(g->buf);
+            conn_reply(q->c, &q->hdr, s->fields, (size_t)n, NULL);
+        }
     }
     req_free(q);
 }
@@ -403,9 +408,8 @@ static void srv_on_request(struct conn *c, struct conn_frame *f, void *arg)
         conn_reply_error(c, &f->hdr, -ESHUTDOWN, 0, "blob server is stopping");
         return;
     }
-    bool mutating = f->hdr.type == WIRE_BLOB_PUT || f->hdr.type == WIRE_BLOB_DELETE ||
-                    f->hdr.type == WIRE_BLOB_LIST || f->hdr.type == WIRE_BLOB_REPORT;
-    if (mutating && conn_peer_role(c) == WIRE_ROLE_AGENT) {
+    bool agent_may = f->hdr.type == WIRE_BLOB_GET || f->hdr.type == WIRE_BLOB_STAT;
+    if (!agent_may && conn_peer_role(c) == WIRE_ROLE_AGENT) {
         conn_reply_error(c, &f->hdr, -EPERM, 0, "agents may only read blobs");
         return;
     }

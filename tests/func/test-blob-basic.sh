@@ -33,6 +33,15 @@ expect status=ECSUM cli put --id 2 --size 5000 --bad-csum
 expect status=ENOENT cli stat --id 2
 expect "partition=1 len=100000" cli stat --id 1
 
+# An empty blob is a blob.
+expect stored_len=0 cli put --id 5 --size 0
+expect verified cli get --id 5 --size 0
+
+# Agents may read (the direct-read path) but not write.
+expect verified cli --as-agent get --id 1 --size 100000
+expect status=EPERM cli --as-agent put --id 6 --size 100
+expect status=EPERM cli --as-agent delete --id 1
+
 # Compression is transparent: stored smaller, read back whole and ranged.
 out=$(cli put --id 3 --size 1M --compressible)
 stored=${out#stored_len=}
@@ -55,8 +64,8 @@ expect status=EIMMUTABLE cli put --id 22 --partition 6 --size 64  # ids are neve
 expect ok cli delete --id 22 --partition 6                         # already deleted: ok
 
 # Report and admin status agree.
-cli report | grep -q '^blobs=8$' || fail "report: $(cli report)"
-[ "$(status_field blobs)" = 8 ] || fail "status blobs: $(status_field blobs)"
+cli report | grep -q '^blobs=9$' || fail "report: $(cli report)"
+[ "$(status_field blobs)" = 9 ] || fail "status blobs: $(status_field blobs)"
 [ "$(status_field failed)" = false ] || fail "status failed"
 curl -sf "http://$BLOB_ADMIN/metrics" | grep -q 'blockd_blob_requests_total{role="blob.7",op="put"}' ||
     fail "metrics lack per-op request counts"

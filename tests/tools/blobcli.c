@@ -21,6 +21,7 @@
  *                  unknown|badpayload
  *           sends one kind of malformed input on a raw socket and checks the
  *           server's answer (close, or an error reply on a live connection)
+ *   --as-agent  say HELLO as an agent (which may only read)
  *
  * Blob contents are a function of (seed, id, size), so any process can
  * verify any blob.  Partitions: blob id N lives in partition
@@ -48,7 +49,7 @@
 static struct {
     const char *addr, *cluster, *secret, *acked, *ids, *mode, *cmd;
     uint64_t id, partition, epoch, size, seed, off, len, max, count, inflight, start_id, parts;
-    bool compressible, bad_csum, size_set;
+    bool compressible, bad_csum, size_set, as_agent;
     uint32_t timeout_ms;
 } o = {.cluster = "test", .secret = "", .partition = 1, .epoch = 1, .size = 4096, .seed = 1,
        .max = 1000, .count = 1000, .inflight = 32, .start_id = 1, .parts = 1,
@@ -651,6 +652,7 @@ int main(int argc, char **argv)
         {"inflight", 1, 0, 'q'},   {"start-id", 1, 0, 'x'},  {"parts", 1, 0, 'k'},
         {"acked", 1, 0, 'A'},      {"ids", 1, 0, 'I'},       {"mode", 1, 0, 'M'},
         {"compressible", 0, 0, 'C'}, {"bad-csum", 0, 0, 'B'}, {"timeout-ms", 1, 0, 't'},
+        {"as-agent", 0, 0, 'G'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -676,13 +678,15 @@ int main(int argc, char **argv)
         case 'C': o.compressible = true; break;
         case 'B': o.bad_csum = true; break;
         case 't': o.timeout_ms = (uint32_t)num(optarg); break;
+        case 'G': o.as_agent = true; break;
         default: usage();
         }
     }
     if (optind != argc - 1 || !o.addr) usage();
     o.cmd = argv[optind];
     if (o.inflight == 0 || o.parts == 0 || o.size > (64u << 20)) usage();
-    conn_auth_init(&auth, o.cluster, o.secret, 0, WIRE_ROLE_CTL, "blobcli");
+    conn_auth_init(&auth, o.cluster, o.secret, 0, o.as_agent ? WIRE_ROLE_AGENT : WIRE_ROLE_CTL,
+                   "blobcli");
     if (strcmp(o.cmd, "garbage") == 0) {
         if (!o.mode) usage();
         return do_garbage();
