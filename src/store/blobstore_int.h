@@ -1,7 +1,9 @@
 /* blobstore_int.h: the blob store's internal types, shared by blobstore.c
- * (open, write path, group commit), bsread.c (reads, verification),
+ * (open, write path, group commit), bsseg.c (partitions, segments,
+ * sealing), bsread.c (reads, verification),
  * blobscan.c (recovery, bad list, store.meta), scrub.c and compact.c.
- * Nothing outside src/store/blob* includes this.
+ * Nothing outside src/store includes this but the segment fuzz target
+ * (which drives bs_decompress).
  *
  * Ownership across threads (the invariants every file relies on):
  *   1. struct blobstore, bs_part and bs_seg fields marked "reactor" are
@@ -159,7 +161,7 @@ struct blobstore {
     struct metric_hist *m_flush_lat;
 };
 
-/* ---- blobstore.c ----------------------------------------------------------- */
+/* ---- bsseg.c --------------------------------------------------------------- */
 /* "<dir>/p<part>" or "<dir>/p<part>/<seq>.<ext>" into BUF (BS_PATH_MAX). */
 void bs_part_dir(const struct blobstore *bs, uint32_t part, char *buf);
 void bs_seg_path(const struct blobstore *bs, uint32_t part, uint64_t seq, const char *ext,
@@ -182,9 +184,6 @@ void bs_list_add(struct bs_part *part, struct bs_ent *e);
 void bs_fail(struct blobstore *bs, int err, const char *what);
 /* Mark entry E (LIVE) bad: not served, remembered durably, reported. */
 void bs_mark_bad(struct blobstore *bs, struct bs_ent *e, int err, const char *who);
-/* A job that counted in bs->jobs finished; close may be waiting for it. */
-void bs_job_done(struct blobstore *bs);
-void bs_check_closed(struct blobstore *bs);
 /* Write BUF to PATH through the fio: PATH.tmp, fdatasync, rename, fsync
  * of DIR.  For worker threads.  *FSYNCS counts the syncs done.  0 or -errno
  * (-EIO from an fsync: the caller fails stop). */
@@ -194,6 +193,14 @@ int bs_write_atomic(struct blobstore *bs, const char *dir, const char *path, con
  * Worker threads.  0 or -errno. */
 int bs_write_idx(struct blobstore *bs, struct bs_seg *seg, const struct idx_entry *ents,
                  uint32_t n, uint64_t seg_len, uint64_t max_epoch, unsigned *fsyncs);
+/* SEG is full (the writer moved on): make it durable and write its index
+ * file on the sync queue.  Reactor. */
+void bs_seal_start(struct blobstore *bs, struct bs_seg *seg);
+
+/* ---- blobstore.c ----------------------------------------------------------- */
+/* A job that counted in bs->jobs finished; close may be waiting for it. */
+void bs_job_done(struct blobstore *bs);
+void bs_check_closed(struct blobstore *bs);
 
 /* ---- bsread.c -------------------------------------------------------------- */
 /* What the index says a record is. */
