@@ -727,7 +727,7 @@ int main(int argc, char **argv)
                (double)acked_n * (double)o.size / secs / 1e6);
     }
     if (acked_f) fclose(acked_f);
-    conn_close(cn, 0);
+    if (!closed) conn_close(cn, 0); /* after on_close the conn frees itself */
     event_free(tick);
     reactor_free(rx);
     if (slots)
