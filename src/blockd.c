@@ -21,6 +21,7 @@
 #include "net/metrics.h"
 #include "net/reactor.h"
 #include "roles/proxy.h"
+#include "roles/blob.h"
 #include "roles/role.h"
 
 #include <getopt.h>
@@ -30,6 +31,7 @@
 
 /* Role modules compiled into this binary, in start order. */
 static const struct role_ops *const role_modules[] = {
+    &blob_role_ops,
     &proxy_role_ops,
 };
 
