@@ -68,8 +68,8 @@ static void on_reply(struct conn_call *cc, int err, struct conn_frame *f)
     c->err = err;
     if (f) {
         c->hdr = f->hdr;
-        c->body = conn_frame_take(f);
         if (err) conn_error_text(f, c->errtext, sizeof(c->errtext));
+        c->body = conn_frame_take(f);
     }
 }
 
