@@ -632,6 +632,9 @@ static void conn_setup_bev(struct conn *c)
      * make us hold more than one frame's worth of input. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, WIRE_HDR_LEN + WIRE_MAX_FRAME);
     bufferevent_setwatermark(c->bev, EV_WRITE, c->opts.out_high_water / 2, 0);
+    /* libevent reads 16 KiB per call by default: a 1 MiB frame would take
+     * 64 reads and as many buffer chains. */
+    bufferevent_set_max_single_read(c->bev, 256 * 1024);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
