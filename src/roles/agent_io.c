@@ -56,7 +56,7 @@
 #define RQ_ERR 4      /* priv[]: error to deliver */
 #define RQ_T0 5       /* priv[]: submission time (µs), for the flush histogram */
 #define RQ_TARGET 0   /* priv_u64[]: sequence number to make durable */
-#define RQ_DEADLINE 1 /* priv_u64[]: ms */
+#define RQ_SUBMIT 1   /* priv_u64[]: submission time, ms */
 #define RQ_TICKET 2   /* priv_u64[]: journal sync wanted */
 #define RQ_ACKS 3     /* priv_u64[]: vol->acks at submission */
 
@@ -156,7 +156,7 @@ static void dur_add(struct vol *v, struct agent_req *req, int kind, uint64_t tar
     req->priv[RQ_FENCE] = NULL;
     req->priv[RQ_T0] = (void *)(uintptr_t)(util_mono_ns() / 1000);
     req->priv_u64[RQ_TARGET] = target;
-    req->priv_u64[RQ_DEADLINE] = util_mono_ms() + v->vs->cfg->io_timeout_ms;
+    req->priv_u64[RQ_SUBMIT] = util_mono_ms();
     req->priv_u64[RQ_TICKET] = ++v->sync_want;
     req->priv_u64[RQ_ACKS] = v->acks;
     req->next = NULL;
@@ -179,11 +179,17 @@ static void on_fence(struct agent_call *call, int err, struct conn_frame *f)
         if (wire_decode_vol_flush_resp(f->body, f->hdr.len, f->hdr.payload_len, &r) == 0) {
             if (r.raft_index > v->max_index) v->max_index = r.raft_index;
             v->fence_ok = v->fence_epoch;
+            v->progress_ms = util_mono_ms();
         } else {
             err = -EIO;
         }
     }
-    if (err == -BD_EFENCED) {
+    if (err == -BD_EFENCED && (v->state == VOL_REATTACH || v->fence_gen != v->gen)) {
+        /* Our own re-attach raised the generation under the check: the
+         * flushes ask again once it is done. */
+        for (struct agent_req *r = v->dur_head; r; r = r->next)
+            if (P(r, RQ_FENCE) == v->fence_epoch) r->priv[RQ_FENCE] = NULL;
+    } else if (err == -BD_EFENCED) {
         vol_fail(v, -BD_EFENCED, "VOL_FLUSH refused: another agent attached the volume");
     } else if (err) {
         /* The flushes waiting for this check fail; later ones try again. */
@@ -217,6 +223,7 @@ static void fence_start(struct vol *v)
     c->cb = on_fence;
     c->data = v;
     v->fence_busy = true;
+    v->fence_gen = v->gen;
     agent_client_call(v->vs->cl, c);
 }
 
@@ -286,11 +293,19 @@ void io_fail_all(struct vol *v, int err)
     v->dur_tail = NULL;
 }
 
+/* Requests waiting on the cluster fail once it has taken nothing from us
+ * for io_timeout_ms since they were submitted ("unreachable"), not after a
+ * fixed time: a slow but working cluster, or a re-attach, is progress. */
+static bool expired(const struct vol *v, const struct agent_req *r, uint64_t now)
+{
+    uint64_t since = BD_MAX(r->priv_u64[RQ_SUBMIT], v->progress_ms);
+    return now >= since + v->vs->cfg->io_timeout_ms;
+}
+
 void io_tick(struct vol *v, uint64_t now)
 {
-    /* Writes that waited for journal space for io_timeout_ms fail: the
-     * cluster did not take enough data to make room.  They are FIFO. */
-    while (v->wait_head && v->wait_head->priv_u64[RQ_DEADLINE] <= now) {
+    /* Writes waiting for journal space: FIFO, so the oldest go first. */
+    while (v->wait_head && expired(v, v->wait_head, now)) {
         struct agent_req *r = v->wait_head;
         v->wait_head = r->next;
         if (!v->wait_head) v->wait_tail = NULL;
@@ -299,7 +314,7 @@ void io_tick(struct vol *v, uint64_t now)
     struct agent_req **pp = &v->dur_head, *last = NULL;
     while (*pp) {
         struct agent_req *r = *pp;
-        if (r->priv_u64[RQ_DEADLINE] <= now) {
+        if (expired(v, r, now)) {
             *pp = r->next;
             io_complete(v->vs, r, -ETIMEDOUT);
         } else {
@@ -397,7 +412,7 @@ static void start_write(struct agent_vol *h, struct agent_req *req, int kind)
     }
     req->priv[RQ_HANDLE] = h;
     req->priv[RQ_KIND] = (void *)(uintptr_t)kind;
-    req->priv_u64[RQ_DEADLINE] = util_mono_ms() + vs->cfg->io_timeout_ms;
+    req->priv_u64[RQ_SUBMIT] = util_mono_ms();
     req->next = NULL;
     if (v->wait_head || try_append(v, req) == -EAGAIN) {
         if (v->wait_tail) v->wait_tail->next = req;

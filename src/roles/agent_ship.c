@@ -27,7 +27,8 @@
  * Failures (agent_client.h classifies them):
  *   known not done (refused, never sent): the extents are dirty again and
  *     shipping backs off (100 ms doubling to 1 s);
- *   outcome unknown (connection lost, timeout after sending, EIO): do NOT
+ *   outcome unknown (connection lost, no answer within half of
+ *     io_timeout_ms, EIO): do NOT
  *     resend: an older copy still in flight could commit after a newer
  *     write of the same block.  Re-attach instead (vol_reattach): the new,
  *     higher generation fences every send made under the old one, which
@@ -245,6 +246,9 @@ static void ship_send(struct vol *v, struct ship *s)
     c->fields_len = (size_t)n;
     c->type = WIRE_VOL_WRITE;
     c->idempotent = false; /* an unknown outcome means re-attach, never resend */
+    /* Half the I/O timeout: a write lost in flight is then found, fenced
+     * by a re-attach and resent before waiting flushes give up. */
+    c->deadline_ms = util_mono_ms() + BD_MAX(vs->cfg->io_timeout_ms / 2, 50);
     c->cb = on_ship_done;
     c->data = s;
     if (s->kind == CACHE_DATA) {
@@ -382,6 +386,7 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
         if (resp.raft_index > v->max_index) v->max_index = resp.raft_index;
         cache_clean(v->c, s->start, s->start + s->nblk, s->id);
         v->acks++;
+        v->progress_ms = util_mono_ms();
         v->ship_backoff_ms = 0;
         metric_observe_us(vs->m_ship, util_mono_ns() / 1000 - s->t0_us);
         ship_release(s);
@@ -391,7 +396,11 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
     }
     char why[160];
     const char *text = f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err);
-    if (err == -BD_EFENCED) {
+    if (err == -BD_EFENCED && v->state == VOL_REATTACH) {
+        /* Fenced by our own re-attach: not applied, and the re-attach
+         * makes its extents dirty again. */
+        ship_release(s);
+    } else if (err == -BD_EFENCED) {
         ship_release(s);
         vol_fail(v, -BD_EFENCED, "VOL_WRITE refused as fenced: another agent attached the volume");
     } else if (call->unknown) {

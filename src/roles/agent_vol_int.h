@@ -140,6 +140,8 @@ struct vol {
     bool fence_busy;
     uint64_t fence_epoch;       /* number of the fence check in flight / last sent */
     uint64_t fence_ok;          /* number of the last fence check that succeeded */
+    uint64_t fence_gen;         /* generation the check in flight was sent with */
+    uint64_t progress_ms;       /* last time the cluster took something from us */
 
     /* shipping */
     struct ship *ships;         /* in flight under the current generation */

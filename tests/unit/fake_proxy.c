@@ -21,6 +21,7 @@ struct held {
     uint64_t off;
     uint64_t index;
     unsigned log_i;
+    uint8_t *body;      /* hold_unapplied: the request, applied at release */
 };
 
 struct fake_proxy {
@@ -39,6 +40,8 @@ struct fake_proxy {
     struct fake_write log[MAX_LOG];
     unsigned n_log;
     unsigned attaches, detaches, reads, flushes;
+    struct held held_att[16];
+    unsigned n_held_att;
     uint64_t max_min_index;
 };
 
@@ -80,6 +83,17 @@ static uint32_t ranges_of(const struct fake_vol *v, uint64_t a, uint64_t b,
     return n;
 }
 
+static void apply(struct fake_proxy *fp, struct fake_vol *v, const struct wire_vol_write_req *m)
+{
+    if (m->flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) memset(v->data + m->off, 0, m->len);
+    else memcpy(v->data + m->off, m->data, m->len);
+    memset(v->kind + m->off / 4096,
+           m->flags & WIRE_WRITE_ZERO ? WIRE_MAP_ZERO
+           : m->flags & WIRE_WRITE_TRIM ? WIRE_MAP_HOLE : WIRE_MAP_DATA,
+           m->len / 4096);
+    fp->index++;
+}
+
 static void on_write(struct fake_proxy *fp, struct conn *c, struct conn_frame *f)
 {
     struct wire_vol_write_req m;
@@ -107,16 +121,16 @@ static void on_write(struct fake_proxy *fp, struct conn *c, struct conn_frame *f
         conn_reply_error(c, &f->hdr, err, 0, "refused");
         return;
     }
+    if (fp->k.hold_unapplied && fp->n_held < MAX_HELD) {
+        fp->held[fp->n_held++] = (struct held){.c = c, .hdr = f->hdr, .off = m.off,
+                                               .log_i = fp->n_log - 1,
+                                               .body = conn_frame_take(f)};
+        return;
+    }
     bool closing = fp->k.close_on_write > 0;
     if (closing) fp->k.close_on_write--;
     if (!closing || fp->k.close_applies) {
-        if (m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) memset(v->data + m.off, 0, m.len);
-        else memcpy(v->data + m.off, m.data, m.len);
-        memset(v->kind + m.off / 4096,
-               m.flags & WIRE_WRITE_ZERO ? WIRE_MAP_ZERO
-               : m.flags & WIRE_WRITE_TRIM ? WIRE_MAP_HOLE : WIRE_MAP_DATA,
-               m.len / 4096);
-        fp->index++;
+        apply(fp, v, &m);
         if (lg) lg->applied = true;
     }
     if (closing) {
@@ -219,6 +233,13 @@ static void on_attach(struct fake_proxy *fp, struct conn *c, struct conn_frame *
                                      .block_size = 4096, .flags = flags, .raft_index = fp->index};
     uint8_t buf[64];
     int n = wire_encode_vol_attach_resp(buf, sizeof(buf), &r);
+    if (fp->k.hold_attaches && fp->n_held_att < 16) {
+        struct held *h = &fp->held_att[fp->n_held_att++];
+        *h = (struct held){.c = c, .hdr = f->hdr, .body = malloc((size_t)n)};
+        memcpy(h->body, buf, (size_t)n);
+        h->off = (uint64_t)n;
+        return;
+    }
     conn_reply(c, &f->hdr, buf, (size_t)n, NULL);
 }
 
@@ -314,12 +335,46 @@ struct fake_proxy *fake_proxy_new(struct reactor *rx, const char *addr,
     return fp;
 }
 
+unsigned fake_proxy_release_attaches(struct fake_proxy *fp)
+{
+    unsigned n = fp->n_held_att;
+    for (unsigned i = 0; i < n; i++) {
+        struct held *h = &fp->held_att[i];
+        conn_reply(h->c, &h->hdr, h->body, (size_t)h->off, NULL);
+        free(h->body);
+    }
+    fp->n_held_att = 0;
+    return n;
+}
+
+/* A held unapplied write commits now: the generation is checked now. */
+static void release_unapplied(struct fake_proxy *fp, struct held *h)
+{
+    struct wire_vol_write_req m;
+    int err = wire_decode_vol_write_req(h->body, h->hdr.len, h->hdr.payload_len, &m) < 0
+                  ? -EINVAL : 0;
+    struct fake_vol *v = err ? NULL : by_id(fp, m.vol_id);
+    if (!err && (!v || m.generation != v->gen)) err = v ? -BD_EFENCED : -ENOENT;
+    fp->log[h->log_i].status = err;
+    if (err) {
+        conn_reply_error(h->c, &h->hdr, err, 0, "refused at commit");
+    } else {
+        apply(fp, v, &m);
+        fp->log[h->log_i].applied = true;
+        reply_index(h->c, &h->hdr, fp->index);
+    }
+    free(h->body);
+}
+
 unsigned fake_proxy_release(struct fake_proxy *fp, uint64_t off)
 {
     unsigned n = 0, k = 0;
     for (unsigned i = 0; i < fp->n_held; i++) {
         struct held h = fp->held[i];
-        if (off == UINT64_MAX || h.off == off) {
+        if (h.body && (off == UINT64_MAX || h.off == off)) {
+            release_unapplied(fp, &h);
+            n++;
+        } else if (off == UINT64_MAX || h.off == off) {
             fp->log[h.log_i].status = 0;
             reply_index(h.c, &h.hdr, h.index);
             n++;
@@ -343,9 +398,16 @@ void fake_proxy_down(struct fake_proxy *fp)
     for (unsigned i = 0; i < MAX_CONNS; i++)
         if (fp->conns[i]) conn_close(fp->conns[i], -ECONNRESET);
     /* Held requests must still be answered (a no-op on closed conns). */
-    for (unsigned i = 0; i < fp->n_held; i++)
+    for (unsigned i = 0; i < fp->n_held; i++) {
         conn_reply_error(fp->held[i].c, &fp->held[i].hdr, -EIO, 0, "down");
+        free(fp->held[i].body);
+    }
     fp->n_held = 0;
+    for (unsigned i = 0; i < fp->n_held_att; i++) {
+        conn_reply_error(fp->held_att[i].c, &fp->held_att[i].hdr, -EIO, 0, "down");
+        free(fp->held_att[i].body);
+    }
+    fp->n_held_att = 0;
 }
 
 int fake_proxy_up(struct fake_proxy *fp)

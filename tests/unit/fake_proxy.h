@@ -41,6 +41,9 @@ struct fake_knobs {
     bool close_applies;     /* ... after applying them (outcome unknown, but done) */
     int drop_writes;        /* apply the next N writes and never answer them */
     bool hold_writes;       /* apply writes but hold their answers until released */
+    bool hold_unapplied;    /* hold writes unapplied: applied at release, generation
+                             * checked then (a commit after a later attach) */
+    bool hold_attaches;     /* apply attaches but hold their answers until released */
     int fail_attaches;      /* answer the next N attaches with attach_err */
     int attach_err;
     uint64_t delay_ms;      /* delay every response on connections accepted from now */
@@ -66,6 +69,7 @@ int fake_proxy_up(struct fake_proxy *fp);
  * OFF == UINT64_MAX.  Returns how many. */
 unsigned fake_proxy_release(struct fake_proxy *fp, uint64_t off);
 unsigned fake_proxy_held(const struct fake_proxy *fp);
+unsigned fake_proxy_release_attaches(struct fake_proxy *fp);
 
 /* The log of writes received, in order. */
 const struct fake_write *fake_proxy_writes(const struct fake_proxy *fp, unsigned *n);
