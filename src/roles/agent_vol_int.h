@@ -1,9 +1,10 @@
 /* agent_vol_int.h: the volume back end's internal types, shared by
- *   agent_vol.c   registry, attach/detach, open/list/info, tick, status;
+ *   agent_vol.c   registry, replay at start, tick, stop, status;
  *   agent_io.c    the request paths (read, write, zero, trim, flush,
  *                 block status), completions and durability waiters;
  *   agent_ship.c  shipping dirty data, acks, re-attach and fencing.
- * Nothing outside those three files includes it.
+ *   agent_attach.c attach, re-attach, detach; open, list, info.
+ * Nothing outside those files includes it.
  *
  * Objects and who owns them:
  *   struct agent_vols  the registry (one per agent instance);
@@ -195,12 +196,36 @@ struct agent_vols {
     uint64_t reattaches, lost_blocks;
 };
 
+/* An open, list or info callback to run later (from the done event). */
+struct deferred {
+    struct deferred *next;
+    struct agent_open_req *open;
+    struct agent_info_req *info;
+    struct agent_list_req *list;
+    struct agent_vol *h;         /* open: the handle to hand over */
+    struct agent_vol_info vinfo; /* info */
+    int err;
+};
+
 /* agent_vol.c */
 void vol_set_state(struct vol *v, enum vol_state st);
 void vol_maybe_free(struct vol *v);
 void vol_fail(struct vol *v, int err, const char *why);
-void vol_reattach(struct vol *v);
+struct vol *vol_new(struct agent_vols *vs, const char *name);
+void vol_free(struct vol *v);
+bool vol_busy(const struct vol *v);
+struct vol *vol_find(struct agent_vols *vs, const char *name);
+bool vols_is_broken(const struct agent_vols *vs, uint64_t vol_id);
+void vols_defer(struct agent_vols *vs, struct deferred *d);
+void vols_open_finish(struct agent_vols *vs, struct agent_open_req *req, int err,
+                      struct agent_vol *h);
+
+/* agent_attach.c */
 void vol_attach_start(struct vol *v);
+void vol_reattach(struct vol *v);
+void vol_detach(struct vol *v);
+bool vol_clean(const struct vol *v);
+void vol_fail_opens(struct vol *v, int err);
 
 /* agent_io.c */
 void io_complete(struct agent_vols *vs, struct agent_req *req, int err);
