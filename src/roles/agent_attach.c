@@ -134,6 +134,15 @@ static void attach_ok(struct vol *v, const struct wire_vol_attach_resp *r)
         }
         return;
     }
+    if (vols_is_broken(vs, r->vol_id)) {
+        /* Its journal may hold acknowledged writes newer than the cluster's
+         * data: no attach of any kind until an operator has looked. */
+        log_error(vs->tag, "vol %s: its journal (id %llu) is unreadable: refusing to attach",
+                  v->name, (unsigned long long)r->vol_id);
+        vol_fail_opens(v, -EIO);
+        if (v->state == VOL_ATTACHING) vol_set_state(v, VOL_FAILED);
+        return;
+    }
     if (r->block_size > BD_BLOCK_SIZE || r->size % BD_BLOCK_SIZE) {
         vol_fail(v, -EIO, "unsupported block size or volume size");
         return;

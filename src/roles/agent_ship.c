@@ -266,21 +266,22 @@ static void ship_send(struct vol *v, struct ship *s)
     agent_client_call(vs->cl, c);
 }
 
-/* Start ships.  AGE: the tick asks for extents older than flush_age_ms. */
-static void kick(struct vol *v, bool age)
+/* Pick runs and send them; returns true if a corrupt block was found (it
+ * is marked LOST and the caller picks again). */
+static bool kick_once(struct vol *v, bool age)
 {
     struct agent_vols *vs = v->vs;
-    if (!v->c || v->state != VOL_ACTIVE || vs->freeing || !v->vol_id) return;
+    if (!v->c || v->state != VOL_ACTIVE || vs->freeing || !v->vol_id) return false;
     uint64_t now = util_mono_ms();
-    if (now < v->ship_retry_at || v->n_ships >= AGENT_MAX_SHIPS) return;
+    if (now < v->ship_retry_at || v->n_ships >= AGENT_MAX_SHIPS) return false;
     if (cache_extents(v->c) == cache_lost_extents(v->c)) {
         v->drain = false; /* nothing dirty left */
-        return;
+        return false;
     }
     bool pressure = cache_dirty_bytes(v->c) >= vs->hw_bytes ||
                     journal_used_bytes(v->j) >= vs->hw_bytes;
     bool all = v->drain || pressure || v->dur_head || v->wait_head || vs->stopping;
-    if (!all && !age) return;
+    if (!all && !age) return false;
     struct pick p = {.v = v, .room = AGENT_MAX_SHIPS - v->n_ships, .all = all,
                      .cutoff = now > vs->cfg->flush_age_ms ? now - vs->cfg->flush_age_ms : 0};
     uint64_t from = v->cursor;
@@ -300,10 +301,16 @@ static void kick(struct vol *v, bool age)
             ship_send(v, s);
         }
     }
-    if (p.bad) {
-        ship_mark_lost(v, p.bad_blk, 1, p.bad_seq, p.bad_seg);
-        kick(v, age); /* the rest of that run is still dirty */
-    }
+    if (p.bad) ship_mark_lost(v, p.bad_blk, 1, p.bad_seq, p.bad_seg);
+    return p.bad;
+}
+
+/* Start ships.  AGE: the tick asks for extents older than flush_age_ms.
+ * Each corrupt block found costs one more pass (bounded here; the next
+ * kick goes on). */
+static void kick(struct vol *v, bool age)
+{
+    for (int pass = 0; pass < 64 && kick_once(v, age); pass++) {}
 }
 
 void ship_kick(struct vol *v)

@@ -781,6 +781,72 @@ TEST(damaged_entry_reads_eio)
     teardown();
 }
 
+/* Journal bytes that rot while the agent runs are caught when shipping
+ * (every block is verified against the checksum taken at write time): the
+ * block becomes LOST (reads EIO), garbage never reaches the cluster. */
+TEST(corrupt_journal_block_is_never_shipped)
+{
+    setup();
+    CHECK(start() == 0);
+    struct agent_vol *h = open_vol("vol-a", false, NULL);
+    CHECK(h);
+    CHECK_EQ(do_write(h, 0, 4 * BS, 32, 0), 0);
+    CHECK_EQ(do_write(h, 4 * BS, BS, 33, 0), 0);
+    char seg[600];
+    snprintf(seg, sizeof(seg), "%s/%016llx/0000000000000001.seg", cache_dir,
+             (unsigned long long)fv->id);
+    int fd = open(seg, O_RDWR);
+    CHECK(fd >= 0);
+    uint64_t pos = JOURNAL_SEG_HDR + JOURNAL_ENT_HDR + 2 * BS + 7; /* block 2 of the first write */
+    uint8_t b;
+    CHECK(pread(fd, &b, 1, (off_t)pos) == 1);
+    b ^= 1;
+    CHECK(pwrite(fd, &b, 1, (off_t)pos) == 1);
+    close(fd);
+    CHECK_EQ(do_flush(h), 0);
+    CHECK(!has_write_at(2 * BS, NULL));                /* never sent */
+    CHECK(fv->kind[2] == WIRE_MAP_HOLE);               /* never garbage */
+    CHECK(matches(fv->data, 0, 2 * BS, 32));            /* the rest of the run did ship */
+    CHECK(matches(fv->data + 3 * BS, 3 * BS, BS, 32));
+    CHECK(matches(fv->data + 4 * BS, 4 * BS, BS, 33));
+    struct waiter w = {0};
+    uint8_t *got;
+    CHECK_EQ(do_read(h, 2 * BS, BS, &got, &w, false), -EIO);
+    free(got);
+    CHECK(status_num("lost_blocks") >= 1);
+    agent_vol_put(h);
+    teardown();
+}
+
+/* A journal with no readable segment header cannot be trusted at all: it
+ * is kept for an operator and its volume refused, even read-only. */
+TEST(unreadable_journal_refuses_volume)
+{
+    setup();
+    CHECK(start() == 0);
+    struct agent_vol *h = open_vol("vol-a", false, NULL);
+    CHECK(h);
+    CHECK_EQ(do_write(h, 0, BS, 34, 0), 0);
+    agent_vol_put(h);
+    stop_registry();
+    char seg[600];
+    snprintf(seg, sizeof(seg), "%s/%016llx/0000000000000001.seg", cache_dir,
+             (unsigned long long)fv->id);
+    int fd = open(seg, O_RDWR);
+    CHECK(fd >= 0);
+    static const uint8_t junk[JOURNAL_SEG_HDR];
+    CHECK(pwrite(fd, junk, sizeof(junk), 0) == (ssize_t)sizeof(junk));
+    close(fd);
+    CHECK(start() == 0);
+    int err = 0;
+    CHECK(!open_vol("vol-a", true, &err));
+    CHECK_EQ(err, -EIO);
+    CHECK(!open_vol("vol-a", false, &err));
+    CHECK_EQ(err, -EIO);
+    CHECK(access(seg, F_OK) == 0);                     /* kept */
+    teardown();
+}
+
 /* ---- Fencing and failures ------------------------------------------------- */
 
 /* A write whose outcome is unknown (connection dropped after the proxy
