@@ -39,7 +39,7 @@ struct fake_proxy {
     unsigned n_held;
     struct fake_write log[MAX_LOG];
     unsigned n_log;
-    unsigned attaches, detaches, reads, flushes;
+    unsigned attaches, detaches, reads, flushes, redirects;
     struct held held_att[16];
     unsigned n_held_att;
     uint64_t max_min_index;
@@ -283,6 +283,11 @@ static void on_list(struct fake_proxy *fp, struct conn *c, struct conn_frame *f)
 static void on_request(struct conn *c, struct conn_frame *f, void *arg)
 {
     struct fake_proxy *fp = arg;
+    if (fp->k.not_leader) {
+        fp->redirects++;
+        conn_reply_error(c, &f->hdr, -BD_ENOTLEADER, fp->k.not_leader, "not the leader");
+        return;
+    }
     switch (f->hdr.type) {
     case WIRE_VOL_WRITE: on_write(fp, c, f); break;
     case WIRE_VOL_READ: on_read(fp, c, f); break;
@@ -493,6 +498,10 @@ unsigned fake_proxy_reads(const struct fake_proxy *fp)
 unsigned fake_proxy_flushes(const struct fake_proxy *fp)
 {
     return fp->flushes;
+}
+unsigned fake_proxy_redirects(const struct fake_proxy *fp)
+{
+    return fp->redirects;
 }
 uint64_t fake_proxy_max_min_index(const struct fake_proxy *fp)
 {

@@ -47,6 +47,7 @@ struct fake_knobs {
     int fail_attaches;      /* answer the next N attaches with attach_err */
     int attach_err;
     uint64_t delay_ms;      /* delay every response on connections accepted from now */
+    uint64_t not_leader;    /* nonzero: answer every VOL_* with ENOTLEADER, this hint */
 };
 
 struct fake_proxy *fake_proxy_new(struct reactor *rx, const char *addr,
@@ -78,6 +79,7 @@ unsigned fake_proxy_attaches(const struct fake_proxy *fp);
 unsigned fake_proxy_detaches(const struct fake_proxy *fp);
 unsigned fake_proxy_reads(const struct fake_proxy *fp);
 unsigned fake_proxy_flushes(const struct fake_proxy *fp);
+unsigned fake_proxy_redirects(const struct fake_proxy *fp);
 /* Highest min_index the agent sent with a read, and the index applied then. */
 uint64_t fake_proxy_max_min_index(const struct fake_proxy *fp);
 

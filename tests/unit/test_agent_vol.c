@@ -42,6 +42,7 @@ static struct bd_config top;
 static struct cfg_agent cfg;
 static struct agent_vols *vs;
 static char cache_dir[400];
+static char tmp_dir[300]; /* this test's directory */
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -78,6 +79,7 @@ static void setup(void)
         log_set_level(LOG_WARN);
     }
     const char *tmp = tap_tmpdir();
+    util_strlcpy(tmp_dir, tmp, sizeof(tmp_dir));
     char addr[400];
     snprintf(addr, sizeof(addr), "unix:%s/proxy.sock", tmp);
     snprintf(cache_dir, sizeof(cache_dir), "%s/cache", tmp);
@@ -1070,6 +1072,49 @@ TEST(unreachable_times_out_and_recovers)
     CHECK(matches(fv->data + 80 * BS, 80 * BS, BS, 61));
     agent_vol_put(h);
     teardown();
+}
+
+/* Two proxies: the first is not the leader and names the second in its
+ * hint; every request ends up on the second, which is then preferred. */
+TEST(not_leader_hint_routes_to_leader)
+{
+    setup();
+    static struct conn_auth auth2;
+    conn_auth_init(&auth2, "test", "", 2, WIRE_ROLE_PROXY, "fake2");
+    char addr2[400];
+    snprintf(addr2, sizeof(addr2), "unix:%s/proxy2.sock", tmp_dir);
+    struct fake_proxy *leader = fake_proxy_new(rx, addr2, &auth2);
+    CHECK(leader);
+    struct fake_vol *lv = fake_proxy_add_vol(leader, "vol-a", VOL_SIZE);
+    fake_proxy_knobs(fp)->not_leader = 2;
+    util_strlcpy(cfg.proxies[1], addr2, sizeof(cfg.proxies[1]));
+    cfg.n_proxies = 2;
+    CHECK(start() == 0);
+    struct agent_vol *h = open_vol("vol-a", false, NULL);
+    CHECK(h);
+    CHECK_EQ(do_write(h, 0, 2 * BS, 35, 0), 0);
+    CHECK_EQ(do_flush(h), 0);
+    CHECK(matches(lv->data, 0, 2 * BS, 35));
+    unsigned n;
+    fake_proxy_writes(fp, &n);
+    CHECK_EQ(n, 0);
+    unsigned redirects = fake_proxy_redirects(fp);
+    CHECK(redirects <= 2); /* at most once per link before it is preferred */
+    CHECK_EQ(do_write(h, 8 * BS, BS, 36, AGENT_REQ_FUA), 0);
+    CHECK_EQ(fake_proxy_redirects(fp), redirects); /* the leader is preferred now */
+    CHECK(status_num("retries") >= 1);
+    /* The leader goes away and the other proxy takes over (here: it
+     * stops redirecting and serves its own copy). */
+    fake_proxy_knobs(fp)->not_leader = 0;
+    fake_proxy_down(leader);
+    struct waiter w = {0};
+    uint8_t *got;
+    CHECK_EQ(do_read(h, 100 * BS, BS, &got, &w, false), 0);
+    free(got);
+    CHECK(fake_proxy_reads(fp) >= 1);
+    agent_vol_put(h);
+    teardown();
+    fake_proxy_free(leader);
 }
 
 /* ---- Registry ------------------------------------------------------------- */
