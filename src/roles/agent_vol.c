@@ -501,7 +501,11 @@ int agent_vols_new(struct reactor *rx, const struct bd_config *top, const struct
     conn_auth_init(&vs->auth, top->cluster_id, top->secret, 0, WIRE_ROLE_AGENT, name);
     uint64_t seg = BD_MIN(BD_MAX(cfg->cache_bytes / 8, 512u << 10), 64u << 20);
     vs->seg_bytes = seg - seg % BD_BLOCK_SIZE;
-    vs->max_io = BD_MIN((uint64_t)AGENT_MAX_IO, journal_max_write(vs->seg_bytes));
+    /* The largest power of two a journal segment can hold (NBD clients
+     * size their requests by it): 16 MiB for a 256 MiB cache. */
+    uint64_t fit = BD_MIN((uint64_t)AGENT_MAX_IO, journal_max_write(vs->seg_bytes));
+    vs->max_io = BD_BLOCK_SIZE;
+    while (vs->max_io * 2 <= fit) vs->max_io *= 2;
     vs->hw_bytes = cfg->cache_bytes * cfg->cache_high_water_pct / 100;
     vs->ship_blocks = cfg->ship_bytes / BD_BLOCK_SIZE;
     vs->fio = &fio_posix;
