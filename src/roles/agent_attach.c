@@ -181,7 +181,6 @@ static void attach_ok(struct vol *v, const struct wire_vol_attach_resp *r)
         v->drain = true;
     }
     v->attach_is_reattach = false;
-    v->progress_ms = util_mono_ms();
     v->attach_backoff_ms = 0;
     v->attach_retry_at = 0;
     vol_set_state(v, VOL_ACTIVE);

@@ -9,7 +9,10 @@
  *   submit -> try_send: pick an up link (the preferred one first) and
  *             conn_call; none up or the send failed -> wait(backoff)
  *   response OK                        -> done(0); prefer this link
- *   ENOTLEADER/EAGAIN/ESHUTDOWN/ENOMEM -> wait(backoff), then another link
+ *   ENOTLEADER                         -> wait(backoff), then the hinted link
+ *   EAGAIN/ESHUTDOWN/ENOMEM:
+ *       idempotent     -> wait(backoff), then another link
+ *       not idempotent -> done(err) with unknown = true (see below)
  *   no response (dropped, timed out), EIO, ETIMEDOUT:
  *       idempotent     -> wait(backoff), then another link
  *       not idempotent -> done(err) with unknown = true
@@ -154,6 +157,16 @@ static void on_response(struct conn_call *cc, int err, struct conn_frame *f)
     if (err == 0) {
         cl->pref = call->link;
         done(call, 0, f);
+        return;
+    }
+    /* A refusal that proves nothing was done: ENOTLEADER (by definition
+     * the proxy did not take it).  EAGAIN and the like may also be a
+     * proxy giving up on a command that can still commit (the proxy's
+     * own retries ran out of time), so a non-idempotent request is handed
+     * back as an unknown outcome. */
+    if (f && retry_status(err) && !call->idempotent && err != -BD_ENOTLEADER) {
+        call->unknown = true;
+        done(call, err, f);
         return;
     }
     if (f && retry_status(err)) {

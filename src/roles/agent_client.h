@@ -11,9 +11,12 @@
  * after submission by default), then fails with -ETIMEDOUT.
  *
  * Requests whose outcome becomes unknown (the connection dropped or the
- * call timed out after it was sent, or the proxy answered EIO or
- * ETIMEDOUT) are retried only if the caller marked them idempotent
- * (reads, maps, lists, lookups).  A non-idempotent request (VOL_WRITE,
+ * call timed out after it was sent, or the proxy answered EIO, ETIMEDOUT,
+ * EAGAIN, ESHUTDOWN or ENOMEM) are retried only if the caller marked them
+ * idempotent (reads, maps, lists, lookups).  EAGAIN counts as unknown
+ * because the proxy answers it when its own retries of a Raft proposal
+ * run out of time, and that proposal may still commit; only ENOTLEADER
+ * proves that nothing was done.  A non-idempotent request (VOL_WRITE,
  * VOL_ATTACH) is handed back with `unknown` set: the volume layer then
  * fences the old attempt by re-attaching before it sends anything again
  * (agent_ship.c).  Every other error status is handed back as is.

@@ -25,10 +25,14 @@
  * of the ack raises max_index (C7).
  *
  * Failures (agent_client.h classifies them):
- *   known not done (refused, never sent): the extents are dirty again and
+ *   known not done (never sent, or refused for its checksum, which the
+ *     proxy checks before anything else): the extents are dirty again and
  *     shipping backs off (100 ms doubling to 1 s);
- *   outcome unknown (connection lost, no answer within half of
- *     io_timeout_ms, EIO): do NOT
+ *   outcome unknown (connection lost, no answer within a third of
+ *     io_timeout_ms, or any other refusal: the proxy cuts a write into
+ *     blobs committed separately, and answers EAGAIN when its own retries
+ *     of a Raft proposal time out, so a refusal does not prove that
+ *     nothing committed or will): do NOT
  *     resend: an older copy still in flight could commit after a newer
  *     write of the same block.  Re-attach instead (vol_reattach): the new,
  *     higher generation fences every send made under the old one, which
@@ -246,9 +250,9 @@ static void ship_send(struct vol *v, struct ship *s)
     c->fields_len = (size_t)n;
     c->type = WIRE_VOL_WRITE;
     c->idempotent = false; /* an unknown outcome means re-attach, never resend */
-    /* Half the I/O timeout: a write lost in flight is then found, fenced
-     * by a re-attach and resent before waiting flushes give up. */
-    c->deadline_ms = util_mono_ms() + BD_MAX(vs->cfg->io_timeout_ms / 2, 50);
+    /* A third of the I/O timeout: a write lost in flight is then found,
+     * fenced by a re-attach and resent before waiting flushes give up. */
+    c->deadline_ms = util_mono_ms() + BD_MAX(vs->cfg->io_timeout_ms / 3, 50);
     c->cb = on_ship_done;
     c->data = s;
     if (s->kind == CACHE_DATA) {
@@ -358,6 +362,13 @@ void ship_after_ack(struct vol *v)
     ship_kick(v);
 }
 
+static void ship_backoff(struct vol *v)
+{
+    v->ship_backoff_ms = v->ship_backoff_ms ? BD_MIN(v->ship_backoff_ms * 2, SHIP_BACKOFF_MAX_MS)
+                                            : SHIP_BACKOFF_MIN_MS;
+    v->ship_retry_at = util_mono_ms() + v->ship_backoff_ms;
+}
+
 static bool fatal_write_error(int err)
 {
     return err == -ENOENT || err == -EINVAL || err == -ERANGE || err == -EPERM ||
@@ -403,6 +414,9 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
     }
     char why[160];
     const char *text = f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err);
+    /* Known not applied: the proxy checked the checksum before doing
+     * anything, or the request never left this agent. */
+    bool not_applied = err == -BD_ECSUM || (!f && !call->unknown);
     if (err == -BD_EFENCED && v->state == VOL_REATTACH) {
         /* Fenced by our own re-attach: not applied, and the re-attach
          * makes its extents dirty again. */
@@ -410,29 +424,30 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
     } else if (err == -BD_EFENCED) {
         ship_release(s);
         vol_fail(v, -BD_EFENCED, "VOL_WRITE refused as fenced: another agent attached the volume");
-    } else if (call->unknown) {
+    } else if (fatal_write_error(err)) {
+        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_release(s);
+        log_error(vs->tag, "vol %s: write refused: %s", v->name, text);
+        vol_fail(v, -EIO, "the proxy refused a write");
+    } else if (not_applied) {
+        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_release(s);
+        ship_backoff(v);
+        log_info(vs->tag, "vol %s: write not taken (%s); retrying in %u ms", v->name, text,
+                 v->ship_backoff_ms);
+    } else {
+        /* Outcome unknown: a lost answer, a timeout, or a refusal that may
+         * hide a commit still in flight (a multi-blob write answered
+         * EAGAIN, ENOSPC or EIO may have committed some parts, or commit
+         * them later).  The extents keep this ship's id: nothing ships
+         * them until the re-attach has made every older send harmless. */
         log_warn(vs->tag, "vol %s: write [%llu+%llu] gen %llu outcome unknown (%s): re-attaching "
                  "to fence it before resending", v->name,
                  (unsigned long long)(s->start * BD_BLOCK_SIZE),
                  (unsigned long long)(s->nblk * BD_BLOCK_SIZE), (unsigned long long)s->gen, text);
-        /* The extents keep this ship's id: nothing ships them until the
-         * re-attach has made every older send harmless. */
         ship_release(s);
+        if (f) ship_backoff(v); /* a refusing cluster: do not resend at once */
         vol_reattach(v);
-    } else {
-        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
-        ship_release(s);
-        if (fatal_write_error(err)) {
-            log_error(vs->tag, "vol %s: write refused: %s", v->name, text);
-            vol_fail(v, -EIO, "the proxy refused a write");
-        } else {
-            v->ship_backoff_ms = v->ship_backoff_ms
-                                     ? BD_MIN(v->ship_backoff_ms * 2, SHIP_BACKOFF_MAX_MS)
-                                     : SHIP_BACKOFF_MIN_MS;
-            v->ship_retry_at = util_mono_ms() + v->ship_backoff_ms;
-            log_info(vs->tag, "vol %s: write not taken (%s); retrying in %u ms", v->name, text,
-                     v->ship_backoff_ms);
-        }
     }
     vol_maybe_free(v);
 }
