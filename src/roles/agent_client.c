@@ -10,7 +10,8 @@
  *             conn_call; none up or the send failed -> wait(backoff)
  *   response OK                        -> done(0); prefer this link
  *   ENOTLEADER                         -> wait(backoff), then the hinted link
- *   EAGAIN/ESHUTDOWN/ENOMEM:
+ *   EAGAIN (nothing was applied) -> wait(backoff), then another link
+ *   ESHUTDOWN/ENOMEM:
  *       idempotent     -> wait(backoff), then another link
  *       not idempotent -> done(err) with unknown = true (see below)
  *   no response (dropped, timed out), EIO, ETIMEDOUT:
@@ -159,12 +160,13 @@ static void on_response(struct conn_call *cc, int err, struct conn_frame *f)
         done(call, 0, f);
         return;
     }
-    /* A refusal that proves nothing was done: ENOTLEADER (by definition
-     * the proxy did not take it).  EAGAIN and the like may also be a
-     * proxy giving up on a command that can still commit (the proxy's
-     * own retries ran out of time), so a non-idempotent request is handed
-     * back as an unknown outcome. */
-    if (f && retry_status(err) && !call->idempotent && err != -BD_ENOTLEADER) {
+    /* Refusals that prove nothing was done: ENOTLEADER (by definition the
+     * proxy did not take it) and EAGAIN (the proxy answers it only when
+     * nothing reached raft; a proposal whose fate it does not know is
+     * ETIMEDOUT, see proxy_io.c).  ESHUTDOWN and ENOMEM may come from a
+     * proxy giving up midway, so a non-idempotent request is handed back
+     * as an unknown outcome. */
+    if (f && retry_status(err) && !call->idempotent && err != -BD_ENOTLEADER && err != -EAGAIN) {
         call->unknown = true;
         done(call, err, f);
         return;

@@ -1026,10 +1026,9 @@ TEST(journal_sync_error_fails_stop)
     teardown();
 }
 
-/* EAGAIN on a write does not prove nothing committed (the proxy answers it
- * when its own Raft retries time out): the agent re-attaches before
- * resending, and the write lands under the new generation. */
-TEST(eagain_on_write_reattaches)
+/* EAGAIN on a write proves nothing was applied (the proxy answers it only
+ * when nothing reached raft): the agent resends as is, without fencing. */
+TEST(eagain_on_write_resends)
 {
     setup();
     CHECK(start() == 0);
@@ -1038,6 +1037,27 @@ TEST(eagain_on_write_reattaches)
     uint64_t gen1 = fv->gen;
     fake_proxy_knobs(fp)->fail_writes = 2;
     fake_proxy_knobs(fp)->fail_err = -EAGAIN;
+    CHECK_EQ(do_write(h, 70 * BS, BS, 60, 0), 0);
+    CHECK_EQ(do_flush(h), 0);
+    CHECK(matches(fv->data + 70 * BS, 70 * BS, BS, 60));
+    CHECK_EQ(status_num("reattaches"), 0);
+    CHECK_EQ(fv->gen, gen1);
+    agent_vol_put(h);
+    teardown();
+}
+
+/* ETIMEDOUT on a write means the proxy proposed it and does not know its
+ * fate (it may still commit): the agent re-attaches before resending, and
+ * the write lands under the new generation. */
+TEST(etimedout_on_write_reattaches)
+{
+    setup();
+    CHECK(start() == 0);
+    struct agent_vol *h = open_vol("vol-a", false, NULL);
+    CHECK(h);
+    uint64_t gen1 = fv->gen;
+    fake_proxy_knobs(fp)->fail_writes = 2;
+    fake_proxy_knobs(fp)->fail_err = -ETIMEDOUT;
     CHECK_EQ(do_write(h, 70 * BS, BS, 60, 0), 0);
     CHECK_EQ(do_flush(h), 0);
     CHECK(matches(fv->data + 70 * BS, 70 * BS, BS, 60));
