@@ -19,6 +19,9 @@
 #include "net/metrics.h"
 #include "net/reactor.h"
 #include "roles/role.h"
+#ifdef BD_HAVE_AGENT_ROLE
+#include "roles/agent.h"
+#endif
 
 #include <getopt.h>
 #include <stdio.h>
@@ -27,6 +30,9 @@
 
 /* Role modules compiled into this binary, in start order. */
 static const struct role_ops *const role_modules[] = {
+#ifdef BD_HAVE_AGENT_ROLE
+    &agent_role_ops,
+#endif
     NULL /* keeps the array non-empty while roles are added */
 };
 
