@@ -137,17 +137,16 @@ int main(int argc, char **argv)
     if (!rx || !vols) return 1;
     int ch;
     uint64_t n;
+    const char *exports[64];
+    unsigned n_exports = 0;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'l': listen = optarg; break;
         case 'u': unix_path = optarg; break;
         case 'p': port_file = optarg; break;
         case 'a': admin_addr = optarg; break;
-        case 'e':
-            if (add_export(optarg) < 0) {
-                fprintf(stderr, "bad --export %s\n", optarg);
-                return 2;
-            }
+        case 'e': /* added after every option: --max-io applies to all */
+            if (n_exports < BD_ARRAY_SIZE(exports)) exports[n_exports++] = optarg;
             break;
         case 'f':
             if (add_fault(optarg) < 0) {
@@ -179,6 +178,12 @@ int main(int argc, char **argv)
     if (optind < argc || (!listen && !unix_path)) {
         usage();
         return 2;
+    }
+    for (unsigned i = 0; i < n_exports; i++) {
+        if (add_export(exports[i]) < 0) {
+            fprintf(stderr, "bad --export %s\n", exports[i]);
+            return 2;
+        }
     }
     log_init("-", level);
     o.listen = listen;
