@@ -962,6 +962,6 @@ int nbd_check_request(const struct nbd_request *r, const struct nbd_export_caps 
     if ((r->off & mask) || (r->len & mask)) return NBD_EINVAL;
     if ((r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) && r->len > caps->max_payload)
         return NBD_EINVAL;
-    if (r->type == NBD_CMD_BLOCK_STATUS && r->len == 0) return NBD_EINVAL;
+    if (r->len == 0) return NBD_EINVAL;
     return 0;
 }

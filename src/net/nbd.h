@@ -477,8 +477,10 @@ struct nbd_export_caps {
  *   EINVAL: offset or length not a multiple of min_block;
  *   EINVAL: READ or WRITE longer than max_payload (the WRITE payload is
  *           still read and dropped by the caller);
- *   EINVAL: BLOCK_STATUS of length 0 (no descriptor could describe it);
- *   0: valid.  Length 0 is valid for READ, WRITE, TRIM and WRITE_ZEROES.
+ *   EINVAL: length 0 ("the behavior of a server on such a request is
+ *           unspecified although the server SHOULD NOT disconnect"; nbdkit
+ *           refuses them too, and the volume layer takes 1..max_io);
+ *   0: valid.
  * Whatever the result >= 0, a WRITE's len payload bytes follow. */
 int nbd_check_request(const struct nbd_request *r, const struct nbd_export_caps *caps);
 

@@ -475,17 +475,6 @@ static bool can_start(struct nbdc *c, uint64_t need)
     return need == 0 || c->n_busy == 0 || c->busy_bytes + need <= o->max_inflight_bytes;
 }
 
-static void reply_ok_empty(struct nbdc *c, const struct nbd_request *rq)
-{
-    if (rq->type == NBD_CMD_READ && c->caps.structured) {
-        uint8_t b[NBD_CHUNK_HDR_LEN];
-        nbd_encode_chunk_none(b, sizeof(b), rq->cookie);
-        nbdc_send(c, b, sizeof(b));
-    } else {
-        reply_simple(c, rq->cookie, 0);
-    }
-}
-
 static bool tx_header(struct nbdc *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -527,11 +516,6 @@ static bool tx_header(struct nbdc *c)
         }
         reply_error(c, &rq, (uint32_t)chk, "invalid request");
         account(c, &rq, (uint32_t)chk, t0);
-        return true;
-    }
-    if (rq.len == 0 && rq.type != NBD_CMD_FLUSH) {
-        reply_ok_empty(c, &rq); /* "SHOULD NOT disconnect"; nothing to do */
-        account(c, &rq, 0, t0);
         return true;
     }
     struct nbd_slot *sl = slot_get(c);

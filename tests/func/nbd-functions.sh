@@ -29,16 +29,27 @@ nbd_server_start() {
     fi
     NBD_EXTERNAL=0
     : "${NBD_TEST_SERVER:?NBD_TEST_SERVER must point at nbd_test_server}"
-    local port admin log
-    port=$(free_port)
-    admin=$(free_port)
+    local port admin log attempt
     log=$(mktemp "${TMPDIR:-/tmp}/nbd-server-log.XXXXXX")
     cleanup_fn rm -f "$log"
     NBD_SERVER_LOG=$log
-    "$NBD_TEST_SERVER" --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" "$@" 2>"$log" &
-    NBD_SERVER_PID=$!
-    cleanup_fn kill_pid "$NBD_SERVER_PID"
-    wait_for 10 "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null"
+    # A free port can be taken before we bind it (another test's outgoing
+    # connection): if the server dies at start, try other ports.
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        admin=$(free_port)
+        "$NBD_TEST_SERVER" --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" "$@" 2>"$log" &
+        NBD_SERVER_PID=$!
+        cleanup_fn kill_pid "$NBD_SERVER_PID"
+        local end=$((SECONDS + 10))
+        while [ $SECONDS -lt $end ] && kill -0 "$NBD_SERVER_PID" 2>/dev/null; do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+            sleep 0.05
+        done
+        kill -0 "$NBD_SERVER_PID" 2>/dev/null && break
+        echo "nbd_test_server failed to start (attempt $attempt): $(cat "$log")" >&2
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "nbd_test_server did not start"
     export NBD_TEST_HOST=127.0.0.1 NBD_TEST_PORT=$port NBD_TEST_ADMIN=127.0.0.1:$admin
     export NBD_TEST_SERVER_PID=$NBD_SERVER_PID
     NBD_URI="nbd://127.0.0.1:$port"

@@ -681,7 +681,9 @@ TEST(bad_magic_and_invalid_requests)
     send_req(fd, NBD_CMD_WRITE, 0, 3, UINT64_MAX - 511, 512, wbuf);
     CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_ENOSPC);
     send_req(fd, NBD_CMD_READ, 0, 4, 0, 0, NULL);
-    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    send_req(fd, NBD_CMD_WRITE, 0, 4, 0, 0, NULL);
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
     send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 5, 0, 4096, NULL); /* no meta context */
     CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
     uint8_t junk[NBD_REQUEST_LEN] = {0x25, 0x60, 0x95, 0x14};

@@ -790,14 +790,14 @@ TEST(check_payload_limits)
     CHECK_EQ(nbd_check_request(&r, &c), 0);
 }
 
-/* Length 0 succeeds for data commands, EINVAL for BLOCK_STATUS; FLUSH
- * needs zero offset and length. */
+/* Length 0 is EINVAL (never a close) for every command with a range;
+ * FLUSH needs zero offset and length. */
 TEST(check_zero_length_and_flush)
 {
-    CHECK_EQ(check(NBD_CMD_READ, 0, 0, 0), 0);
-    CHECK_EQ(check(NBD_CMD_WRITE, 0, 4096, 0), 0);
-    CHECK_EQ(check(NBD_CMD_TRIM, 0, 0, 0), 0);
-    CHECK_EQ(check(NBD_CMD_WRITE_ZEROES, 0, 0, 0), 0);
+    CHECK_EQ(check(NBD_CMD_READ, 0, 0, 0), NBD_EINVAL);
+    CHECK_EQ(check(NBD_CMD_WRITE, 0, 4096, 0), NBD_EINVAL);
+    CHECK_EQ(check(NBD_CMD_TRIM, 0, 0, 0), NBD_EINVAL);
+    CHECK_EQ(check(NBD_CMD_WRITE_ZEROES, 0, 0, 0), NBD_EINVAL);
     CHECK_EQ(check(NBD_CMD_BLOCK_STATUS, 0, 0, 0), NBD_EINVAL);
     CHECK_EQ(check(NBD_CMD_FLUSH, 0, 0, 0), 0);
     CHECK_EQ(check(NBD_CMD_FLUSH, 0, 4096, 0), NBD_EINVAL);
