@@ -145,7 +145,7 @@ char *nbd_quote(char *out, size_t cap, const char *s, size_t len)
  * NUL characters ... MUST be no longer than 4096 bytes"). */
 static bool str_ok(const uint8_t *p, uint32_t len)
 {
-    return len <= NBD_NAME_MAX && !memchr(p, 0, len);
+    return len == 0 || (len <= NBD_NAME_MAX && !memchr(p, 0, len)); /* P may be NULL at 0 */
 }
 
 /* ---- handshake: greeting, client flags ------------------------------------ */

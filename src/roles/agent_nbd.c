@@ -18,9 +18,11 @@
  *               | payload in, submitted       valid WRITE |    |  rejected  |
  *               +---------------------------- TX_DATA <---+    +--> TX_SKIP -+
  *
- *   DISC, server stop, option ABORT, an error reply that ends the session
+ *   DISC, server stop, option ABORT, an error reply that ends the session,
+ *   EOF in transmission (after the buffered requests are taken in)
  *   --> DRAIN --(in-flight done, output flushed, or drain deadline)--> CLOSED
- *   EOF, socket error, protocol violation, handshake deadline --> CLOSED
+ *   EOF in the handshake, socket error, protocol violation, handshake
+ *   deadline, eviction --> CLOSED
  *
  * Transitions happen only in nbdc_set_state(), which asserts them; what is
  * true in each state:
@@ -546,6 +548,12 @@ static void nbdc_process(struct nbdc *c)
         }
         more = c->state < NBDC_TX_HDR ? hs_step(c) : nbd_tx_step(c);
     }
+    /* The client closed its side and everything it sent before that has
+     * been taken in: answer what is in flight, then close (as for DISC). */
+    if (c->eof && !more && c->bev && !c->read_off && reading_state(c->state))
+        nbdc_drain(c, c->s->o.disc_drain_ms, c->state == NBDC_TX_DATA || c->state == NBDC_TX_SKIP
+                                                 ? "client closed inside a WRITE payload (dropped)"
+                                                 : "client closed its side of the connection");
     nbdc_unref(c);
 }
 
@@ -573,8 +581,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct nbdc *c = arg;
     if (what & BEV_EVENT_EOF) {
-        nbdc_close(c, c->state == NBDC_TX_DATA ? "client closed inside a WRITE payload (dropped)"
-                                               : "client closed the connection");
+        if (c->state < NBDC_TX_HDR) {
+            nbdc_close(c, "client closed the connection in the handshake");
+            return;
+        }
+        /* Requests may still be buffered (a client may pipeline, send
+         * DISC and shut its side at once): take them in first. */
+        c->eof = true;
+        nbdc_process(c);
     } else {
         int e = EVUTIL_SOCKET_ERROR();
         char why[96];

@@ -64,6 +64,7 @@ struct nbdc {
     struct nbdc *hs_prev, *hs_next; /* s->hs_head..hs_tail, oldest first */
     bool in_hs;                  /* in the handshake list */
     bool read_off;               /* EV_READ disabled (back-pressure, waits) */
+    bool eof;                    /* the client shut its side; drain once input is taken in */
     struct event *timer;         /* handshake deadline, then drain deadline */
     struct event *resume;        /* continue with input already buffered */
     const char *close_why;       /* for the close log line */
