@@ -529,7 +529,10 @@ static bool tx_header(struct nbdc *c)
     c->busy_bytes += sl->reserved;
     if (rq.type == NBD_CMD_WRITE) {
         c->cur = sl;
-        bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)rq.len + NBD_READ_HIGH_WATER);
+        /* Reading pauses at the high-water mark: raise it for a payload
+         * that would not fit under it (and only then: it costs syscalls). */
+        if (rq.len >= NBD_READ_HIGH_WATER)
+            bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)rq.len + NBD_READ_HIGH_WATER);
         nbdc_set_state(c, NBDC_TX_DATA);
         return true;
     }
@@ -552,7 +555,8 @@ static bool tx_data(struct nbdc *c)
     struct nbd_slot *sl = c->cur;
     if (evbuffer_get_length(in) < sl->rq.len) return false;
     c->cur = NULL;
-    bufferevent_setwatermark(c->bev, EV_READ, 0, NBD_READ_HIGH_WATER);
+    if (sl->rq.len >= NBD_READ_HIGH_WATER)
+        bufferevent_setwatermark(c->bev, EV_READ, 0, NBD_READ_HIGH_WATER);
     nbdc_set_state(c, NBDC_TX_HDR);
     if (slot_buf(sl, sl->rq.len) < 0) {
         evbuffer_drain(in, sl->rq.len);

@@ -795,6 +795,28 @@ TEST(disc_finishes_inflight)
     check_no_violations();
 }
 
+/* A client that pipelines, sends DISC and shuts its side at once (as
+ * libnbd's shutdown does) still gets every reply: EOF is not a hard
+ * close while requests are buffered or in flight. */
+TEST(eof_after_pipelined_requests)
+{
+    fixture(NULL);
+    agent_vol_mem_set_delay(vols, 20);
+    for (int disc = 0; disc <= 1; disc++) {
+        int fd = cli_open("vol0", false);
+        for (int i = 0; i < 200; i++) send_req(fd, NBD_CMD_WRITE, 0, (uint64_t)i, 4096u * i, 4096, wbuf);
+        if (disc) send_req(fd, NBD_CMD_DISC, 0, 999, 0, 0, NULL);
+        shutdown(fd, SHUT_WR);
+        for (int i = 0; i < 200; i++) CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+        CHECK(cli_eof(fd, 2000));
+        close(fd);
+    }
+    struct agent_vol_mem_stats st;
+    agent_vol_mem_stats(vols, &st);
+    CHECK_EQ(st.ops[1], 400);
+    check_no_violations();
+}
+
 /* Multi-conn: a write on A, a flush on B and a read on C agree (C8). */
 TEST(multi_conn)
 {
