@@ -632,7 +632,8 @@ static enum nbd_hs_action hs_info_go(const struct nbd_opt_hdr *h, const uint8_t 
     req->info_mask = 1u << NBD_INFO_EXPORT;
     for (unsigned i = 0; i < g.n_info; i++) {
         uint16_t t = nbd_opt_go_info(&g, i);
-        if (t < 32) req->info_mask |= 1u << t; /* "MUST ignore ... requests it does not understand" */
+        if (t < 32)
+            req->info_mask |= 1u << t; /* "MUST ignore ... requests it does not understand" */
     }
     return h->opt == NBD_OPT_GO ? NBD_HS_GO : NBD_HS_INFO;
 }

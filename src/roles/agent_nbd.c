@@ -257,6 +257,13 @@ static void hs_error(struct nbdc *c, uint32_t type, const char *fmt, ...)
               nbd_opt_name(c->hreq.opt), nbd_rep_name(type), msg);
 }
 
+/* End the session after the reply already queued: flush it, then close,
+ * within the handshake's own deadline at most. */
+static void hs_end(struct nbdc *c, const char *why)
+{
+    nbdc_drain(c, BD_MIN(c->s->o.disc_drain_ms, c->s->o.handshake_timeout_ms), why);
+}
+
 static void hs_next_option(struct nbdc *c)
 {
     nbdc_set_state(c, NBDC_HS_OPT);
@@ -454,10 +461,10 @@ static void hs_option(struct nbdc *c)
     case NBD_HS_CLOSE:
         c->s->st.proto_errors++;
         metric_inc(c->s->m_proto_errors);
-        nbdc_drain(c, c->s->o.disc_drain_ms, "invalid option; session ended");
+        hs_end(c, "invalid option; session ended");
         return;
     case NBD_HS_ABORT:
-        nbdc_drain(c, c->s->o.disc_drain_ms, "client sent NBD_OPT_ABORT");
+        hs_end(c, "client sent NBD_OPT_ABORT");
         return;
     case NBD_HS_LIST:
         nbdc_set_state(c, NBDC_HS_WAIT);
@@ -508,7 +515,7 @@ static bool hs_step(struct nbdc *c)
             if (n) nbdc_send(c, out, n);
             c->s->st.proto_errors++;
             metric_inc(c->s->m_proto_errors);
-            nbdc_drain(c, c->s->o.disc_drain_ms, "option refused from its header");
+            hs_end(c, "option refused from its header");
             return false;
         }
         if (c->opt.len > c->opt_cap) {
@@ -747,7 +754,8 @@ static void metrics_setup(struct agent_nbd *s)
                                          "NBD request latency, header to reply queued", l);
     }
     snprintf(l, sizeof(l), "role=\"%s\"", s->o.tag);
-    s->m_bytes_in = metrics_counter("blockd_nbd_received_bytes_total", "NBD WRITE payload bytes", l);
+    s->m_bytes_in =
+        metrics_counter("blockd_nbd_received_bytes_total", "NBD WRITE payload bytes", l);
     s->m_bytes_out = metrics_counter("blockd_nbd_sent_bytes_total", "NBD READ data bytes", l);
     s->m_proto_errors = metrics_counter("blockd_nbd_protocol_errors_total",
                                         "NBD sessions ended for protocol violations", l);
@@ -834,6 +842,7 @@ int agent_nbd_port(const struct agent_nbd *s)
 static void stop_done_now(void *arg)
 {
     struct agent_nbd *s = arg;
+    s->stop_scheduled = false;
     void (*done)(void *) = s->stop_done;
     s->stop_done = NULL;
     if (done) done(s->stop_arg);
@@ -841,7 +850,8 @@ static void stop_done_now(void *arg)
 
 static void stop_check(struct agent_nbd *s)
 {
-    if (!s->stopping || s->n_conns > 0 || !s->stop_done) return;
+    if (!s->stopping || s->n_conns > 0 || !s->stop_done || s->stop_scheduled) return;
+    s->stop_scheduled = true;
     if (reactor_defer(s->rx, stop_done_now, s) < 0) stop_done_now(s);
 }
 

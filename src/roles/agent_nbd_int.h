@@ -113,8 +113,9 @@ struct agent_nbd {
     uint64_t next_id;
     bool stopping;
     uint64_t stop_drain_ms;
-    void (*stop_done)(void *arg);
+    void (*stop_done)(void *arg);   /* agent_nbd_stop's DONE, until called */
     void *stop_arg;
+    bool stop_scheduled;             /* stop_done_now is deferred already */
     struct agent_nbd_stats st;       /* counters (connections/handshakes live above) */
     struct nbd_cmd_metrics cmd[NBD_CMD_COUNT + 1];
     struct metric_counter *m_bytes_in, *m_bytes_out, *m_proto_errors, *m_refused,

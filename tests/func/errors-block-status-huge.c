@@ -26,11 +26,13 @@ static int extent_cb(void *data, const char *ctx, uint64_t off, uint32_t *e, siz
 static void query(struct nbd_handle *h, uint64_t off, uint64_t len, uint32_t flags)
 {
     struct seen s = {0};
-    T_NBD(nbd_block_status(h, len, off, (nbd_extent_callback){.callback = extent_cb, .user_data = &s},
-                           flags));
-    if (s.n == 0) T_FAIL("no extents for %llu+%llu", (unsigned long long)off, (unsigned long long)len);
-    if (s.sum > len) T_FAIL("extents cover %llu bytes of a %llu-byte request", (unsigned long long)s.sum,
-                            (unsigned long long)len);
+    T_NBD(nbd_block_status(h, len, off,
+                           (nbd_extent_callback){.callback = extent_cb, .user_data = &s}, flags));
+    if (s.n == 0)
+        T_FAIL("no extents for %llu+%llu", (unsigned long long)off, (unsigned long long)len);
+    if (s.sum > len)
+        T_FAIL("extents cover %llu bytes of a %llu-byte request", (unsigned long long)s.sum,
+               (unsigned long long)len);
     if ((flags & LIBNBD_CMD_FLAG_REQ_ONE) && (s.n != 1 || s.first > len))
         T_FAIL("REQ_ONE: %zu extents, first %llu", s.n, (unsigned long long)s.first);
 }

@@ -17,7 +17,8 @@ int main(void)
         rl.rlim_cur = rl.rlim_max < N_STALLED + 64 ? rl.rlim_max : N_STALLED + 64;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < N_STALLED + 64) T_SKIP("RLIMIT_NOFILE %llu too low", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < N_STALLED + 64)
+        T_SKIP("RLIMIT_NOFILE %llu too low", (unsigned long long)rl.rlim_cur);
     long rss0 = t_server_rss_kb();
     static int fds[N_STALLED];
     for (int i = 0; i < N_STALLED; i++) {
@@ -41,8 +42,9 @@ int main(void)
     if (ms > 3000) T_FAIL("a legitimate client took %llu ms to get in", (unsigned long long)ms);
     long rss1 = t_server_rss_kb();
     if (rss0 > 0) {
-        fprintf(stderr, "server RSS %ld -> %ld KiB with %d stalled connections; client in %llu ms\n",
-                rss0, rss1, N_STALLED, (unsigned long long)ms);
+        fprintf(stderr,
+                "server RSS %ld -> %ld KiB with %d stalled connections; client in %llu ms\n", rss0,
+                rss1, N_STALLED, (unsigned long long)ms);
         if (rss1 - rss0 > 64 * 1024) T_FAIL("server RSS grew by %ld KiB", rss1 - rss0);
     }
     double hs = t_status_num("handshakes");

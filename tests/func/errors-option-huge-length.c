@@ -15,7 +15,8 @@ int main(void)
         t_greeting(fd, 1);
         t_opt(fd, opts[i], NULL, 0xffffffffu);
         uint32_t t = t_reply(fd, opts[i], NULL, 0, NULL);
-        if (t != T_REP_ERR_INVALID) T_FAIL("option %u: reply %#x, expected ERR_INVALID", opts[i], t);
+        if (t != T_REP_ERR_INVALID)
+            T_FAIL("option %u: reply %#x, expected ERR_INVALID", opts[i], t);
         if (!t_closed_within(fd, 3000)) T_FAIL("option %u: connection not closed", opts[i]);
         close(fd);
     }

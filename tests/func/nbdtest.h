@@ -60,6 +60,9 @@
         if ((call) == -1) T_FAIL("%s: %s", #call, nbd_get_error());                       \
     } while (0)
 
+/* Every helper is static and some programs use only a few of them. */
+#define T_FN static __attribute__((unused))
+
 /* Constants, written out here rather than taken from src/net/nbd.h. */
 #define T_NBDMAGIC 0x4e42444d41474943ull
 #define T_IHAVEOPT 0x49484156454f5054ull
@@ -85,13 +88,13 @@ static const char *t_host, *t_export, *t_ro_export, *t_err_export, *t_admin;
 static int t_port;
 static int t_server_pid;
 
-static __attribute__((unused)) const char *t_env(const char *name, const char *def)
+T_FN const char *t_env(const char *name, const char *def)
 {
     const char *v = getenv(name);
     return v && *v ? v : def;
 }
 
-static __attribute__((unused)) void t_init(void)
+T_FN void t_init(void)
 {
     t_host = t_env("NBD_TEST_HOST", "127.0.0.1");
     const char *p = t_env("NBD_TEST_PORT", NULL);
@@ -104,7 +107,7 @@ static __attribute__((unused)) void t_init(void)
     t_server_pid = atoi(t_env("NBD_TEST_SERVER_PID", "0"));
 }
 
-static __attribute__((unused)) uint64_t t_now_ms(void)
+T_FN uint64_t t_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -115,7 +118,7 @@ static __attribute__((unused)) uint64_t t_now_ms(void)
 
 /* A connected handle on EXPORT; STRUCTURED asks for structured replies,
  * META for base:allocation. */
-static __attribute__((unused)) struct nbd_handle *t_open(const char *export, bool structured, bool meta)
+T_FN struct nbd_handle *t_open(const char *export, bool structured, bool meta)
 {
     struct nbd_handle *h = nbd_create();
     if (!h) T_FAIL("nbd_create: %s", nbd_get_error());
@@ -141,25 +144,29 @@ static __attribute__((unused)) struct nbd_handle *t_open(const char *export, boo
 
 /* ---- raw sockets ---------------------------------------------------------------------- */
 
-static __attribute__((unused)) void t_put_be16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static __attribute__((unused)) void t_put_be32(uint8_t *p, uint32_t v)
+T_FN void t_put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+T_FN void t_put_be32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
 }
-static __attribute__((unused)) void t_put_be64(uint8_t *p, uint64_t v)
+T_FN void t_put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
-static __attribute__((unused)) uint32_t t_be32(const uint8_t *p)
+T_FN uint32_t t_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
-static __attribute__((unused)) uint64_t t_be64(const uint8_t *p)
+T_FN uint64_t t_be64(const uint8_t *p)
 {
     return (uint64_t)t_be32(p) << 32 | t_be32(p + 4);
 }
 
-static __attribute__((unused)) int t_connect(void)
+T_FN int t_connect(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t_port)};
@@ -172,7 +179,7 @@ static __attribute__((unused)) int t_connect(void)
 }
 
 /* Send all of P; false if the peer closed. */
-static __attribute__((unused)) bool t_send(int fd, const void *p, size_t len)
+T_FN bool t_send(int fd, const void *p, size_t len)
 {
     const uint8_t *b = p;
     while (len) {
@@ -186,7 +193,7 @@ static __attribute__((unused)) bool t_send(int fd, const void *p, size_t len)
 }
 
 /* Read exactly LEN bytes within MS: 0, -1 on EOF or reset, -2 on timeout. */
-static __attribute__((unused)) int t_recv_ms(int fd, void *p, size_t len, int ms)
+T_FN int t_recv_ms(int fd, void *p, size_t len, int ms)
 {
     uint8_t *b = p;
     uint64_t end = t_now_ms() + (uint64_t)ms;
@@ -204,7 +211,7 @@ static __attribute__((unused)) int t_recv_ms(int fd, void *p, size_t len, int ms
     return 0;
 }
 
-static __attribute__((unused)) void t_recv(int fd, void *p, size_t len)
+T_FN void t_recv(int fd, void *p, size_t len)
 {
     int rc = t_recv_ms(fd, p, len, 5000);
     if (rc == -1) T_FAIL("server closed the connection unexpectedly");
@@ -213,7 +220,7 @@ static __attribute__((unused)) void t_recv(int fd, void *p, size_t len)
 
 /* True if the server closes the connection within MS (pending bytes are
  * read and dropped). */
-static __attribute__((unused)) bool t_closed_within(int fd, int ms)
+T_FN bool t_closed_within(int fd, int ms)
 {
     uint8_t buf[65536];
     uint64_t end = t_now_ms() + (uint64_t)ms;
@@ -227,7 +234,7 @@ static __attribute__((unused)) bool t_closed_within(int fd, int ms)
 }
 
 /* Read the greeting and send CFLAGS.  Returns the handshake flags. */
-static __attribute__((unused)) uint16_t t_greeting(int fd, uint32_t cflags)
+T_FN uint16_t t_greeting(int fd, uint32_t cflags)
 {
     uint8_t g[18], f[4];
     t_recv(fd, g, sizeof(g));
@@ -237,7 +244,7 @@ static __attribute__((unused)) uint16_t t_greeting(int fd, uint32_t cflags)
     return (uint16_t)(g[16] << 8 | g[17]);
 }
 
-static __attribute__((unused)) void t_opt(int fd, uint32_t opt, const void *p, uint32_t len)
+T_FN void t_opt(int fd, uint32_t opt, const void *p, uint32_t len)
 {
     uint8_t h[16];
     t_put_be64(h, T_IHAVEOPT);
@@ -249,7 +256,7 @@ static __attribute__((unused)) void t_opt(int fd, uint32_t opt, const void *p, u
 
 /* Read one option reply to OPT; payload into BUF (CAP, rest dropped).
  * Returns the reply type. */
-static __attribute__((unused)) uint32_t t_reply(int fd, uint32_t opt, uint8_t *buf, size_t cap, uint32_t *lenp)
+T_FN uint32_t t_reply(int fd, uint32_t opt, uint8_t *buf, size_t cap, uint32_t *lenp)
 {
     uint8_t h[20];
     t_recv(fd, h, 20);
@@ -266,7 +273,7 @@ static __attribute__((unused)) uint32_t t_reply(int fd, uint32_t opt, uint8_t *b
 }
 
 /* Build an INFO/GO payload. */
-static __attribute__((unused)) uint32_t t_go_payload(uint8_t *out, const char *name, uint32_t name_len)
+T_FN uint32_t t_go_payload(uint8_t *out, const char *name, uint32_t name_len)
 {
     t_put_be32(out, name_len);
     memcpy(out + 4, name, name_len);
@@ -277,7 +284,7 @@ static __attribute__((unused)) uint32_t t_go_payload(uint8_t *out, const char *n
 /* Raw handshake into transmission on NAME.  STRUCTURED: structured
  * replies (and base:allocation if META).  Returns the transmission flags;
  * *SIZE gets the export size. */
-static __attribute__((unused)) uint16_t t_raw_go(int fd, const char *name, bool structured, bool meta, uint64_t *size)
+T_FN uint16_t t_raw_go(int fd, const char *name, bool structured, bool meta, uint64_t *size)
 {
     uint8_t b[1024];
     t_greeting(fd, 1);
@@ -313,7 +320,7 @@ static __attribute__((unused)) uint16_t t_raw_go(int fd, const char *name, bool 
     }
 }
 
-static __attribute__((unused)) void t_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+T_FN void t_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
                   uint32_t len)
 {
     uint8_t h[28];
@@ -327,7 +334,7 @@ static __attribute__((unused)) void t_req(int fd, uint16_t type, uint16_t flags,
 }
 
 /* Read a simple reply: its error; *COOKIE. */
-static __attribute__((unused)) uint32_t t_simple(int fd, uint64_t *cookie)
+T_FN uint32_t t_simple(int fd, uint64_t *cookie)
 {
     uint8_t h[16];
     t_recv(fd, h, 16);
@@ -339,7 +346,7 @@ static __attribute__((unused)) uint32_t t_simple(int fd, uint64_t *cookie)
 /* ---- the server from outside ----------------------------------------------------------- */
 
 /* Resident set of the server in KiB, or -1 when unknown. */
-static __attribute__((unused)) long t_server_rss_kb(void)
+T_FN long t_server_rss_kb(void)
 {
     if (!t_server_pid) return -1;
     char path[64], line[256];
@@ -354,7 +361,7 @@ static __attribute__((unused)) long t_server_rss_kb(void)
 }
 
 /* The number after "KEY": in GET /v1/status, or -1 (no admin, no key). */
-static __attribute__((unused)) double t_status_num(const char *key)
+T_FN double t_status_num(const char *key)
 {
     if (!t_admin) return -1;
     char host[64];

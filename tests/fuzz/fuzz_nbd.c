@@ -178,10 +178,13 @@ static void codec_record(uint8_t kind, const uint8_t *p, uint32_t len, struct nb
             uint8_t b[NBD_REQUEST_LEN];
             nbd_encode_request(b, sizeof(b), &r);
             if (memcmp(b, p, sizeof(b)) != 0) abort();
-            struct nbd_export_caps c = {.size = len > 40 ? util_get_be64(p + 28) & ~4095ull : 1u << 20,
-                                        .min_block = 4096, .max_payload = 65536,
+            struct nbd_export_caps c = {.size =
+                                            len > 40 ? util_get_be64(p + 28) & ~4095ull : 1u << 20,
+                                        .min_block = 4096,
+                                        .max_payload = 65536,
                                         .tflags = len > 42 ? util_get_be16(p + 36) : 0x1ed,
-                                        .structured = len & 1, .meta_base_alloc = len & 2};
+                                        .structured = len & 1,
+                                        .meta_base_alloc = len & 2};
             int rc = nbd_check_request(&r, &c);
             /* an accepted request lies inside the export, aligned */
             if (rc == 0 && r.type != NBD_CMD_FLUSH &&

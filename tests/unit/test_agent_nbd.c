@@ -804,7 +804,8 @@ TEST(eof_after_pipelined_requests)
     agent_vol_mem_set_delay(vols, 20);
     for (int disc = 0; disc <= 1; disc++) {
         int fd = cli_open("vol0", false);
-        for (int i = 0; i < 200; i++) send_req(fd, NBD_CMD_WRITE, 0, (uint64_t)i, 4096u * i, 4096, wbuf);
+        for (int i = 0; i < 200; i++)
+            send_req(fd, NBD_CMD_WRITE, 0, (uint64_t)i, 4096u * i, 4096, wbuf);
         if (disc) send_req(fd, NBD_CMD_DISC, 0, 999, 0, 0, NULL);
         shutdown(fd, SHUT_WR);
         for (int i = 0; i < 200; i++) CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);

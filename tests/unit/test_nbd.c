@@ -207,7 +207,8 @@ TEST(opt_meta_validation)
     const char *q[] = {"base:allocation"};
     int n = meta_payload(b, sizeof(b), "vol0", q, 1);
     CHECK_EQ(nbd_decode_opt_meta(b, 7, &m, &why), -EINVAL);
-    for (int cut = 8; cut < n; cut++) CHECK_EQ(nbd_decode_opt_meta(b, (uint32_t)cut, &m, &why), -EINVAL);
+    for (int cut = 8; cut < n; cut++)
+        CHECK_EQ(nbd_decode_opt_meta(b, (uint32_t)cut, &m, &why), -EINVAL);
     CHECK_EQ(nbd_decode_opt_meta(b, (uint32_t)n, &m, &why), 0);
     b[n] = 'x'; /* trailing byte */
     CHECK_EQ(nbd_decode_opt_meta(b, (uint32_t)n + 1, &m, &why), -EINVAL);
@@ -723,7 +724,8 @@ TEST(check_flags)
     CHECK_EQ(check(NBD_CMD_READ, NBD_CMD_FLAG_DF, 0, 4096), NBD_EINVAL); /* DF not advertised */
     CHECK_EQ(check(NBD_CMD_READ, NBD_CMD_FLAG_REQ_ONE, 0, 4096), NBD_EINVAL);
     CHECK_EQ(check(NBD_CMD_TRIM, NBD_CMD_FLAG_FAST_ZERO, 0, 4096), NBD_EINVAL);
-    CHECK_EQ(check(NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE, 0, 4096), 0);
+    CHECK_EQ(check(NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE, 0, 4096),
+             0);
     CHECK_EQ(check(NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 0, 4096), 0);
     CHECK_EQ(check(NBD_CMD_READ, NBD_CMD_FLAG_FUA, 0, 4096), 0); /* FUA valid for all */
     CHECK_EQ(check(NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 0, 4096), 0);
