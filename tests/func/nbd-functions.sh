@@ -7,7 +7,10 @@
 #       NBD_TEST_SERVER_PID; sets NBD_URI (nbd://host:port).
 #       With NBD_TEST_URI=nbd://host:port in the environment nothing is
 #       started: the tests run against that server (a real agent), with
-#       NBD_TEST_EXPORT / NBD_TEST_RO_EXPORT / ... as given there.
+#       NBD_TEST_EXPORT (a writable volume of >= 96 MiB whose contents the
+#       tests may overwrite), NBD_TEST_RO_EXPORT (optional), NBD_TEST_ADMIN
+#       (optional host:port of GET /v1/status) as given there; tests that
+#       need the test server's knobs skip.
 #   nbd_requires_knobs
 #       Skip (77) when running against an external server: the test needs
 #       the test server's fault and limit knobs.

@@ -7,7 +7,7 @@
  * agent in a real cluster:
  *
  *   NBD_TEST_HOST, NBD_TEST_PORT   the server (required; absent = skip)
- *   NBD_TEST_EXPORT                a writable export of >= 16 MiB (vol0)
+ *   NBD_TEST_EXPORT                a writable export of >= 96 MiB (vol0)
  *   NBD_TEST_RO_EXPORT             a read-only export, or empty (skip)
  *   NBD_TEST_ERR_EXPORT            an export whose reads at offset 0..64K
  *                                  fail with EIO (test server knob), or empty
