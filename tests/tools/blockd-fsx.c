@@ -105,7 +105,7 @@ static struct {
     struct stamp me;       /* identity: vol, seed, writer, gen */
     uint64_t max_blocks, range_first, range_count;
     bool lag;              /* --consistency=flush */
-    bool init_any, loose_trim, final_check, verbose;
+    bool init_any, loose_trim, final_check, final_flush, verbose;
     const char *log_path, *verify_path, *from_log, *out_dir;
     unsigned log_sync;
     enum fsx_require require;
@@ -640,7 +640,8 @@ static int run(void)
     if (fsx_model_init(&g.model, g.nblocks, g.init_any, g.loose_trim)) return EXIT_USAGE;
     if (g.log_path) {
         struct fsx_log_hdr h = {.me = g.me, .size = g.size, .init_any = g.init_any,
-                                .loose_trim = g.loose_trim};
+                                .loose_trim = g.loose_trim, .range_first = g.range_first,
+                                .range_count = g.range_count};
         int rc = fsx_log_open(&g.log, g.log_path, &h, g.log_sync);
         if (rc) {
             msg("log %s: %s", g.log_path, strerror(-rc));
@@ -670,6 +671,11 @@ static int run(void)
         }
         g.count[OP_FINAL]++;
     }
+    if (g.final_flush) {
+        g.op_no++;
+        g.count[OP_FLUSH]++;
+        do_flush(OP_FLUSH, 0);
+    }
     summary("PASS");
     for (unsigned i = 0; i < g.n_conns; i++) nbd_shutdown(g.c[i].h, 0);
     close_all();
@@ -695,10 +701,11 @@ static int verify_log(void)
         msg("verify-log: export is %" PRIu64 " bytes, the log's was %" PRIu64, g.size, h.size);
         return EXIT_USAGE;
     }
-    uint64_t nb = g.model.nblocks, bad = 0, newest = 0, older = 0, zero = 0, written = 0;
+    uint64_t bad = 0, newest = 0, older = 0, zero = 0, written = 0;
     uint64_t chunk = g.server_max_blocks < 256 ? g.server_max_blocks : 256;
-    for (uint64_t b = 0; b < nb; b += chunk) {
-        uint64_t n = nb - b < chunk ? nb - b : chunk;
+    uint64_t end = h.range_first + h.range_count;
+    for (uint64_t b = h.range_first; b < end; b += chunk) {
+        uint64_t n = end - b < chunk ? end - b : chunk;
         if (nbd_pread(g.c[0].h, g.rbuf, n * BS, b * BS, 0) == -1) {
             msg("verify-log: pread at block %" PRIu64 ": %s", b, nbd_get_error());
             close_all();
@@ -735,7 +742,7 @@ static int verify_log(void)
            " zero=%" PRIu64 " failed=%" PRIu64 " bytes_verified=%" PRIu64 "\n",
            bad ? "FAIL" : "PASS", h.me.seed,
            g.require == FSX_REQUIRE_ACKED ? "acked" : "flushed", st.ops, st.acked, st.durable,
-           st.flushes, nb, written, newest, older, zero, bad, g.bytes_verified);
+           st.flushes, h.range_count, written, newest, older, zero, bad, g.bytes_verified);
     return bad ? EXIT_VERIFY : 0;
 }
 
@@ -816,6 +823,7 @@ static void usage(FILE *f)
         "  --out-dir DIR            where .good and .ops go on failure (default .)\n"
         "  --history N              ops kept for the failure dump (default 1000)\n"
         "  --no-final-check         skip the final whole-range read\n"
+        "  --final-flush            end with a flush (everything durable)\n"
         "  -v, --verbose            print every op\n"
         "exit: 0 pass, 1 verification failure, 2 usage, 3 I/O error\n",
         f);
@@ -857,7 +865,7 @@ enum {
     O_URI = 256, O_URI2, O_URI3, O_CONNS, O_SEED, O_OPS, O_DURATION, O_VOL, O_WRITER, O_GEN,
     O_MAXB, O_RANGE, O_MIX, O_CONS, O_INIT, O_LOOSE, O_LOG, O_LOGSYNC, O_VERIFY, O_REQUIRE,
     O_FROMLOG, O_POKE, O_POKECOUNT, O_POKESEQ, O_INSPECT, O_INSPECTCOUNT, O_OUT, O_HIST,
-    O_NOFINAL,
+    O_NOFINAL, O_FINALFLUSH,
 };
 
 static const struct option long_opts[] = {
@@ -872,6 +880,7 @@ static const struct option long_opts[] = {
     {"poke-seq", 1, 0, O_POKESEQ}, {"inspect", 1, 0, O_INSPECT},
     {"inspect-count", 1, 0, O_INSPECTCOUNT}, {"out-dir", 1, 0, O_OUT},
     {"history", 1, 0, O_HIST}, {"no-final-check", 0, 0, O_NOFINAL},
+    {"final-flush", 0, 0, O_FINALFLUSH},
     {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -969,6 +978,7 @@ int main(int argc, char **argv)
             g.history = (unsigned)v;
             break;
         case O_NOFINAL: g.final_check = false; break;
+        case O_FINALFLUSH: g.final_flush = true; break;
         case 'v': g.verbose = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;

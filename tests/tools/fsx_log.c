@@ -33,9 +33,11 @@ int fsx_log_open(struct fsx_log *l, const char *path, const struct fsx_log_hdr *
     if (l->fd < 0) return -errno;
     int rc = fsx_log_printf(l,
                             "H blockd-fsx-log 1 seed=%" PRIu64 " vol=%" PRIu64 " writer=%" PRIu32
-                            " gen=%" PRIu64 " size=%" PRIu64 " init=%s trim=%s",
+                            " gen=%" PRIu64 " size=%" PRIu64 " init=%s trim=%s range=%" PRIu64
+                            ":%" PRIu64,
                             h->me.seed, h->me.vol, h->me.writer, h->me.gen, h->size,
-                            h->init_any ? "any" : "zero", h->loose_trim ? "loose" : "strict");
+                            h->init_any ? "any" : "zero", h->loose_trim ? "loose" : "strict",
+                            h->range_first, h->range_count);
     if (!rc) rc = fsx_log_sync(l);
     if (rc) {
         close(l->fd);
@@ -149,19 +151,24 @@ static int parse_hdr(const char *line, struct fsx_log_hdr *h)
 {
     char init[8], trim[8];
     unsigned ver;
+    int used = 0;
     memset(h, 0, sizeof *h);
     if (sscanf(line,
                "H blockd-fsx-log %u seed=%" SCNu64 " vol=%" SCNu64 " writer=%" SCNu32
-               " gen=%" SCNu64 " size=%" SCNu64 " init=%7s trim=%7s",
+               " gen=%" SCNu64 " size=%" SCNu64 " init=%7s trim=%7s range=%" SCNu64 ":%" SCNu64
+               "%n",
                &ver, &h->me.seed, &h->me.vol, &h->me.writer, &h->me.gen, &h->size, init,
-               trim) != 8 ||
-        ver != 1)
+               trim, &h->range_first, &h->range_count, &used) != 10 ||
+        ver != 1 || line[used])
         return -EINVAL;
     if (strcmp(init, "zero") && strcmp(init, "any")) return -EINVAL;
     if (strcmp(trim, "strict") && strcmp(trim, "loose")) return -EINVAL;
     h->init_any = !strcmp(init, "any");
     h->loose_trim = !strcmp(trim, "loose");
-    if (h->size % STAMP_BLOCK) return -EINVAL;
+    uint64_t nblocks = h->size / STAMP_BLOCK;
+    if (h->size % STAMP_BLOCK || !h->range_count || h->range_first >= nblocks ||
+        h->range_count > nblocks - h->range_first)
+        return -EINVAL;
     return 0;
 }
 

@@ -8,6 +8,7 @@
  * host itself is out of scope unless sync_every is 1).
  *
  *   H blockd-fsx-log 1 seed=S vol=V writer=W gen=G size=BYTES init=zero|any trim=strict|loose
+ *     range=FIRST:COUNT    (the blocks the run used; only these are verified)
  *   I SEQ KIND FIRST N     op issued; KIND W write, F FUA write, Z write_zeroes, T trim
  *   A SEQ                  op acked (reply received, no error)
  *   E SEQ ERRNO            op failed with an error reply (its effect is unknown)
@@ -43,6 +44,8 @@ struct fsx_log_hdr {
     uint64_t size;         /* export size in bytes */
     bool init_any;
     bool loose_trim;
+    uint64_t range_first;  /* blocks the run used */
+    uint64_t range_count;
 };
 
 /* Create PATH (truncating it) and write the header.  Returns 0 or -errno. */

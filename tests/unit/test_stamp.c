@@ -233,7 +233,7 @@ static const char *write_log(const char *text)
     static char path[512];
     snprintf(path, sizeof path, "%s/log", tap_tmpdir());
     FILE *f = fopen(path, "w");
-    fputs("H blockd-fsx-log 1 seed=1234 vol=7 writer=1 gen=3 size=65536 init=zero trim=strict\n", f);
+    fputs("H blockd-fsx-log 1 seed=1234 vol=7 writer=1 gen=3 size=65536 init=zero trim=strict range=0:16\n", f);
     fputs(text, f);
     fclose(f);
     return path;
