@@ -18,6 +18,7 @@ _cleanups=()
 cleanup_fn() { _cleanups+=("$*"); }
 _run_cleanups() {
     local rc=$?
+    TEST_EXIT_STATUS=$rc   # cleanups may look (e.g. print logs on failure)
     for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" || true; done
     exit $rc
 }
