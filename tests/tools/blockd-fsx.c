@@ -24,6 +24,10 @@
  * writes the model's image as <out>/blockd-fsx-<seed>.good and the ops as
  * <out>/blockd-fsx-<seed>.ops, and exits 1.
  *
+ * This file holds the options and the random-op run; fsx_check.c the
+ * after-the-fact modes (verify-log, poke, inspect); fsx_main.h their shared
+ * state.
+ *
  * Exit status: 0 pass, 1 verification failure, 2 usage or setup error,
  * 3 I/O error or lost connection (the --log is complete and synced). */
 #include <errno.h>
@@ -39,36 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fsx_log.h"
-#include "fsx_model.h"
-#include "stamp.h"
+#include "fsx_main.h"
 
-#define BS STAMP_BLOCK
-#define MAX_CONNS 16
-#define EXIT_VERIFY 1
-#define EXIT_USAGE 2
-#define EXIT_IO 3
-
-/* ---- ops and their weights ---------------------------------------------- */
-
-#define OPS(X)                  \
-    X(READ, "read", 30)         \
-    X(WRITE, "write", 30)       \
-    X(FUA, "fua", 5)            \
-    X(TRIM, "trim", 5)          \
-    X(ZERO, "zero", 5)          \
-    X(FLUSH, "flush", 8)        \
-    X(BSTATUS, "bstatus", 5)    \
-    X(RECONNECT, "reconnect", 1) \
-    X(MULTICONN, "multiconn", 4)
-
-enum op {
-#define OP_ENUM(n, s, w) OP_##n,
-    OPS(OP_ENUM)
-#undef OP_ENUM
-    OP_FINAL, /* the final whole-range read */
-    N_OPS
-};
 static const char *const op_names[N_OPS + 1] = {
 #define OP_NAME(n, s, w) s,
     OPS(OP_NAME)
@@ -80,63 +56,15 @@ static unsigned op_weight[N_OPS] = {
 #undef OP_W
 };
 
-/* One entry of the op history (the last --history ops). */
-struct hist {
-    uint64_t n;            /* op number, 1-based */
-    uint64_t seq;          /* seq of the write/zero/trim/flush; 0 for reads */
-    uint64_t first, count; /* block range */
-    uint8_t op;            /* enum op */
-    uint8_t conn, conn2, conn3;
-};
-
-/* ---- global state (one run per process) --------------------------------- */
-
-struct conn {
-    struct nbd_handle *h;
-    const char *uri;
-};
-
-static struct {
-    /* options */
-    const char *uris[3];
-    unsigned n_uris, n_conns;
-    uint64_t seed, ops, duration_s;
-    bool seed_set;
-    struct stamp me;       /* identity: vol, seed, writer, gen */
-    uint64_t max_blocks, range_first, range_count;
-    bool lag;              /* --consistency=flush */
-    bool init_any, loose_trim, final_check, final_flush, verbose;
-    const char *log_path, *verify_path, *from_log, *out_dir;
-    unsigned log_sync;
-    enum fsx_require require;
-    int64_t poke_block, inspect_block;
-    uint64_t poke_count, poke_seq, inspect_count;
-    unsigned history;
-
-    /* run state */
-    struct conn c[MAX_CONNS];
-    uint64_t size, nblocks;
-    bool can_fua, can_trim, can_zero, can_flush, can_bstatus, can_multi;
-    uint64_t server_max_blocks; /* largest request the server takes, in blocks */
-    struct fsx_model model;
-    struct fsx_log log;
-    bool logging;
-    uint64_t s[4];         /* xoshiro256** state */
-    uint64_t seq, op_no;
-    uint8_t *buf, *rbuf;
-    struct hist *hist;
-    uint64_t n_hist;
-    uint64_t count[N_OPS], bytes_written, bytes_verified;
-    struct timespec t0;
-} g = {
+struct fsx_state g = {
     .n_conns = 1, .max_blocks = 16, .final_check = true, .out_dir = ".",
     .log_sync = 256, .poke_block = -1, .inspect_block = -1, .poke_count = 1,
     .poke_seq = 1, .inspect_count = 1, .history = 1000,
     .me = {.vol = 1, .writer = 1, .gen = 1},
 };
 
-static void msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void msg(const char *fmt, ...)
+
+void msg(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -253,7 +181,7 @@ static void write_good_and_ops(void)
     msg(f && ok ? "op history written to %s" : "could not write %s", path);
 }
 
-static void close_all(void)
+void close_all(void)
 {
     for (unsigned i = 0; i < g.n_conns; i++)
         if (g.c[i].h) {
@@ -293,7 +221,7 @@ fail_block(enum op op, unsigned conn, uint64_t block, const char *diag, const ch
     exit(EXIT_VERIFY);
 }
 
-static void __attribute__((noreturn)) fail_io(enum op op, unsigned conn, const char *what)
+void fail_io(enum op op, unsigned conn, const char *what)
 {
     int err = nbd_get_errno();
     const char *e = nbd_get_error();
@@ -589,7 +517,7 @@ static void disable(enum op op, const char *why)
     msg("%s disabled: %s", op_names[op], why);
 }
 
-static int open_all(void)
+int open_all(void)
 {
     for (unsigned i = 0; i < g.n_conns; i++)
         if (conn_open(i, true)) return -1;
@@ -678,117 +606,6 @@ static int run(void)
     }
     summary("PASS");
     for (unsigned i = 0; i < g.n_conns; i++) nbd_shutdown(g.c[i].h, 0);
-    close_all();
-    return 0;
-}
-
-/* --verify-log: one read of every block against the crash windows. */
-static int verify_log(void)
-{
-    struct fsx_log_hdr h;
-    struct fsx_log_stats st;
-    char err[512], why[600];
-    int rc = fsx_log_replay(g.verify_path, g.require, &h, &g.model, &st, err, sizeof err);
-    if (rc) {
-        msg("verify-log: %s", err);
-        return EXIT_USAGE;
-    }
-    g.me = h.me;
-    g.seed = h.me.seed;
-    g.n_conns = 1;
-    if (open_all()) return EXIT_USAGE;
-    if (g.size < h.size) {
-        msg("verify-log: export is %" PRIu64 " bytes, the log's was %" PRIu64, g.size, h.size);
-        return EXIT_USAGE;
-    }
-    uint64_t bad = 0, newest = 0, older = 0, zero = 0, written = 0;
-    uint64_t chunk = g.server_max_blocks < 256 ? g.server_max_blocks : 256;
-    uint64_t end = h.range_first + h.range_count;
-    for (uint64_t b = h.range_first; b < end; b += chunk) {
-        uint64_t n = end - b < chunk ? end - b : chunk;
-        if (nbd_pread(g.c[0].h, g.rbuf, n * BS, b * BS, 0) == -1) {
-            msg("verify-log: pread at block %" PRIu64 ": %s", b, nbd_get_error());
-            close_all();
-            return EXIT_IO;
-        }
-        for (uint64_t i = 0; i < n; i++) {
-            struct stamp_expect e;
-            struct stamp got;
-            fsx_model_expect(&g.model, b + i, &e);
-            if (e.last_seq) written++;
-            enum stamp_diag d = stamp_classify(g.rbuf + i * BS, b + i, &g.me, &e, why, sizeof why);
-            if (d != STAMP_DIAG_OK) {
-                if (bad++ < 20)
-                    msg("verify-log: FAIL block=%" PRIu64 " offset=%" PRIu64 ": %s (%s): %s",
-                        b + i, (b + i) * BS, stamp_diag_name(d), stamp_diag_why(d), why);
-                continue;
-            }
-            enum stamp_parse_rc pr = stamp_parse(g.rbuf + i * BS, &got);
-            if (!e.last_seq) continue;
-            if (pr == STAMP_ZERO)
-                zero++;
-            if ((pr == STAMP_ZERO && e.last_is_zero) || (pr == STAMP_VALID && got.seq == e.last_seq))
-                newest++;
-            else
-                older++;
-        }
-        g.bytes_verified += n * BS;
-    }
-    close_all();
-    if (bad > 20) msg("verify-log: ... %" PRIu64 " more failing blocks", bad - 20);
-    printf("blockd-fsx: verify-log %s seed=%" PRIu64 " require=%s log_ops=%" PRIu64
-           " acked=%" PRIu64 " durable=%" PRIu64 " flushes=%" PRIu64 " blocks=%" PRIu64
-           " written=%" PRIu64 " at_newest=%" PRIu64 " at_older_allowed=%" PRIu64
-           " zero=%" PRIu64 " failed=%" PRIu64 " bytes_verified=%" PRIu64 "\n",
-           bad ? "FAIL" : "PASS", h.me.seed,
-           g.require == FSX_REQUIRE_ACKED ? "acked" : "flushed", st.ops, st.acked, st.durable,
-           st.flushes, h.range_count, written, newest, older, zero, bad, g.bytes_verified);
-    return bad ? EXIT_VERIFY : 0;
-}
-
-static int poke(void)
-{
-    g.n_conns = 1;
-    if (open_all()) return EXIT_USAGE;
-    uint64_t b0 = (uint64_t)g.poke_block;
-    if (b0 >= g.nblocks || g.poke_count > g.nblocks - b0) {
-        msg("--poke %" PRIu64 "+%" PRIu64 " is outside the export", b0, g.poke_count);
-        close_all();
-        return EXIT_USAGE;
-    }
-    for (uint64_t b = b0; b < b0 + g.poke_count; b++) {
-        struct stamp s = g.me;
-        s.block = b;
-        s.seq = g.poke_seq;
-        stamp_fill(g.buf, &s);
-        if (nbd_pwrite(g.c[0].h, g.buf, BS, b * BS, 0) == -1) fail_io(OP_WRITE, 0, "poke");
-    }
-    if (g.can_flush && nbd_flush(g.c[0].h, 0) == -1) fail_io(OP_FLUSH, 0, "poke flush");
-    printf("blockd-fsx: poked blocks %" PRIu64 "..%" PRIu64 " vol %" PRIu64 " seq %" PRIu64
-           " writer %" PRIu32 " gen %" PRIu64 " seed %" PRIu64 "\n",
-           b0, b0 + g.poke_count - 1, g.me.vol, g.poke_seq, g.me.writer, g.me.gen, g.me.seed);
-    nbd_shutdown(g.c[0].h, 0);
-    close_all();
-    return 0;
-}
-
-static int inspect(void)
-{
-    static const char *const names[] = {"stamp", "zero", "no-magic", "bad-checksum"};
-    g.n_conns = 1;
-    if (open_all()) return EXIT_USAGE;
-    for (uint64_t b = (uint64_t)g.inspect_block;
-         b < (uint64_t)g.inspect_block + g.inspect_count && b < g.nblocks; b++) {
-        struct stamp s;
-        if (nbd_pread(g.c[0].h, g.rbuf, BS, b * BS, 0) == -1) fail_io(OP_READ, 0, "inspect");
-        enum stamp_parse_rc rc = stamp_parse(g.rbuf, &s);
-        printf("block %" PRIu64 ": %s", b, names[rc]);
-        if (rc == STAMP_VALID || rc == STAMP_BAD_SUM)
-            printf(" vol %" PRIu64 " block %" PRIu64 " seq %" PRIu64 " gen %" PRIu64
-                   " writer %" PRIu32 " seed %" PRIu64,
-                   s.vol, s.block, s.seq, s.gen, s.writer, s.seed);
-        putchar('\n');
-    }
     close_all();
     return 0;
 }
@@ -1028,11 +845,11 @@ int main(int argc, char **argv)
     }
     int rc;
     if (g.verify_path)
-        rc = verify_log();
+        rc = fsx_verify_log();
     else if (g.poke_block >= 0)
-        rc = poke();
+        rc = fsx_poke();
     else if (g.inspect_block >= 0)
-        rc = inspect();
+        rc = fsx_inspect();
     else
         rc = run();
     fsx_model_fini(&g.model);
