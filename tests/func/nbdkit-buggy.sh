@@ -20,6 +20,10 @@
 #   extents-lie      block status reports every extent as a hole of zeros       -> bstatus-zero
 #   private-conns    CAN_MULTI_CONN is advertised but every connection has its
 #                    own copy of the disk                                       -> multiconn (C8)
+#   lag-until-flush  a connection's writes reach the other connections only at
+#                    the next flush (on any connection): the NBD multi-conn
+#                    minimum, not linearizable                                  -> stale (C7)
+#                    (passes with blockd-fsx --consistency flush)
 set -u
 BS=4096
 img=${BUGGY_IMG:?}
@@ -46,23 +50,52 @@ bump() {
 # is_zero FILE BLOCK
 is_zero() { cmp -s -n $BS -i "$(($2 * BS)):0" "$1" /dev/zero; }
 
+# lag-until-flush: writes are journal entries J/SEQ.CONN.BLOCK (4096 bytes,
+# or empty for zeros) applied to the image, in order, at the next flush; a
+# connection's reads see its own entries on top of the image.
+journal=$state/journal
+journal_add() { # CONN BLOCK [DATAFILE INDEX]
+    local n=0
+    mkdir -p "$journal"
+    [ -f "$state/jseq" ] && n=$(<"$state/jseq")
+    n=$((n + 1))
+    echo $n >"$state/jseq"
+    if [ $# -gt 2 ]; then
+        dd if="$3" of="$journal/$(printf %09d $n).$1.$2" bs=$BS skip="$4" count=1 status=none
+    else
+        : >"$journal/$(printf %09d $n).$1.$2"
+    fi
+}
+journal_apply() { # apply every entry to the image, in order
+    local e b
+    for e in $(ls "$journal" | sort); do
+        b=${e##*.}
+        if [ -s "$journal/$e" ]; then
+            dd if="$journal/$e" of="$img" bs=$BS seek="$b" count=1 conv=notrunc status=none
+        else
+            dd if=/dev/zero of="$img" bs=$BS seek="$b" count=1 conv=notrunc status=none
+        fi
+    done
+}
+
 case "$method" in
 thread_model) echo serialize_all_requests ;;
 open)
-    if [ "$mode" = private-conns ]; then
-        n=$(($( [ -f "$state/conns" ] && cat "$state/conns" || echo 0) + 1))
-        echo "$n" >"$state/conns"
-        cp "$img" "$state/conn-$n.img"
-        echo "$n"
-    else
-        echo x
-    fi
+    n=$(($( [ -f "$state/conns" ] && cat "$state/conns" || echo 0) + 1))
+    echo "$n" >"$state/conns"
+    [ "$mode" = private-conns ] && cp "$img" "$state/conn-$n.img"
+    echo "$n"
     ;;
 get_size) stat -L -c %s "$img" ;;
 can_write | can_flush | can_trim | can_zero | can_multi_conn) exit 0 ;;
 can_extents) [ "$mode" = extents-lie ] && exit 0 || exit 3 ;;
 can_fua) echo native ;;
-flush) exit 0 ;;
+flush)
+    if [ "$mode" = lag-until-flush ] && [ -d "$journal" ]; then
+        journal_apply
+        rm -rf "$journal"
+    fi
+    ;;
 extents)
     echo "$4 $3 hole,zero"
     ;;
@@ -71,6 +104,17 @@ pread)
     out="$state/read.$$"
     dd if="$f" of="$out" bs=$BS skip=$((off / BS)) count=$((count / BS)) status=none
     nblocks=$(($(stat -L -c %s "$f") / BS))
+    if [ "$mode" = lag-until-flush ] && [ -d "$journal" ]; then
+        for e in $(ls "$journal" | sort); do
+            c=${e#*.}; c=${c%%.*}; b=${e##*.}
+            [ "$c" = "$h" ] && [ "$b" -ge $((off / BS)) ] && [ "$b" -lt $(((off + count) / BS)) ] || continue
+            if [ -s "$journal/$e" ]; then
+                dd if="$journal/$e" of="$out" bs=$BS seek=$((b - off / BS)) count=1 conv=notrunc status=none
+            else
+                dd if=/dev/zero of="$out" bs=$BS seek=$((b - off / BS)) count=1 conv=notrunc status=none
+            fi
+        done
+    fi
     if { [ "$mode" = misdirect-read ] || [ "$mode" = garbage-read ]; } && bump reads; then
         for ((i = 0; i < count / BS; i++)); do
             b=$((off / BS + i))
@@ -97,6 +141,10 @@ pwrite)
     case "$mode" in drop-overwrite | drop-new | torn-write) bump writes && active=true ;; esac
     for ((i = 0; i < count / BS; i++)); do
         b=$((off / BS + i))
+        if [ "$mode" = lag-until-flush ]; then
+            journal_add "$h" $b "$in" $i
+            continue
+        fi
         if $active; then
             if is_zero "$f" $b; then
                 [ "$mode" = drop-new ] && continue
@@ -116,6 +164,10 @@ pwrite)
 trim | zero)
     count=$3 off=$4 f=$(file_of "$h")
     if [ "$mode" = trim-noop ] && bump writes; then exit 0; fi
+    if [ "$mode" = lag-until-flush ]; then
+        for ((b = off / BS; b < (off + count) / BS; b++)); do journal_add "$h" $b; done
+        exit 0
+    fi
     dd if=/dev/zero of="$f" bs=$BS seek=$((off / BS)) count=$((count / BS)) conv=notrunc status=none
     ;;
 *) exit 2 ;;

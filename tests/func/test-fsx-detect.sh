@@ -76,6 +76,19 @@ run_fsx --conns 3 --ops 400 --seed "$seed" \
 expect_diag private-conns lost-write
 grep -q "FAIL .*(multiconn on conn" <<<"$out" || fail "private-conns: not caught by the multiconn op"
 
+# C7: a server whose writes reach other connections only at the next flush
+# (the NBD multi-conn minimum) is not linearizable: the default check fails
+# it, and --consistency flush, which models exactly that, passes it.
+start_buggy lag-until-flush 0
+run_fsx --conns 3 --ops 400 --seed "$seed"
+grep -q "FAIL .*: stale (" <<<"$out" && expect_diag lag-until-flush stale ||
+    expect_diag lag-until-flush lost-write
+start_buggy lag-until-flush 0
+run_fsx --conns 3 --ops 400 --seed "$seed" --consistency flush
+[ $rc -eq 0 ] || fail "--consistency flush against a flush-consistent server: $out"
+nbdkit_stop srv
+echo "ok: lag-until-flush passes only with --consistency flush"
+
 # Determinism: the same seed against the same bug fails at the same op and block.
 start_buggy misdirect-read 20; run_fsx --conns 2 --ops 400 --seed "$seed"
 first=$(grep -m1 FAIL <<<"$out")
