@@ -140,7 +140,7 @@ cluster_stop blob1
 cluster_restart blob1
 cluster_stop blob1
 STANDIN_IGNORE_TERM=blob1 cluster_start blob1
-sleep 0.5   # let it install its handler
+wait_for 10 "cluster_status blob1"   # serving, so its handler is installed
 old=${CLUSTER_PID[blob1]}
 CLUSTER_STOP_TIMEOUT=1
 if cluster_stop blob1; then fail "cluster_stop did not report an ignored SIGTERM"; fi

@@ -226,8 +226,12 @@ void fail_io(enum op op, unsigned conn, const char *what)
     int err = nbd_get_errno();
     const char *e = nbd_get_error();
     fflush(stdout);
-    msg("I/O ERROR seed=%" PRIu64 " op=%" PRIu64 " (%s on conn %u): %s: %s (errno %d)",
-        g.seed, g.op_no, op_names[op], conn, what, e ? e : "?", err);
+    if (g.timed_out)
+        msg("I/O ERROR seed=%" PRIu64 " op=%" PRIu64 " (%s on conn %u): %s: no reply in %" PRIu64
+            " s (--op-timeout)", g.seed, g.op_no, op_names[op], conn, what, g.op_timeout_s);
+    else
+        msg("I/O ERROR seed=%" PRIu64 " op=%" PRIu64 " (%s on conn %u): %s: %s (errno %d)",
+            g.seed, g.op_no, op_names[op], conn, what, e ? e : "?", err);
     if (g.logging) msg("log %s is complete; check it with --verify-log", g.log_path);
     summary("IOERROR");
     close_all();
@@ -242,6 +246,67 @@ static void log_or_die(int rc)
     exit(EXIT_IO);
 }
 
+/* ---- I/O with a deadline --------------------------------------------------
+ * libnbd's synchronous calls wait forever on a paused or cut-off server, so
+ * every request goes through the aio API and nbd_poll() with the time left
+ * of --op-timeout (0: no limit).  A timeout sets g.timed_out and fails like
+ * any other I/O error (exit 3). */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Poll H until DONE(H, COOKIE) says finished or the deadline passes. */
+static int io_wait(struct nbd_handle *h, int64_t cookie)
+{
+    uint64_t deadline = g.op_timeout_s ? mono_ms() + g.op_timeout_s * 1000 : 0;
+    if (cookie < 0) return -1;
+    for (;;) {
+        int r = cookie ? nbd_aio_command_completed(h, (uint64_t)cookie)
+                       : (nbd_aio_is_ready(h) ? 1 : nbd_aio_is_dead(h) ? -1 : 0);
+        if (r) return r < 0 ? -1 : 0;
+        int ms = -1;
+        if (deadline) {
+            uint64_t now = mono_ms();
+            if (now >= deadline) {
+                g.timed_out = true;
+                return -1;
+            }
+            ms = (int)(deadline - now);
+        }
+        if (nbd_poll(h, ms) == -1) return -1;
+    }
+}
+
+int io_connect(struct nbd_handle *h, const char *uri)
+{
+    if (nbd_aio_connect_uri(h, uri) == -1) return -1;
+    return io_wait(h, 0);
+}
+int io_pread(struct nbd_handle *h, void *buf, uint64_t len, uint64_t off)
+{
+    return io_wait(h, nbd_aio_pread(h, buf, len, off, NBD_NULL_COMPLETION, 0));
+}
+int io_pwrite(struct nbd_handle *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags)
+{
+    return io_wait(h, nbd_aio_pwrite(h, buf, len, off, NBD_NULL_COMPLETION, flags));
+}
+int io_flush(struct nbd_handle *h)
+{
+    return io_wait(h, nbd_aio_flush(h, NBD_NULL_COMPLETION, 0));
+}
+static int io_trim(struct nbd_handle *h, uint64_t len, uint64_t off)
+{
+    return io_wait(h, nbd_aio_trim(h, len, off, NBD_NULL_COMPLETION, 0));
+}
+static int io_zero(struct nbd_handle *h, uint64_t len, uint64_t off)
+{
+    return io_wait(h, nbd_aio_zero(h, len, off, NBD_NULL_COMPLETION, 0));
+}
+
 /* ---- connections ---------------------------------------------------------- */
 
 static int conn_open(unsigned i, bool first)
@@ -251,7 +316,7 @@ static int conn_open(unsigned i, bool first)
     c->h = nbd_create();
     if (!c->h) goto err;
     if (nbd_add_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) goto err;
-    if (nbd_connect_uri(c->h, c->uri) == -1) goto err;
+    if (io_connect(c->h, c->uri) == -1) goto err;
     int64_t size = nbd_get_size(c->h);
     if (size < 0) goto err;
     if (first && i == 0) {
@@ -273,7 +338,8 @@ static int conn_open(unsigned i, bool first)
     }
     return 0;
 err:
-    msg("%s: %s", c->uri, nbd_get_error() ? nbd_get_error() : "cannot create a handle");
+    msg("%s: %s", c->uri, g.timed_out ? "connect timed out"
+                          : nbd_get_error() ? nbd_get_error() : "cannot create a handle");
     if (c->h) nbd_close(c->h);
     c->h = NULL;
     return -1;
@@ -305,7 +371,7 @@ static void check_blocks(enum op op, unsigned conn, uint64_t first, uint64_t n)
 
 static void do_read(enum op op, unsigned conn, uint64_t first, uint64_t n)
 {
-    if (nbd_pread(g.c[conn].h, g.rbuf, n * BS, first * BS, 0) == -1) fail_io(op, conn, "pread");
+    if (io_pread(g.c[conn].h, g.rbuf, n * BS, first * BS) == -1) fail_io(op, conn, "pread");
     check_blocks(op, conn, first, n);
 }
 
@@ -333,10 +399,10 @@ static void do_mutate(enum op op, unsigned conn, uint64_t first, uint64_t n)
                                   fsx_log_kind_char(kind), first, n));
     hist_add(op, seq, first, n, conn, 0, 0);
     switch (kind) {
-    case FSX_WRITE: rc = nbd_pwrite(h, g.buf, n * BS, first * BS, 0); break;
-    case FSX_FUA: rc = nbd_pwrite(h, g.buf, n * BS, first * BS, LIBNBD_CMD_FLAG_FUA); break;
-    case FSX_ZERO: rc = nbd_zero(h, n * BS, first * BS, 0); break;
-    default: rc = nbd_trim(h, n * BS, first * BS, 0); break;
+    case FSX_WRITE: rc = io_pwrite(h, g.buf, n * BS, first * BS, 0); break;
+    case FSX_FUA: rc = io_pwrite(h, g.buf, n * BS, first * BS, LIBNBD_CMD_FLAG_FUA); break;
+    case FSX_ZERO: rc = io_zero(h, n * BS, first * BS); break;
+    default: rc = io_trim(h, n * BS, first * BS); break;
     }
     if (rc == -1) {
         if (g.logging) {
@@ -359,7 +425,7 @@ static void do_flush(enum op op, unsigned conn)
     uint64_t seq = ++g.seq;
     if (g.logging) log_or_die(fsx_log_printf(&g.log, "FI %" PRIu64, seq));
     if (op == OP_FLUSH) hist_add(op, seq, 0, 0, conn, 0, 0);
-    if (nbd_flush(g.c[conn].h, 0) == -1) fail_io(op, conn, "flush");
+    if (io_flush(g.c[conn].h) == -1) fail_io(op, conn, "flush");
     if (g.logging) log_or_die(fsx_log_printf(&g.log, "FA %" PRIu64, seq));
     fsx_model_settle(&g.model);
 }
@@ -411,9 +477,10 @@ static void do_bstatus(unsigned conn, uint64_t first, uint64_t n)
     uint64_t start = first * BS, end = (first + n) * BS;
     for (int round = 0; round < 64 && start < end; round++) {
         struct bs_ctx b = {.off = start, .end = end};
-        if (nbd_block_status(g.c[conn].h, end - start, start,
-                             (nbd_extent_callback){.callback = bs_cb, .user_data = &b},
-                             0) == -1)
+        if (io_wait(g.c[conn].h,
+                    nbd_aio_block_status(g.c[conn].h, end - start, start,
+                                         (nbd_extent_callback){.callback = bs_cb, .user_data = &b},
+                                         NBD_NULL_COMPLETION, 0)) == -1)
             fail_io(OP_BSTATUS, conn, "block_status");
         if (b.bad)
             fail_block(OP_BSTATUS, conn, b.bad_block, b.bad_diag,
@@ -641,6 +708,8 @@ static void usage(FILE *f)
         "  --history N              ops kept for the failure dump (default 1000)\n"
         "  --no-final-check         skip the final whole-range read\n"
         "  --final-flush            end with a flush (everything durable)\n"
+        "  --op-timeout SECS        an op or connect without reply this long is an\n"
+        "                           I/O error, exit 3 (default 0: wait forever)\n"
         "  -v, --verbose            print every op\n"
         "exit: 0 pass, 1 verification failure, 2 usage, 3 I/O error\n",
         f);
@@ -682,7 +751,7 @@ enum {
     O_URI = 256, O_URI2, O_URI3, O_CONNS, O_SEED, O_OPS, O_DURATION, O_VOL, O_WRITER, O_GEN,
     O_MAXB, O_RANGE, O_MIX, O_CONS, O_INIT, O_LOOSE, O_LOG, O_LOGSYNC, O_VERIFY, O_REQUIRE,
     O_FROMLOG, O_POKE, O_POKECOUNT, O_POKESEQ, O_INSPECT, O_INSPECTCOUNT, O_OUT, O_HIST,
-    O_NOFINAL, O_FINALFLUSH,
+    O_NOFINAL, O_FINALFLUSH, O_OPTIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -697,7 +766,7 @@ static const struct option long_opts[] = {
     {"poke-seq", 1, 0, O_POKESEQ}, {"inspect", 1, 0, O_INSPECT},
     {"inspect-count", 1, 0, O_INSPECTCOUNT}, {"out-dir", 1, 0, O_OUT},
     {"history", 1, 0, O_HIST}, {"no-final-check", 0, 0, O_NOFINAL},
-    {"final-flush", 0, 0, O_FINALFLUSH},
+    {"final-flush", 0, 0, O_FINALFLUSH}, {"op-timeout", 1, 0, O_OPTIMEOUT},
     {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -796,6 +865,9 @@ int main(int argc, char **argv)
             break;
         case O_NOFINAL: g.final_check = false; break;
         case O_FINALFLUSH: g.final_flush = true; break;
+        case O_OPTIMEOUT:
+            if (!parse_u64(optarg, &g.op_timeout_s) || g.op_timeout_s > 86400) return bad_arg(name, optarg);
+            break;
         case 'v': g.verbose = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;

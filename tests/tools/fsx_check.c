@@ -40,8 +40,9 @@ int fsx_verify_log(void)
     uint64_t end = h.range_first + h.range_count;
     for (uint64_t b = h.range_first; b < end; b += chunk) {
         uint64_t n = end - b < chunk ? end - b : chunk;
-        if (nbd_pread(g.c[0].h, g.rbuf, n * BS, b * BS, 0) == -1) {
-            msg("verify-log: pread at block %" PRIu64 ": %s", b, nbd_get_error());
+        if (io_pread(g.c[0].h, g.rbuf, n * BS, b * BS) == -1) {
+            msg("verify-log: pread at block %" PRIu64 ": %s", b,
+                g.timed_out ? "timed out" : nbd_get_error());
             close_all();
             return EXIT_IO;
         }
@@ -95,9 +96,9 @@ int fsx_poke(void)
         s.block = b;
         s.seq = g.poke_seq;
         stamp_fill(g.buf, &s);
-        if (nbd_pwrite(g.c[0].h, g.buf, BS, b * BS, 0) == -1) fail_io(OP_WRITE, 0, "poke");
+        if (io_pwrite(g.c[0].h, g.buf, BS, b * BS, 0) == -1) fail_io(OP_WRITE, 0, "poke");
     }
-    if (g.can_flush && nbd_flush(g.c[0].h, 0) == -1) fail_io(OP_FLUSH, 0, "poke flush");
+    if (g.can_flush && io_flush(g.c[0].h) == -1) fail_io(OP_FLUSH, 0, "poke flush");
     printf("blockd-fsx: poked blocks %" PRIu64 "..%" PRIu64 " vol %" PRIu64 " seq %" PRIu64
            " writer %" PRIu32 " gen %" PRIu64 " seed %" PRIu64 "\n",
            b0, b0 + g.poke_count - 1, g.me.vol, g.poke_seq, g.me.writer, g.me.gen, g.me.seed);
@@ -114,7 +115,7 @@ int fsx_inspect(void)
     for (uint64_t b = (uint64_t)g.inspect_block;
          b < (uint64_t)g.inspect_block + g.inspect_count && b < g.nblocks; b++) {
         struct stamp s;
-        if (nbd_pread(g.c[0].h, g.rbuf, BS, b * BS, 0) == -1) fail_io(OP_READ, 0, "inspect");
+        if (io_pread(g.c[0].h, g.rbuf, BS, b * BS) == -1) fail_io(OP_READ, 0, "inspect");
         enum stamp_parse_rc rc = stamp_parse(g.rbuf, &s);
         printf("block %" PRIu64 ": %s", b, names[rc]);
         if (rc == STAMP_VALID || rc == STAMP_BAD_SUM)

@@ -71,6 +71,8 @@ struct fsx_state {
     int64_t poke_block, inspect_block;
     uint64_t poke_count, poke_seq, inspect_count;
     unsigned history;
+    uint64_t op_timeout_s;  /* --op-timeout; 0: none */
+    bool timed_out;         /* the last I/O failed by timing out */
 
     /* run state */
     struct conn c[MAX_CONNS];
@@ -101,6 +103,13 @@ void close_all(void);
 /* Report an NBD error on OP (libnbd's message and errno), print the
  * summary, close everything and exit 3. */
 void fail_io(enum op op, unsigned conn, const char *what) __attribute__((noreturn));
+
+/* Requests with the --op-timeout deadline: 0, or -1 with the libnbd error
+ * set or g.timed_out. */
+int io_connect(struct nbd_handle *h, const char *uri);
+int io_pread(struct nbd_handle *h, void *buf, uint64_t len, uint64_t off);
+int io_pwrite(struct nbd_handle *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags);
+int io_flush(struct nbd_handle *h);
 
 /* The modes of fsx_check.c; each returns the exit status. */
 int fsx_verify_log(void);
