@@ -144,4 +144,23 @@ set -e
 grep -q "^E [0-9]* 5$" "$tmp/err.log" || fail "EIO not logged: $(tail -3 "$tmp/err.log")"
 "$BLOCKD_FSX" --uri "$err_uri" --verify-log "$tmp/err.log" || fail "verify after EIO"
 echo "ok: error reply is an I/O error (exit 3), logged, and the log verifies"
+# A paused server (SIGSTOP, CONTRACT row 4) is an I/O error after
+# --op-timeout, not a hang; the log still verifies after SIGCONT.
+nbdkit_start pz "$tmp/pz" memory $size
+"$BLOCKD_FSX" --uri "$pz_uri" --duration 60 --op-timeout 2 --seed "$seed" --log "$tmp/pz.log" \
+    --out-dir "$tmp" >"$tmp/pz.out" 2>&1 &
+fsx=$!
+cleanup_fn kill_pid $fsx
+wait_for 20 "[ \$(wc -l <'$tmp/pz.log') -gt 200 ]"
+kill -STOP "$pz_pid"
+cleanup_fn kill -CONT "$pz_pid"
+t0=$SECONDS
+wait_for 20 "! kill -0 $fsx"
+rc=0; wait $fsx || rc=$?
+[ $rc -eq 3 ] && grep -q "no reply in 2 s (--op-timeout)" "$tmp/pz.out" ||
+    fail "paused server: exit $rc: $(tail -3 "$tmp/pz.out")"
+[ $((SECONDS - t0)) -le 10 ] || fail "fsx took $((SECONDS - t0)) s to give up on a 2 s timeout"
+kill -CONT "$pz_pid"
+"$BLOCKD_FSX" --uri "$pz_uri" --verify-log "$tmp/pz.log" --op-timeout 10 >/dev/null || fail "verify after pause"
+echo "ok: a paused server is an I/O error after --op-timeout"
 echo "all fsx detection cases passed"

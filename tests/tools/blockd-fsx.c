@@ -259,14 +259,20 @@ static uint64_t mono_ms(void)
     return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* Poll H until DONE(H, COOKIE) says finished or the deadline passes. */
+#define IO_CONNECTED 0   /* io_wait cookie: wait until connected */
+#define IO_CLOSED (-2)   /* io_wait cookie: wait until disconnected */
+
+/* Poll H until command COOKIE completes (or, for the two special cookies,
+ * the handle is connected or closed), or the deadline passes. */
 static int io_wait(struct nbd_handle *h, int64_t cookie)
 {
     uint64_t deadline = g.op_timeout_s ? mono_ms() + g.op_timeout_s * 1000 : 0;
-    if (cookie < 0) return -1;
+    if (cookie < 0 && cookie != IO_CLOSED) return -1;
     for (;;) {
-        int r = cookie ? nbd_aio_command_completed(h, (uint64_t)cookie)
-                       : (nbd_aio_is_ready(h) ? 1 : nbd_aio_is_dead(h) ? -1 : 0);
+        int r = cookie == IO_CLOSED ? (nbd_aio_is_closed(h) || nbd_aio_is_dead(h) ? 1 : 0)
+                : cookie == IO_CONNECTED
+                    ? (nbd_aio_is_ready(h) ? 1 : nbd_aio_is_dead(h) ? -1 : 0)
+                    : nbd_aio_command_completed(h, (uint64_t)cookie);
         if (r) return r < 0 ? -1 : 0;
         int ms = -1;
         if (deadline) {
@@ -284,7 +290,13 @@ static int io_wait(struct nbd_handle *h, int64_t cookie)
 int io_connect(struct nbd_handle *h, const char *uri)
 {
     if (nbd_aio_connect_uri(h, uri) == -1) return -1;
-    return io_wait(h, 0);
+    return io_wait(h, IO_CONNECTED);
+}
+int io_disconnect(struct nbd_handle *h)
+{
+    /* NBD_CMD_DISC after every reply is in: a clean disconnect. */
+    if (nbd_aio_disconnect(h, 0) == -1) return -1;
+    return io_wait(h, IO_CLOSED);
 }
 int io_pread(struct nbd_handle *h, void *buf, uint64_t len, uint64_t off)
 {
@@ -338,8 +350,10 @@ static int conn_open(unsigned i, bool first)
     }
     return 0;
 err:
-    msg("%s: %s", c->uri, g.timed_out ? "connect timed out"
-                          : nbd_get_error() ? nbd_get_error() : "cannot create a handle");
+    if (g.timed_out)
+        msg("%s: connect: no reply in %" PRIu64 " s (--op-timeout)", c->uri, g.op_timeout_s);
+    else
+        msg("%s: %s", c->uri, nbd_get_error() ? nbd_get_error() : "cannot create a handle");
     if (c->h) nbd_close(c->h);
     c->h = NULL;
     return -1;
@@ -497,7 +511,7 @@ static void do_reconnect(unsigned conn)
 {
     /* A clean disconnect (NBD_CMD_DISC) after which every completed write
      * must still be visible on the new connection. */
-    nbd_shutdown(g.c[conn].h, 0);
+    if (io_disconnect(g.c[conn].h) == -1) fail_io(OP_RECONNECT, conn, "disconnect");
     nbd_close(g.c[conn].h);
     g.c[conn].h = NULL;
     if (conn_open(conn, false)) {
@@ -672,7 +686,8 @@ static int run(void)
         do_flush(OP_FLUSH, 0);
     }
     summary("PASS");
-    for (unsigned i = 0; i < g.n_conns; i++) nbd_shutdown(g.c[i].h, 0);
+    for (unsigned i = 0; i < g.n_conns; i++)
+        if (io_disconnect(g.c[i].h) == -1) fail_io(OP_FINAL, i, "disconnect");
     close_all();
     return 0;
 }

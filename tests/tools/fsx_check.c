@@ -102,7 +102,7 @@ int fsx_poke(void)
     printf("blockd-fsx: poked blocks %" PRIu64 "..%" PRIu64 " vol %" PRIu64 " seq %" PRIu64
            " writer %" PRIu32 " gen %" PRIu64 " seed %" PRIu64 "\n",
            b0, b0 + g.poke_count - 1, g.me.vol, g.poke_seq, g.me.writer, g.me.gen, g.me.seed);
-    nbd_shutdown(g.c[0].h, 0);
+    if (io_disconnect(g.c[0].h) == -1) fail_io(OP_FLUSH, 0, "disconnect");
     close_all();
     return 0;
 }

@@ -110,6 +110,7 @@ int io_connect(struct nbd_handle *h, const char *uri);
 int io_pread(struct nbd_handle *h, void *buf, uint64_t len, uint64_t off);
 int io_pwrite(struct nbd_handle *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags);
 int io_flush(struct nbd_handle *h);
+int io_disconnect(struct nbd_handle *h);
 
 /* The modes of fsx_check.c; each returns the exit status. */
 int fsx_verify_log(void);
