@@ -226,11 +226,14 @@ cluster_restart() {
     cluster_start "$1"
 }
 
-# cluster_pause / cluster_resume NAME: SIGSTOP / SIGCONT (row 4).
+# cluster_pause / cluster_resume NAME: SIGSTOP / SIGCONT (row 4).  Both
+# return once the process is stopped / running again (signals take effect
+# asynchronously), or fail the test after 5 s.
 cluster_pause() {
     _cluster_check_name "$1"
     cluster_running "$1" || fail "cluster_pause: $1 is not running"
     kill -STOP "${CLUSTER_PID[$1]}"
+    _cluster_wait_state "${CLUSTER_PID[$1]}" stopped || fail "cluster_pause: $1 did not stop"
     CLUSTER_PAUSED[$1]=1
     echo "cluster: paused $1"
 }
@@ -238,8 +241,20 @@ cluster_resume() {
     _cluster_check_name "$1"
     cluster_running "$1" || fail "cluster_resume: $1 is not running"
     kill -CONT "${CLUSTER_PID[$1]}"
+    _cluster_wait_state "${CLUSTER_PID[$1]}" running || fail "cluster_resume: $1 did not resume"
     CLUSTER_PAUSED[$1]=
     echo "cluster: resumed $1"
+}
+
+# _cluster_wait_state PID stopped|running: poll ps for up to 5 s.
+_cluster_wait_state() {
+    local end=$((SECONDS + 5)) st
+    while :; do
+        st=$(ps -o stat= -p "$1" 2>/dev/null)
+        case "$2:$st" in stopped:T*) return 0 ;; running:[^T]*) return 0 ;; esac
+        [ $SECONDS -lt $end ] || return 1
+        sleep 0.02
+    done
 }
 
 # _cluster_wait_gone PID SECS: true once PID is gone (reaped or not ours).
