@@ -74,7 +74,7 @@ start_buggy extents-lie 0;      run_fsx --conns 2 --ops 400 --seed "$seed"; expe
 start_buggy private-conns 0
 run_fsx --conns 3 --ops 400 --seed "$seed" \
     --mix read=0,bstatus=0,flush=0,reconnect=0,trim=0,zero=0,fua=0,write=1,multiconn=1
-expect_diag private-conns "stale|lost-write"
+expect_diag private-conns "stale|lost-write|resurrected"
 grep -q "FAIL .*(multiconn on conn" <<<"$out" || fail "private-conns: not caught by the multiconn op"
 
 # C7: a server whose writes reach other connections only at the next flush
@@ -82,7 +82,7 @@ grep -q "FAIL .*(multiconn on conn" <<<"$out" || fail "private-conns: not caught
 # it, and --consistency flush, which models exactly that, passes it.
 start_buggy lag-until-flush 0
 run_fsx --conns 3 --ops 400 --seed "$seed"
-expect_diag lag-until-flush "stale|lost-write"
+expect_diag lag-until-flush "stale|lost-write|resurrected"
 start_buggy lag-until-flush 0
 run_fsx --conns 3 --ops 400 --seed "$seed" --consistency flush
 [ $rc -eq 0 ] || fail "--consistency flush against a flush-consistent server: $out"
