@@ -2,7 +2,11 @@
 # (CONTRACT.md §2 rows 3-5).  Source it after functions.sh.
 #
 #   cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 [--secret] \
-#                [--fault key=val] [--fault NAME.key=val] [--log-level debug]
+#                [--fault key=val] [--fault NAME.key=val] [--log-level debug] \
+#                [--set ROLE.key=JSON] [--set NAME.key=JSON]
+#   (--set merges a config key into a role's section, e.g.
+#    --set proxy.snapshot_threshold=64, --set agent1.flush_age_ms=200,
+#    --set 'blob.compression="auto"')
 #   cluster_start                      # blobs, then proxies, then agents
 #   cluster_wait_ready 30              # admin answers; one proxy is leader
 #   cluster_create_volume vol0 64M
@@ -52,9 +56,10 @@ cluster_init() {
     local dir=$1
     shift
     local n_proxies=3 n_blobs=3 n_agents=1 secret=false level=info
-    local faults=()
+    local faults=() sets=()
     while [ $# -gt 0 ]; do
         case "$1" in
+        --set) sets+=("$2"); shift 2 ;;
         --proxies) n_proxies=$2; shift 2 ;;
         --blobs) n_blobs=$2; shift 2 ;;
         --agents) n_agents=$2; shift 2 ;;
@@ -115,6 +120,14 @@ cluster_init() {
                 '{id: $id, nbd_listen: $n, admin: $a, proxies: $p, cache_dir: $cd}') ;;
         esac
         [ "$fault" = "{}" ] || section=$(jq --argjson f "$fault" '. + {fault: $f}' <<<"$section")
+        local spec target kv
+        for spec in "${sets[@]}"; do
+            target=${spec%%.*}
+            kv=${spec#*.}
+            [ "$target" = "$role" ] || [ "$target" = "$name" ] || continue
+            section=$(jq --arg k "${kv%%=*}" --argjson v "${kv#*=}" '. + {($k): $v}' \
+                <<<"$section") || fail "cluster_init: bad --set $spec"
+        done
         jq -n --arg cid "c$$" --arg tok "$CLUSTER_TOKEN_FILE" --argjson sec "$secret_json" \
             --arg log "$d/blockd.log" --arg lvl "$level" --arg role "$role" \
             --argjson s "$section" \
