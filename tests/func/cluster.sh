@@ -309,7 +309,8 @@ cluster_wait_ready() {
             cluster_running "$name" && [ -z "${CLUSTER_PAUSED[$name]}" ] || continue
             cluster_status "$name" >/dev/null 2>&1 || left+=("$name")
         done
-        if [ ${#left[@]} -eq 0 ] && { ! _cluster_has_proxies || cluster_leader >/dev/null 2>&1; }; then
+        if [ ${#left[@]} -eq 0 ] && { ! _cluster_has_proxies || cluster_leader >/dev/null 2>&1; } &&
+            _cluster_has_partitions; then
             return 0
         fi
         if [ $SECONDS -ge $end ]; then
@@ -320,6 +321,19 @@ cluster_wait_ready() {
         fi
         sleep 0.2
     done
+}
+
+# With three or more blob servers running, the leader has created at least
+# one partition (writes need one whose three servers are up).
+_cluster_has_partitions() {
+    local name n=0 leader
+    for name in "${CLUSTER_NAMES[@]}"; do
+        [ "${CLUSTER_ROLE[$name]}" = blob ] && cluster_running "$name" && n=$((n + 1))
+    done
+    [ $n -ge 3 ] && _cluster_has_proxies || return 0
+    leader=$(cluster_leader 2>/dev/null) || return 1
+    # (A status without an index section, e.g. the harness's stand-in, has none to wait for.)
+    [ "$(cluster_status "$leader" 2>/dev/null | jq 'if .index then (.index.partitions // 0) else 1 end')" -gt 0 ]
 }
 
 _cluster_has_proxies() {
