@@ -569,18 +569,28 @@ static void sync_kick(struct journal *j);
 
 static void complete_waiters(struct journal *j, int err)
 {
-    struct journal_sync_req **pp = &j->waiters;
+    /* Unlink every finished waiter first and only then call back: a
+     * callback may queue a new sync (even reusing its own request), which
+     * appends to the list through j->wtail. */
+    struct journal_sync_req **pp = &j->waiters, *done = NULL, **dtail = &done;
     while (*pp) {
         struct journal_sync_req *r = *pp;
         if (err || r->target <= j->synced) {
             *pp = r->next;
             r->next = NULL;
-            r->cb(r, err);
+            *dtail = r;
+            dtail = &r->next;
         } else {
             pp = &r->next;
         }
     }
     j->wtail = pp;
+    while (done) {
+        struct journal_sync_req *r = done;
+        done = r->next;
+        r->next = NULL;
+        r->cb(r, err);
+    }
 }
 
 static void sync_done(struct reactor_work *w)

@@ -720,6 +720,47 @@ TEST(sync_group_commit)
     reactor_free(rx);
 }
 
+/* A sync callback that appends and asks for another sync with the same
+ * request (what the agent does while writes keep coming) gets that second
+ * sync too.  Regression: the waiter list was walked while the callback
+ * re-queued onto it, which lost the request, and every later FLUSH hung
+ * until the I/O timeout. */
+static struct journal *requeue_j;
+static struct journal_sync_req requeue_req;
+static int requeue_left;
+static void on_sync_requeue(struct journal_sync_req *r, int err)
+{
+    sync_done_n++;
+    if (err) sync_err = err;
+    if (requeue_left-- > 0) {
+        struct journal_rec rec;
+        if (append_write(requeue_j, 100 + (uint64_t)requeue_left, 1, 2, &rec) == 0)
+            journal_sync(requeue_j, r);
+    }
+}
+
+TEST(sync_requeued_from_callback)
+{
+    fixture();
+    struct reactor *rx = reactor_new();
+    struct taskq *q = taskq_new(rx, "jsync");
+    struct journal_opts o = opts(NULL);
+    o.syncq = q;
+    CHECK(journal_create(&o, &requeue_j) == 0);
+    struct journal_rec r;
+    sync_done_n = sync_err = 0;
+    requeue_left = 5;
+    CHECK(append_write(requeue_j, 0, 1, 1, &r) == 0);
+    requeue_req.cb = on_sync_requeue;
+    journal_sync(requeue_j, &requeue_req);
+    run_until(rx, &sync_done_n, 6, 5000);
+    CHECK_EQ(sync_done_n, 6);
+    CHECK_EQ(sync_err, 0);
+    taskq_free(q);
+    journal_close(requeue_j);
+    reactor_free(rx);
+}
+
 /* journal_destroy removes every file and the directory. */
 TEST(destroy_removes_everything)
 {
