@@ -46,7 +46,7 @@
 #include "agent_client.h"
 #include "agent_vol.h"
 
-#define AGENT_MAX_SHIPS 8               /* VOL_WRITEs in flight per volume */
+#define AGENT_MAX_SHIPS 32              /* VOL_WRITEs in flight per volume */
 #define AGENT_MAX_IO (32u << 20)        /* largest READ/WRITE */
 #define AGENT_ZERO_MAX (1ull << 30)     /* largest ZERO/TRIM extent shipped at once */
 #define AGENT_STATUS_MAX (64u << 20)    /* BLOCK_STATUS answers at most this much */
