@@ -121,14 +121,17 @@ static void pcmd_try(struct pcmd *c)
         return;
     }
     if (now >= c->deadline_ms) {
-        pcmd_finish(c, -EAGAIN, 0, NULL);
+        pcmd_finish(c, c->maybe_applied ? -ETIMEDOUT : -EAGAIN, 0, NULL);
         return;
     }
     c->attempts++;
     if (consensus_is_leader(p->cons)) {
         c->creq.data = c;
         int rc = consensus_propose(p->cons, &c->creq, c->buf, c->len, on_committed);
-        if (rc == 0) return;
+        if (rc == 0) {
+            c->maybe_applied = true;
+            return;
+        }
         if (rc != -BD_ENOTLEADER) {
             pcmd_finish(c, rc, 0, NULL);
             return;
@@ -157,6 +160,8 @@ static void pcmd_try(struct pcmd *c)
     uint32_t timeout = (uint32_t)BD_MIN(left, (uint64_t)PCMD_FORWARD_TIMEOUT_MS);
     if (link_call(l, &c->call, WIRE_PROPOSE, fields, (size_t)n, NULL, timeout) < 0)
         pcmd_later(c, PCMD_RETRY_MS);
+    else
+        c->maybe_applied = true;
 }
 
 void pcmd_submit(struct proxy *p, struct pcmd *c)
@@ -164,6 +169,7 @@ void pcmd_submit(struct proxy *p, struct pcmd *c)
     c->p = p;
     c->attempts = 0;
     c->done = false;
+    c->maybe_applied = false;
     c->prev = NULL;
     c->next = p->pcmds;
     if (p->pcmds) p->pcmds->prev = c;

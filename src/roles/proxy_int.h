@@ -41,7 +41,12 @@
  * pcmd_submit).  The command is proposed on the leader, or forwarded to it
  * by PROPOSE; an outcome that is unknown (leader lost, connection reset)
  * is retried until DEADLINE_MS, which is safe because every command the
- * proxy submits is idempotent in effect (see proxy_cmd.c). */
+ * proxy submits is idempotent in effect (see proxy_cmd.c).
+ *
+ * Errors at the deadline say what is known: -EAGAIN if the command was
+ * never handed to raft (no leader: nothing can have been applied, the
+ * caller may simply retry), -ETIMEDOUT if it was and its fate is unknown
+ * (it may still be applied: the caller must treat it as such). */
 struct pcmd {
     void (*cb)(struct pcmd *c, int err, uint64_t raft_index, const struct idx_result *res);
     void *data;
@@ -55,6 +60,7 @@ struct pcmd {
     struct event *retry_ev;
     int attempts;
     bool done;
+    bool maybe_applied;        /* proposed or forwarded at least once */
     struct pcmd *prev, *next;  /* in p->pcmds while not done */
 };
 

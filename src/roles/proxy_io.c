@@ -15,8 +15,11 @@
  * Failure modes: bad range/alignment -> EINVAL/ERANGE; checksum -> ECSUM;
  * stale generation -> EFENCED (also decided again at apply: the commit is
  * the linearization point of fencing, C10, and a fenced blob becomes
- * garbage); no partition with three servers up -> EAGAIN (the agent
- * retries); no leader before the deadline -> EAGAIN.
+ * garbage); no partition with three servers up, or no leader before the
+ * deadline with nothing proposed -> EAGAIN (nothing was applied: the agent
+ * may resend as is); proposed but not confirmed before the deadline, or a
+ * multi-blob write that failed after some blob reached the index ->
+ * ETIMEDOUT (outcome unknown: the agent must fence and resend).
  *
  * READ: wait until the applied index reaches the agent's min_index (C7),
  * map the range through the layer chain, fetch DATA pieces from a replica
@@ -114,6 +117,7 @@ struct pwrite_ctx {
     uint32_t n_parts;
     uint32_t pending;              /* parts not finished */
     int err;                       /* first part error */
+    bool some_committed;           /* a part's extent reached the index */
     uint64_t max_index;
     bool waiting_ids;
     struct pwrite_ctx *next_waiting;
@@ -132,6 +136,9 @@ struct pwrite_ctx {
 static void write_done(struct pwrite_ctx *w)
 {
     struct proxy *p = w->p;
+    /* EAGAIN promises the agent that nothing was applied (it may resend
+     * as is); once any part reached the index that is no longer true. */
+    if (w->err == -EAGAIN && w->some_committed) w->err = -ETIMEDOUT;
     if (w->err) {
         metric_inc(p->c_errors);
         if (w->err == -BD_EFENCED) metric_inc(p->c_fenced);
@@ -158,6 +165,7 @@ static void on_committed(struct pwrite_rec *rec, int err, uint64_t index)
 {
     struct ppart *pt = rec->data;
     if (err == -ESTALE) err = -EIO; /* a fresh blob id cannot be dead: an index bug */
+    if (err != -EAGAIN) pt->ctx->some_committed = true; /* applied, or maybe applied */
     part_finish(pt, err, index);
 }
 

@@ -1,0 +1,482 @@
+/* agent_ship.c: shipping dirty data to the proxies, acks, and fencing.
+ *
+ * Picking.  ship_kick() walks the dirty map from a cursor (round robin
+ * over the volume) and builds runs of adjacent dirty extents of one kind:
+ * DATA runs up to ship_bytes (the proxy's blob size), ZERO and TRIM runs
+ * up to 1 GiB (index only).  Every extent fits a run whole because the map
+ * cuts versions at those boundaries (io_put_version).  Each run becomes
+ * one VOL_WRITE carrying the attach generation; DATA is read back from
+ * the journal and every block verified against the checksum taken when
+ * it was written (C14) before the ship's own XXH3-64 is computed from the
+ * same bytes.  A block that fails is marked LOST (reads fail -EIO), never
+ * shipped.  Triggers: dirty data or journal above the high-water mark, a
+ * FLUSH or FUA waiting, writes waiting for space, stopping, or a replayed
+ * journal (drain: everything); otherwise the tick ships extents older
+ * than flush_age_ms (and whatever adjoins them).
+ *
+ * Ordering rule.  A block is never shipped while an earlier ship of that
+ * block is in flight: an extent overlapping an in-flight ship is skipped,
+ * so two versions of a block can never race to the index.
+ *
+ * Acks.  The extents still carrying the ship's id are versions nobody
+ * overwrote: they become clean (leave the map), which releases their
+ * journal references; the oldest unreferenced segments are deleted (LOST
+ * marks in the oldest segment are first copied forward).  The raft index
+ * of the ack raises max_index (C7).
+ *
+ * Failures (agent_client.h classifies them):
+ *   known not done (never sent, or refused for its checksum, which the
+ *     proxy checks before anything else): the extents are dirty again and
+ *     shipping backs off (100 ms doubling to 1 s);
+ *   outcome unknown (connection lost, no answer within a third of
+ *     io_timeout_ms, or any other refusal: the proxy cuts a write into
+ *     blobs committed separately, and answers EAGAIN when its own retries
+ *     of a Raft proposal time out, so a refusal does not prove that
+ *     nothing committed or will): do NOT
+ *     resend: an older copy still in flight could commit after a newer
+ *     write of the same block.  Re-attach instead (vol_reattach): the new,
+ *     higher generation fences every send made under the old one, which
+ *     then become zombies whose results are ignored; every unacked version
+ *     is shipped again under the new generation;
+ *   EFENCED at our generation: another agent attached the volume (C10):
+ *     the volume fails, loudly.
+ *   the volume is gone or the proxy rejects the request as invalid: the
+ *     volume fails (the journal is kept). */
+#include "../bd.h"
+#include "../log.h"
+#include "../net/metrics.h"
+#include "../util.h"
+#include "agent_vol_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SHIP_BACKOFF_MIN_MS 100
+#define SHIP_BACKOFF_MAX_MS 1000
+
+/* ---- buffers ------------------------------------------------------------- */
+
+static void buf_unref(struct shipbuf *b)
+{
+    if (--b->refs > 0) return;
+    if (b->owner) {
+        b->next_free = b->owner->free_bufs;
+        b->owner->free_bufs = b;
+    } else {
+        free(b);
+    }
+}
+
+static void buf_ref_cb(void *arg)
+{
+    ((struct shipbuf *)arg)->refs++;
+}
+
+static void buf_release_cb(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    buf_unref(arg);
+}
+
+static struct shipbuf *buf_get(struct vol *v)
+{
+    struct shipbuf *b = v->free_bufs;
+    if (b) {
+        v->free_bufs = b->next_free;
+        b->refs = 1;
+        return b;
+    }
+    struct shipbuf **a = realloc(v->bufs, (v->n_bufs + 1) * sizeof(*a));
+    if (!a) return NULL;
+    v->bufs = a;
+    b = malloc(sizeof(*b) + v->vs->ship_blocks * BD_BLOCK_SIZE);
+    if (!b) return NULL;
+    b->refs = 1;
+    b->owner = v;
+    v->bufs[v->n_bufs++] = b;
+    return b;
+}
+
+/* ---- ships --------------------------------------------------------------- */
+
+static struct ship *ship_new(struct vol *v, int kind)
+{
+    struct ship *s = v->free_ships;
+    if (s) v->free_ships = s->next;
+    else s = malloc(sizeof(*s));
+    if (!s) return NULL;
+    memset(s, 0, sizeof(*s));
+    s->v = v;
+    s->kind = kind;
+    s->id = ++v->next_ship_id;
+    if (kind == CACHE_DATA && !(s->buf = buf_get(v))) {
+        s->next = v->free_ships;
+        v->free_ships = s;
+        return NULL;
+    }
+    return s;
+}
+
+static void ship_release(struct ship *s)
+{
+    struct vol *v = s->v;
+    if (s->buf) buf_unref(s->buf);
+    s->buf = NULL;
+    s->next = v->free_ships;
+    v->free_ships = s;
+}
+
+static bool overlaps_inflight(const struct vol *v, uint64_t start, uint64_t nblk)
+{
+    for (const struct ship *s = v->ships; s; s = s->next)
+        if (start < s->start + s->nblk && s->start < start + nblk) return true;
+    return false;
+}
+
+void ship_mark_lost(struct vol *v, uint64_t start, uint64_t nblk, uint64_t seq, uint64_t seg)
+{
+    log_error(v->vs->tag, "vol %s: journal data of blocks [%llu+%llu] (seq %llu) failed its "
+              "checksum: acknowledged data lost, reads of it fail with EIO until rewritten",
+              v->name, (unsigned long long)start, (unsigned long long)nblk,
+              (unsigned long long)seq);
+    v->vs->lost_blocks += nblk;
+    metric_add(v->vs->m_lost, nblk);
+    /* The same version number and segment: the damaged entry stays the
+     * evidence until the mark is copied forward. */
+    if (io_put_version(v, CACHE_LOST, start, nblk, seq, seg, 0, NULL, 0) < 0)
+        vol_fail(v, -EIO, "no memory for a LOST mark");
+}
+
+/* ---- picking ------------------------------------------------------------- */
+
+struct pick {
+    struct vol *v;
+    struct ship *runs[AGENT_MAX_SHIPS];
+    unsigned nruns, room;
+    struct ship *cur;
+    bool all;
+    uint64_t cutoff;          /* age mode: extents born at or before this */
+    bool bad;                 /* a block failed its checksum */
+    uint64_t bad_blk, bad_seq, bad_seg;
+    bool nomem;
+};
+
+static void close_run(struct pick *p)
+{
+    if (p->cur) p->runs[p->nruns++] = p->cur;
+    p->cur = NULL;
+}
+
+/* Add E to the current run: DATA is read from the journal and verified. */
+static void run_add(struct pick *p, struct cache_ext *e)
+{
+    struct ship *s = p->cur;
+    if (e->kind == CACHE_DATA && !s->bad) {
+        uint8_t *dst = s->buf->data + s->nblk * BD_BLOCK_SIZE;
+        int rc = journal_read(p->v->j, e->seg, e->dpos, dst, e->nblk * BD_BLOCK_SIZE);
+        for (uint64_t k = 0; k < e->nblk && !s->bad; k++) {
+            uint64_t c = util_xxh3(dst + k * BD_BLOCK_SIZE, BD_BLOCK_SIZE);
+            if (rc < 0 || c != cache_ext_csum(e, k)) {
+                s->bad = true;
+                if (!p->bad) {
+                    p->bad = true;
+                    p->bad_blk = e->start + k;
+                    p->bad_seq = e->seq;
+                    p->bad_seg = e->seg;
+                }
+            } else if (s->nblk == 0 && e->nblk == 1) {
+                s->csum = c; /* one block: the ship checksum is the block's */
+            }
+        }
+    }
+    e->ship_id = s->id;
+    s->nblk += e->nblk;
+}
+
+static bool pick_fn(void *arg, struct cache_ext *e)
+{
+    struct pick *p = arg;
+    struct vol *v = p->v;
+    if (e->kind == CACHE_LOST || e->ship_id || overlaps_inflight(v, e->start, e->nblk)) {
+        close_run(p);
+        return p->nruns < p->room;
+    }
+    struct ship *s = p->cur;
+    uint64_t cap = e->kind == CACHE_DATA ? v->vs->ship_blocks : AGENT_ZERO_MAX / BD_BLOCK_SIZE;
+    if (s && s->kind == e->kind && s->start + s->nblk == e->start && s->nblk + e->nblk <= cap) {
+        run_add(p, e);
+        return true;
+    }
+    close_run(p);
+    if (p->nruns >= p->room) return false;
+    if (!p->all && e->born_ms > p->cutoff) return true; /* young: let it gather more */
+    s = ship_new(v, e->kind);
+    if (!s) {
+        p->nomem = true;
+        return false;
+    }
+    s->start = e->start;
+    p->cur = s;
+    run_add(p, e);
+    return true;
+}
+
+static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f);
+
+static void ship_send(struct vol *v, struct ship *s)
+{
+    struct agent_vols *vs = v->vs;
+    uint64_t len = s->nblk * BD_BLOCK_SIZE;
+    if (s->kind == CACHE_DATA && s->nblk > 1) s->csum = util_xxh3(s->buf->data, len);
+    struct wire_vol_write_req m = {
+        .vol_id = v->vol_id,
+        .generation = v->gen,
+        .off = s->start * BD_BLOCK_SIZE,
+        .len = (uint32_t)len,
+        .flags = s->kind == CACHE_ZERO ? WIRE_WRITE_ZERO
+                 : s->kind == CACHE_TRIM ? WIRE_WRITE_TRIM : 0,
+        .csum = s->kind == CACHE_DATA ? s->csum : 0,
+        .data_len = s->kind == CACHE_DATA ? (uint32_t)len : 0,
+    };
+    struct agent_call *c = &s->call;
+    memset(c, 0, sizeof(*c));
+    int n = wire_encode_vol_write_req(c->fields, sizeof(c->fields), &m);
+    if (!BD_ALWAYS(n > 0)) {
+        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_release(s);
+        return;
+    }
+    c->fields_len = (size_t)n;
+    c->type = WIRE_VOL_WRITE;
+    c->idempotent = false; /* an unknown outcome means re-attach, never resend */
+    /* A third of the I/O timeout: a write lost in flight is then found,
+     * fenced by a re-attach and resent before waiting flushes give up. */
+    c->deadline_ms = util_mono_ms() + BD_MAX(vs->cfg->io_timeout_ms / 3, 50);
+    c->cb = on_ship_done;
+    c->data = s;
+    if (s->kind == CACHE_DATA) {
+        c->payload = (struct conn_payload){.data = s->buf->data, .len = len,
+                                           .release = buf_release_cb, .arg = s->buf};
+        c->payload_ref = buf_ref_cb;
+    }
+    s->gen = v->gen;
+    s->t0_us = util_mono_ns() / 1000;
+    s->next = v->ships;
+    v->ships = s;
+    v->n_ships++;
+    v->busy++;
+    metric_inc(vs->m_ships);
+    agent_client_call(vs->cl, c);
+}
+
+/* Pick runs and send them; returns true if a corrupt block was found (it
+ * is marked LOST and the caller picks again). */
+static bool kick_once(struct vol *v, bool age)
+{
+    struct agent_vols *vs = v->vs;
+    if (!v->c || v->state != VOL_ACTIVE || vs->freeing || !v->vol_id) return false;
+    uint64_t now = util_mono_ms();
+    if (now < v->ship_retry_at || v->n_ships >= AGENT_MAX_SHIPS) return false;
+    if (cache_extents(v->c) == cache_lost_extents(v->c)) {
+        v->drain = false; /* nothing dirty left */
+        return false;
+    }
+    bool pressure = cache_dirty_bytes(v->c) >= vs->hw_bytes ||
+                    journal_used_bytes(v->j) >= vs->hw_bytes;
+    bool all = v->drain || pressure || v->dur_head || v->wait_head || vs->stopping;
+    if (!all && !age) return false;
+    struct pick p = {.v = v, .room = AGENT_MAX_SHIPS - v->n_ships, .all = all,
+                     .cutoff = now > vs->cfg->flush_age_ms ? now - vs->cfg->flush_age_ms : 0};
+    uint64_t from = v->cursor;
+    cache_walk(v->c, from, UINT64_MAX, pick_fn, &p);
+    close_run(&p);
+    if (p.nruns < p.room && from > 0 && !p.nomem) {
+        cache_walk(v->c, 0, from, pick_fn, &p);
+        close_run(&p);
+    }
+    for (unsigned i = 0; i < p.nruns; i++) {
+        struct ship *s = p.runs[i];
+        v->cursor = s->start + s->nblk;
+        if (s->bad) {
+            cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+            ship_release(s);
+        } else {
+            ship_send(v, s);
+        }
+    }
+    if (p.bad) ship_mark_lost(v, p.bad_blk, 1, p.bad_seq, p.bad_seg);
+    return p.bad;
+}
+
+/* Start ships.  AGE: the tick asks for extents older than flush_age_ms.
+ * Each corrupt block found costs one more pass (bounded here; the next
+ * kick goes on). */
+static void kick(struct vol *v, bool age)
+{
+    for (int pass = 0; pass < 64 && kick_once(v, age); pass++) {}
+}
+
+void ship_kick(struct vol *v)
+{
+    kick(v, false);
+}
+
+void ship_kick_age(struct vol *v)
+{
+    kick(v, true);
+}
+
+/* ---- acks and failures --------------------------------------------------- */
+
+/* Copy the LOST marks of the oldest segment forward (so it can go), then
+ * delete unreferenced segments. */
+void ship_reclaim(struct vol *v)
+{
+    if (!v->j) return;
+    uint64_t seg;
+    for (int rounds = 0; rounds < 4 && journal_forward_needed(v->j, &seg); rounds++) {
+        size_t n = cache_lost_in_seg(v->c, seg, NULL, 0);
+        uint64_t (*r)[2] = malloc(n * sizeof(*r));
+        if (!r) break;
+        cache_lost_in_seg(v->c, seg, r, n);
+        bool ok = true;
+        for (size_t i = 0; i < n && ok; i++) {
+            struct journal_rec rec;
+            int rc = journal_append(v->j, JOURNAL_LOST, r[i][0] * BD_BLOCK_SIZE,
+                                    r[i][1] * BD_BLOCK_SIZE, NULL, NULL, true, &rec);
+            ok = rc == 0 && io_put_version(v, CACHE_LOST, r[i][0], r[i][1], rec.seq, rec.seg, 0,
+                                           NULL, 0) == 0;
+        }
+        free(r);
+        if (!ok) break;
+    }
+    journal_reclaim(v->j);
+}
+
+void ship_after_ack(struct vol *v)
+{
+    ship_reclaim(v);
+    io_drain_waiters(v);
+    io_check_durable(v);
+    ship_kick(v);
+}
+
+static void ship_backoff(struct vol *v)
+{
+    v->ship_backoff_ms = v->ship_backoff_ms ? BD_MIN(v->ship_backoff_ms * 2, SHIP_BACKOFF_MAX_MS)
+                                            : SHIP_BACKOFF_MIN_MS;
+    v->ship_retry_at = util_mono_ms() + v->ship_backoff_ms;
+}
+
+static bool fatal_write_error(int err)
+{
+    return err == -ENOENT || err == -EINVAL || err == -ERANGE || err == -EPERM ||
+           err == -ENOTSUP || err == -EACCES || err == -BD_EIMMUTABLE;
+}
+
+static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
+{
+    struct ship *s = call->data;
+    struct vol *v = s->v;
+    struct agent_vols *vs = v->vs;
+    if (vs->freeing) {
+        ship_release(s);
+        return;
+    }
+    v->busy--;
+    struct wire_vol_write_resp resp = {0};
+    if (err == 0 && wire_decode_vol_write_resp(f->body, f->hdr.len, f->hdr.payload_len, &resp) < 0)
+        err = -EIO, call->unknown = true; /* acked, but we cannot read how */
+    if (s->zombie) {
+        /* Sent under a generation a re-attach has fenced; whatever happened
+         * is superseded by the resend. */
+        if (err == 0 && resp.raft_index > v->max_index) v->max_index = resp.raft_index;
+        ship_release(s);
+        vol_maybe_free(v);
+        return;
+    }
+    struct ship **pp = &v->ships;
+    while (*pp && *pp != s) pp = &(*pp)->next;
+    if (BD_ALWAYS(*pp)) *pp = s->next;
+    v->n_ships--;
+    if (err == 0) {
+        if (resp.raft_index > v->max_index) v->max_index = resp.raft_index;
+        cache_clean(v->c, s->start, s->start + s->nblk, s->id);
+        v->acks++;
+        v->progress_ms = util_mono_ms();
+        v->ship_backoff_ms = 0;
+        metric_observe_us(vs->m_ship, util_mono_ns() / 1000 - s->t0_us);
+        ship_release(s);
+        ship_after_ack(v);
+        vol_maybe_free(v);
+        return;
+    }
+    char why[160];
+    const char *text = f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err);
+    /* Known not applied: the proxy checked the checksum before doing
+     * anything, or the request never left this agent. */
+    bool not_applied = err == -BD_ECSUM || (!f && !call->unknown);
+    if (err == -BD_EFENCED && v->state == VOL_REATTACH) {
+        /* Fenced by our own re-attach: not applied, and the re-attach
+         * makes its extents dirty again. */
+        ship_release(s);
+    } else if (err == -BD_EFENCED) {
+        ship_release(s);
+        vol_fail(v, -BD_EFENCED, "VOL_WRITE refused as fenced: another agent attached the volume");
+    } else if (fatal_write_error(err)) {
+        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_release(s);
+        log_error(vs->tag, "vol %s: write refused: %s", v->name, text);
+        vol_fail(v, -EIO, "the proxy refused a write");
+    } else if (not_applied) {
+        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_release(s);
+        ship_backoff(v);
+        log_info(vs->tag, "vol %s: write not taken (%s); retrying in %u ms", v->name, text,
+                 v->ship_backoff_ms);
+    } else {
+        /* Outcome unknown: a lost answer, a timeout, or a refusal that may
+         * hide a commit still in flight (a multi-blob write answered
+         * EAGAIN, ENOSPC or EIO may have committed some parts, or commit
+         * them later).  The extents keep this ship's id: nothing ships
+         * them until the re-attach has made every older send harmless. */
+        log_warn(vs->tag, "vol %s: write [%llu+%llu] gen %llu outcome unknown (%s): re-attaching "
+                 "to fence it before resending", v->name,
+                 (unsigned long long)(s->start * BD_BLOCK_SIZE),
+                 (unsigned long long)(s->nblk * BD_BLOCK_SIZE), (unsigned long long)s->gen, text);
+        ship_release(s);
+        if (f) ship_backoff(v); /* a refusing cluster: do not resend at once */
+        vol_reattach(v);
+    }
+    vol_maybe_free(v);
+}
+
+void ship_zombify_all(struct vol *v)
+{
+    while (v->ships) {
+        struct ship *s = v->ships;
+        v->ships = s->next;
+        s->next = NULL;
+        s->zombie = true; /* still referenced by the client until its callback */
+    }
+    v->n_ships = 0;
+    if (v->c) cache_unship_all(v->c);
+}
+
+void ship_free_vol(struct vol *v)
+{
+    while (v->free_ships) {
+        struct ship *s = v->free_ships;
+        v->free_ships = s->next;
+        free(s);
+    }
+    for (unsigned i = 0; i < v->n_bufs; i++) {
+        if (v->bufs[i]->refs == 0) free(v->bufs[i]);
+        else v->bufs[i]->owner = NULL; /* a connection still holds it */
+    }
+    free(v->bufs);
+    v->bufs = NULL;
+    v->n_bufs = 0;
+    v->free_bufs = NULL;
+}
