@@ -23,6 +23,7 @@
 #include "roles/proxy.h"
 #include "roles/blob.h"
 #include "roles/role.h"
+#include "roles/agent.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 static const struct role_ops *const role_modules[] = {
     &blob_role_ops,
     &proxy_role_ops,
+    &agent_role_ops,
 };
 
 struct run {

@@ -53,7 +53,7 @@ static int http_code(int err)
     case -ENOENT: return 404;
     case -EEXIST: case -EBUSY: case -ERANGE: case -BD_EFENCED: return 409;
     case -EINVAL: return 400;
-    case -EAGAIN: case -ESHUTDOWN: return 503;
+    case -EAGAIN: case -ESHUTDOWN: case -ETIMEDOUT: return 503;
     default: return 500;
     }
 }
@@ -291,6 +291,8 @@ static void on_mut(struct pcmd *c, int err, uint64_t index, const struct idx_res
     }
     if (err) {
         const char *why = err == -EAGAIN ? "no raft leader reachable; try again"
+                          : err == -ETIMEDOUT ? "the raft leader did not answer in time; the "
+                                                "change may still be applied"
                           : err == -EEXIST ? "already exists"
                           : err == -EBUSY ? "in use (attached, or has dependants)"
                           : err == -ERANGE ? "size not allowed (volumes only grow)"

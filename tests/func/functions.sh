@@ -75,3 +75,7 @@ wait_for() {
     done
     eval "$@" || fail "timed out after ${secs}s waiting for: $*"
 }
+
+# nbdsh runs `python3 -m nbd`, but Debian's libnbd binding loads only in
+# /usr/bin/python3, which may not be the python3 first on PATH.
+nbdsh() { /usr/bin/python3 -m nbd "$@"; }
