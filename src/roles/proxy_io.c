@@ -251,13 +251,18 @@ static void put_part(struct ppart *pt)
 
 static void write_start_parts(struct pwrite_ctx *w)
 {
+    /* A part can fail synchronously (no partition to place it on), and the
+     * last part to finish frees W: hold one count until every part is out. */
     bool index_only = w->m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
-    for (uint32_t i = 0; i < w->n_parts; i++) {
+    uint32_t n = w->n_parts;
+    w->pending++;
+    for (uint32_t i = 0; i < n; i++) {
         struct ppart *pt = &w->parts[i];
         if (index_only) commit_part(pt, (w->m.flags & WIRE_WRITE_ZERO) ? IDX_W_ZERO : IDX_W_TRIM,
                                     0, 0);
         else put_part(pt);
     }
+    if (--w->pending == 0) write_done(w);
 }
 
 static void on_lease(struct pcmd *c, int err, uint64_t index, const struct idx_result *res)
@@ -338,7 +343,11 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
         conn_reply_error(c, &f->hdr, -ERANGE, 0, "write past the end of %s", v.name);
         return;
     }
-    if (v.attach_mode != INDEX_ATTACH_RW || m.generation != v.generation) {
+    /* Only a generation older than what this proxy has applied is surely
+     * stale: a follower may not yet have applied the attach that gave the
+     * agent a newer one.  Apply decides for good (C10). */
+    if (m.generation < v.generation ||
+        (m.generation == v.generation && v.attach_mode != INDEX_ATTACH_RW)) {
         metric_inc(p->c_fenced);
         conn_reply_error(c, &f->hdr, -BD_EFENCED, 0,
                          "generation %llu is not the current attach (%llu) of %s",
@@ -674,6 +683,50 @@ static void on_attached(struct pcmd *cmd, int err, uint64_t index, const struct 
     free(a);
 }
 
+/* A lookup that misses on a follower may only be lagging (the volume was
+ * created a moment ago through the leader): ask the leader, once (a proxy
+ * never forwards a proxy's lookup), and relay its answer. */
+struct plookup {
+    struct conn_call call;
+    struct conn *c;
+    struct wire_hdr hdr;
+};
+
+static void on_lookup(struct conn_call *call, int err, struct conn_frame *f)
+{
+    struct plookup *lk = call->data;
+    if (err == 0) {
+        size_t flen = f->hdr.len - f->hdr.payload_len;
+        conn_reply(lk->c, &lk->hdr, f->body, flen, NULL);
+    } else {
+        char why[200];
+        conn_reply_error(lk->c, &lk->hdr, err, 0, "%s",
+                         f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err));
+    }
+    free(lk);
+}
+
+static bool forward_lookup(struct proxy *p, struct conn *c, struct conn_frame *f)
+{
+    if (consensus_is_leader(p->cons)) return false;
+    uint64_t leader = consensus_leader(p->cons, NULL);
+    struct link *l = NULL;
+    for (unsigned i = 0; i < p->cfg->n_peers; i++)
+        if (p->cfg->peers[i].id == leader) l = p->peer_links[i];
+    if (!l || !link_is_up(l)) return false;
+    struct plookup *lk = calloc(1, sizeof(*lk));
+    if (!lk) return false;
+    lk->c = c;
+    lk->hdr = f->hdr;
+    lk->call.cb = on_lookup;
+    lk->call.data = lk;
+    if (link_call(l, &lk->call, WIRE_VOL_ATTACH, f->body, f->hdr.len, NULL, 5000) < 0) {
+        free(lk);
+        return false;
+    }
+    return true;
+}
+
 static void handle_attach(struct proxy *p, struct conn *c, struct conn_frame *f)
 {
     struct wire_vol_attach_req m;
@@ -702,6 +755,8 @@ static void handle_attach(struct proxy *p, struct conn *c, struct conn_frame *f)
         int rc = index_vol_by_name(p->rd, name, strlen(name), &v);
         uint64_t applied = index_applied(p->rd);
         proxy_read_end(p);
+        if (rc == -ENOENT && conn_peer_role(c) != WIRE_ROLE_PROXY && forward_lookup(p, c, f))
+            return;
         if (rc < 0) conn_reply_error(c, &f->hdr, rc, 0, "volume %s: %s", name, bd_strerror(rc));
         else send_attach(c, &f->hdr, &v, v.generation, m.flags & WIRE_ATTACH_RO, applied);
         return;
@@ -791,7 +846,10 @@ static void handle_flush(struct proxy *p, struct conn *c, struct conn_frame *f)
     proxy_read_end(p);
     if (rc < 0) conn_reply_error(c, &f->hdr, rc, 0, "volume %llu: %s",
                                  (unsigned long long)m.vol_id, bd_strerror(rc));
-    else if (v.attach_mode != INDEX_ATTACH_RW || v.generation != m.generation)
+    else if (m.generation < v.generation ||
+             (m.generation == v.generation && v.attach_mode != INDEX_ATTACH_RW))
+        /* As for writes: a newer generation than ours means this proxy has
+         * not applied the attach yet, not that the agent is fenced. */
         conn_reply_error(c, &f->hdr, -BD_EFENCED, 0, "generation %llu is stale",
                          (unsigned long long)m.generation);
     else reply_index(c, &f->hdr, WIRE_VOL_FLUSH, applied);

@@ -124,6 +124,8 @@ static void on_node_cmd(struct pcmd *c, int err, uint64_t index, const struct id
     if (err || res->status != IDX_OK)
         log_warn(m->p->tag, "registering a blob server failed: %s",
                  bd_strerror(err ? err : idx_status_to_err(res->status)));
+    else if (!m->p->stopping)
+        pmgmt_tick(m->p); /* the next one now, not at the next tick */
 }
 
 /* Leader: register NODE if the index does not know it at ADDR. */
@@ -177,6 +179,8 @@ static void on_part_cmd(struct pcmd *c, int err, uint64_t index, const struct id
     if (err || res->status != IDX_OK)
         log_warn(m->p->tag, "creating a partition failed: %s",
                  bd_strerror(err ? err : idx_status_to_err(res->status)));
+    else if (!m->p->stopping)
+        pmgmt_tick(m->p);
 }
 
 static void ensure_partitions(struct pmgmt *m)

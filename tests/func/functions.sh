@@ -18,6 +18,7 @@ _cleanups=()
 cleanup_fn() { _cleanups+=("$*"); }
 _run_cleanups() {
     local rc=$?
+    TEST_EXIT_STATUS=$rc   # cleanups may look (e.g. print logs on failure)
     for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" || true; done
     exit $rc
 }
@@ -36,11 +37,16 @@ mktmp() {
 }
 
 # A free TCP port on 127.0.0.1 in 20000-59999, chosen at random and checked
-# by binding it; the caller binds it soon after.
+# by binding it; the caller binds it soon after.  Ports in the kernel's
+# ephemeral range (ip_local_port_range, usually from 32768) are avoided:
+# the kernel hands those to port-0 binds and outgoing connections, which
+# could take the port between this check and the caller's bind.
 free_port() {
-    local p
+    local p lo=20000 hi=59999 eph
+    eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
+    [ "${eph:-0}" -gt $((lo + 1000)) ] && [ "$eph" -le $hi ] && hi=$((eph - 1))
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((lo + RANDOM % (hi - lo + 1)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             # Nothing listening; also make sure no one else took it in this run.
             if [ ! -e "${TMPDIR:-/tmp}/blockd-port-$p" ]; then
