@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PIO_WRITE_DEADLINE_MS 20000
 #define PIO_PUT_TRIES 3
 #define PIO_LEASE_BATCH 65536u
 #define PIO_LEASE_LOW 16384u
