@@ -1,5 +1,6 @@
-/* proxy_repair.c: heal, anti-entropy and replacement on the Raft leader
- * (see proxy_repair.h; the decisions themselves are in rplan.c).
+/* proxy_repair.c: heal and replacement on the Raft leader, and the repair
+ * state's lifetime and status (see proxy_repair.h; anti-entropy is in
+ * proxy_resync.c, the decisions themselves in rplan.c).
  *
  * Why the leader: it is the one proxy whose index is never behind what has
  * been committed, and one actor per cluster means no two proxies copy the
@@ -21,50 +22,20 @@
  * puts it to the server that reported it, which accepts the same bytes
  * under the same id as a heal.
  *
- * SYNC (anti-entropy).  A pass visits every partition once, then the next
- * starts repair_interval_ms after the previous one started; partitions
- * marked urgent (a replica replaced, a server back from down) go first.
- * One partition at a time:
- *
- *   S_IDLE -> S_LISTING: BLOB_LIST page (RP_PAGE ids after the cursor) from
- *             each member that is up;
- *   S_LISTING -> S_DIFF: pages merged up to their common bound (rplan.h);
- *   S_DIFF:   at most RP_IDS_PER_STEP ids per step, one index read txn
- *             each: a live blob a member lacks is queued for a copy (PUT
- *             with the partition's current epoch); an id the index does not
- *             know is noted in the orphan ledger and deleted once it has
- *             been seen for orphan_grace_ms; dead blobs are GC's;
- *             -> S_LISTING after the cursor, or S_DRAIN at the end;
- *   S_DRAIN -> S_IDLE: once this partition's copies are done, its result
- *             (complete or not, counts) is recorded for /v1/cluster.
- *
- * A partition whose members change mid-sync (a replacement) is abandoned
- * and marked urgent.  A list that fails drops that member for the rest of
- * the sync (the partition is then not complete).  Work is bounded: ids per
- * step, RP_QUEUE_MAX queued copies (the diff waits when full), and
- * RP_COPIES_IN_FLIGHT copies / RP_COPY_BYTES_IN_FLIGHT bytes in flight.
- *
- * Why the orphan grace is safe: a write (proxy_io.c) puts its blob to three
- * servers and only then commits the index entry, within
- * PIO_WRITE_DEADLINE_MS; an entry proposed just before that deadline may
- * still commit an election later.  An id unknown to the index for twice
- * the deadline belongs to a write that failed, and never becomes live.
- * Deleting it leaves a tombstone (the id is never reused), so deleting too
- * early would lose a replica for good; deleting late only costs space.
- *
- * REPLACE.  A registered server down for replace_after_ms is swapped out of
- * its partitions, one REPLACE_REPLICA at a time, for the up, writable
+ * REPLACE.  A registered server down for replace_after_ms (counted from
+ * when this leader first saw it down, or took over) is swapped out of its
+ * partitions, one REPLACE_REPLICA at a time, for the up, writable
  * non-member with the fewest partitions (rplan_pick); the partition is then
- * synced at once.  A partition with no member up is left alone.
+ * synced at once.  A partition with no member up is left alone: its data is
+ * on the down servers.
  *
  * Lifetime: every operation in flight (list, report, copy, delete,
  * command) holds a reference; prepair_stop drops the owner's, and the
  * state is freed after the last completion.  Completions of work started
- * under an older leadership (r->gen) or an older sync (sync.gen) only
- * release what they hold. */
+ * under an older leadership (r->gen) or an older sync only release what
+ * they hold. */
 #include "proxy_repair.h"
-#include "proxy_int.h"
-#include "rplan.h"
+#include "proxy_repair_int.h"
 #include "../bd.h"
 #include "../log.h"
 #include "../util.h"
@@ -73,176 +44,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(CFG_ORPHAN_GRACE_MIN_MS >= 2 * PIO_WRITE_DEADLINE_MS,
-               "the orphan grace must outlast twice a write's deadline");
-
-#define RP_PAGE 1024u                       /* ids per BLOB_LIST page */
-#define RP_IDS_PER_STEP 2048u               /* diff entries per step (one read txn) */
-#define RP_COPIES_IN_FLIGHT 8u
-#define RP_COPY_BYTES_IN_FLIGHT (64u << 20)
-#define RP_QUEUE_MAX 8192u                  /* queued copies; the diff waits beyond */
-#define RP_DELETES_IN_FLIGHT 32u
-#define RP_REPORT_MIN_MS 1000u              /* between BLOB_REPORTs to one server */
-#define RP_MAX_NODES 256u
-#define RP_FIRST_PASS_MAX_MS 5000u          /* a new leader's first pass, at the latest */
-#define RP_CMD_DEADLINE_MS 10000u
-#define RP_LOG_EVERY_MS 60000u              /* rate limit for repeated warnings */
-
-struct prepair;
-
-/* A blob to copy from the members that hold it to one that lacks it. */
-struct rp_copy {
-    struct prepair *r;
-    struct rp_copy *prev, *next;   /* in r's queue, then in r->running */
-    uint64_t gen;                  /* r->gen when queued */
-    uint64_t sync_gen;             /* the sync that wants it; 0 for a heal */
-    bool heal;
-    uint64_t blob_id;
-    uint32_t partition;
-    uint64_t epoch;
-    uint32_t len;
-    uint64_t csum;                 /* the index's */
-    uint64_t dst;
-    uint64_t src[RPLAN_REPLICAS];  /* 0: none */
-    uint8_t *buf;                  /* owned until handed to the PUT */
-    struct pblobs_get get;
-    struct pblobs_call put;
-};
-
-struct rp_del {
-    struct prepair *r;
-    uint64_t gen;
-    uint64_t sync_gen;             /* an orphan found by this sync; 0 otherwise */
-    bool orphan;                   /* else a dead blob's bad copy */
-    struct pblobs_del del;
-};
-
-struct rp_report {
-    struct prepair *r;
-    uint64_t gen;
-    struct pblobs_call call;
-};
-
-struct rp_node {
-    uint64_t id;
-    uint64_t down_since_ms;        /* 0: up */
-    uint64_t last_report_ms;
-    bool report_busy;
-};
-
-/* The last sync of one partition, for /v1/cluster. */
-struct rp_part {
-    uint32_t id;
-    bool urgent;                   /* sync before the rest of the pass */
-    bool synced;
-    bool complete;                 /* every live blob seen is on all three */
-    uint8_t listed;                /* members listed to the end */
-    uint64_t synced_wall_ms;
-    uint64_t took_ms;
-    uint32_t blobs, missing, copied, copy_errors, orphans_deleted;
-};
-
-enum sync_state {
-    S_IDLE,                        /* no partition; slots may still await replies */
-    S_LISTING,                     /* lists_pending pages outstanding */
-    S_DIFF,                        /* diff[diff_pos..diff_n) to classify */
-    S_DRAIN,                       /* all listed; waiting for copies_pending */
-};
-
-struct rp_slot {                   /* one member's list call */
-    struct prepair *r;
-    bool busy;                     /* a call is in flight on it */
-    uint64_t sync_gen;
-    int err;
-    uint64_t *ids;                 /* RP_PAGE */
-    uint32_t n;
-    bool more;
-    struct pblobs_call call;
-};
-
-struct rp_sync {
-    enum sync_state state;
-    uint64_t gen;                  /* 0 when idle */
-    struct index_part part;        /* as read when the sync began */
-    uint8_t listed;                /* members being listed */
-    uint64_t cursor, bound;
-    struct rp_slot slot[RPLAN_REPLICAS];
-    unsigned lists_pending;
-    struct rplan_id *diff;         /* RPLAN_REPLICAS * RP_PAGE */
-    uint32_t diff_n, diff_pos;
-    uint64_t started_ms;
-    bool failed;                   /* a list failed or the members changed */
-    uint32_t blobs, missing, copies_pending, copied, copy_errors, orphans_deleted;
-    uint64_t bytes;
-    char first_err[160];
-};
-
-struct prepair {
-    struct proxy *p;
-    const char *tag;
-    unsigned refs;                 /* the owner's + one per operation in flight */
-    bool stopping;
-    bool leader;                   /* as of the last tick */
-    uint64_t gen;                  /* bumped when leadership is lost and at stop */
-    uint64_t leader_since_ms;
-    bool stepping, step_again;     /* step() is not re-entered */
-
-    struct rp_node nodes[RP_MAX_NODES];
-    unsigned n_nodes;
-    struct rp_part *parts;         /* sorted by id */
-    uint32_t n_parts, cap_parts;
-
-    uint32_t *pass_ids;
-    uint32_t pass_n, pass_pos;
-    bool pass_running;
-    bool report_all;               /* ask every server for its report */
-    uint64_t pass_started_ms, next_pass_ms;
-    uint64_t last_pass_wall_ms, last_pass_took_ms;
-    uint64_t pass_copied, pass_orphans;
-
-    struct rp_sync sync;
-    uint64_t sync_seq;
-
-    struct rp_copy *q_head, *q_tail;
-    uint32_t q_len;
-    struct rp_copy *running;
-    uint32_t n_running;
-    uint64_t running_bytes;
-    unsigned deletes_in_flight;
-
-    struct rplan_orphans orphans;
-
-    struct pcmd rcmd;
-    bool rcmd_busy;
-    uint8_t rbuf[64];
-    uint32_t r_part;
-    uint64_t r_old, r_new;
-    uint64_t warned_ms;
-
-    uint64_t n_passes, n_synced, n_copied, n_bytes, n_healed, n_copy_err, n_orphans,
-        n_dead_deleted, n_replaced;
-    struct metric_counter *c_copied, *c_bytes, *c_healed, *c_copy_err, *c_orphans, *c_synced,
-        *c_replaced, *c_passes;
-};
-
-static void step(struct prepair *r);
-
 /* ---- lifetime ------------------------------------------------------------------------ */
-
-static void drop_queue(struct prepair *r)
-{
-    while (r->q_head) {
-        struct rp_copy *c = r->q_head;
-        r->q_head = c->next;
-        free(c);
-    }
-    r->q_tail = NULL;
-    r->q_len = 0;
-}
 
 static void rp_free(struct prepair *r)
 {
-    drop_queue(r);
+    presync_drop_queue(r);
     for (int i = 0; i < RPLAN_REPLICAS; i++) free(r->sync.slot[i].ids);
     free(r->sync.diff);
     free(r->pass_ids);
@@ -251,83 +57,9 @@ static void rp_free(struct prepair *r)
     free(r);
 }
 
-static void unref(struct prepair *r)
+void prepair_unref(struct prepair *r)
 {
     if (--r->refs == 0) rp_free(r);
-}
-
-/* Work started under generation GEN may go on. */
-static bool current(const struct prepair *r, uint64_t gen)
-{
-    return !r->stopping && r->leader && r->gen == gen;
-}
-
-/* ---- partitions' sync records ----------------------------------------------------------- */
-
-static struct rp_part *part_find(struct prepair *r, uint32_t id, bool add)
-{
-    uint32_t lo = 0, hi = r->n_parts;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (r->parts[mid].id < id) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < r->n_parts && r->parts[lo].id == id) return &r->parts[lo];
-    if (!add) return NULL;
-    if (r->n_parts == r->cap_parts) {
-        uint32_t cap = r->cap_parts ? r->cap_parts * 2 : 64;
-        struct rp_part *np = realloc(r->parts, cap * sizeof(*np));
-        if (!np) return NULL;
-        r->parts = np;
-        r->cap_parts = cap;
-    }
-    memmove(&r->parts[lo + 1], &r->parts[lo], (r->n_parts - lo) * sizeof(*r->parts));
-    r->parts[lo] = (struct rp_part){.id = id};
-    r->n_parts++;
-    return &r->parts[lo];
-}
-
-static void mark_urgent(struct prepair *r, uint32_t id)
-{
-    struct rp_part *pt = part_find(r, id, true);
-    if (pt) pt->urgent = true;
-}
-
-/* Every partition in the index: *OUT returned owned (free()). */
-static int read_parts(struct prepair *r, struct index_part **out, uint32_t *n_out)
-{
-    struct proxy *p = r->p;
-    struct index_part *all = NULL;
-    uint32_t n = 0, after = 0, got = 0;
-    int rc = proxy_read_begin(p);
-    if (rc < 0) return rc;
-    do {
-        struct index_part *na = realloc(all, (n + 256) * sizeof(*all));
-        if (!na) {
-            rc = -ENOMEM;
-            break;
-        }
-        all = na;
-        rc = index_part_list(p->rd, after, all + n, 256, &got);
-        if (rc < 0) break;
-        n += got;
-        if (got) after = all[n - 1].id;
-    } while (got == 256);
-    proxy_read_end(p);
-    if (rc < 0) {
-        free(all);
-        return rc;
-    }
-    *out = all;
-    *n_out = n;
-    return 0;
-}
-
-static bool is_member(const struct index_part *pt, uint64_t node)
-{
-    for (int i = 0; i < RPLAN_REPLICAS; i++)
-        if (pt->nodes[i] == node) return true;
-    return false;
 }
 
 /* ---- leadership ------------------------------------------------------------------------- */
@@ -336,7 +68,7 @@ static void lose_leadership(struct prepair *r)
 {
     r->gen++;
     r->leader = false;
-    drop_queue(r);
+    presync_drop_queue(r);
     r->sync.state = S_IDLE; /* busy slots finish and are ignored (sync.gen) */
     r->sync.gen = 0;
     r->pass_running = false;
@@ -392,12 +124,12 @@ static void refresh_nodes(struct prepair *r, uint64_t now)
     if (!n_back) return;
     struct index_part *parts;
     uint32_t np;
-    if (read_parts(r, &parts, &np) < 0) return;
+    if (presync_read_parts(r, &parts, &np) < 0) return;
     for (unsigned k = 0; k < n_back; k++) {
         log_info(r->tag, "repair: blob server %llu is back; syncing its partitions first",
                  (unsigned long long)back[k]);
         for (uint32_t i = 0; i < np; i++)
-            if (is_member(&parts[i], back[k])) mark_urgent(r, parts[i].id);
+            if (prepair_is_member(&parts[i], back[k])) presync_mark_urgent(r, parts[i].id);
     }
     free(parts);
 }
@@ -410,253 +142,6 @@ static uint64_t down_for(struct prepair *r, uint64_t node, uint64_t now)
     if (!x && pblobs_is_up(r->p->blobs, node)) return 0; /* past RP_MAX_NODES */
     uint64_t since = x ? x->down_since_ms : r->leader_since_ms;
     return since ? BD_MAX(now - since, 1) : 0;
-}
-
-/* ---- copies ------------------------------------------------------------------------------- */
-
-static void enqueue(struct prepair *r, struct rp_copy *c)
-{
-    c->r = r;
-    c->gen = r->gen;
-    c->prev = NULL;
-    if (c->heal) { /* heals first: a server is serving checksum errors */
-        c->next = r->q_head;
-        if (r->q_head) r->q_head->prev = c;
-        else r->q_tail = c;
-        r->q_head = c;
-    } else {
-        c->next = NULL;
-        c->prev = r->q_tail;
-        if (r->q_tail) r->q_tail->next = c;
-        else r->q_head = c;
-        r->q_tail = c;
-    }
-    r->q_len++;
-}
-
-static bool copy_pending(struct prepair *r, uint64_t dst, uint64_t blob_id)
-{
-    for (struct rp_copy *c = r->q_head; c; c = c->next)
-        if (c->dst == dst && c->blob_id == blob_id) return true;
-    for (struct rp_copy *c = r->running; c; c = c->next)
-        if (c->dst == dst && c->blob_id == blob_id) return true;
-    return false;
-}
-
-static void copy_done(struct rp_copy *c, int err, const char *why)
-{
-    struct prepair *r = c->r;
-    if (c->prev) c->prev->next = c->next;
-    else r->running = c->next;
-    if (c->next) c->next->prev = c->prev;
-    r->n_running--;
-    r->running_bytes -= c->len;
-    free(c->buf);
-    bool cur = current(r, c->gen);
-    bool mine = cur && c->sync_gen && c->sync_gen == r->sync.gen;
-    if (mine) r->sync.copies_pending--;
-    if (cur && err == 0) {
-        r->n_bytes += c->len;
-        metric_add(r->c_bytes, c->len);
-        if (c->heal) {
-            r->n_healed++;
-            metric_inc(r->c_healed);
-            log_info(r->tag, "repair: healed blob %llu on blob server %llu (partition %u)",
-                     (unsigned long long)c->blob_id, (unsigned long long)c->dst, c->partition);
-        } else {
-            r->n_copied++;
-            r->pass_copied++;
-            metric_inc(r->c_copied);
-            if (mine) {
-                r->sync.copied++;
-                r->sync.bytes += c->len;
-            }
-            log_debug(r->tag, "repair: copied blob %llu to blob server %llu (partition %u)",
-                      (unsigned long long)c->blob_id, (unsigned long long)c->dst, c->partition);
-        }
-    } else if (cur && err != -ECANCELED) {
-        r->n_copy_err++;
-        metric_inc(r->c_copy_err);
-        char line[160];
-        snprintf(line, sizeof(line), "blob %llu to blob server %llu: %s",
-                 (unsigned long long)c->blob_id, (unsigned long long)c->dst,
-                 why ? why : bd_strerror(err));
-        if (mine) {
-            if (!r->sync.copy_errors++) util_strlcpy(r->sync.first_err, line, sizeof(r->sync.first_err));
-        } else {
-            log_warn(r->tag, "repair: heal of %s", line);
-        }
-    }
-    free(c);
-    if (cur) step(r);
-    unref(r);
-}
-
-static void release_buf(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    free(arg);
-}
-
-static void on_copy_put(struct pblobs_call *pc, int err, struct conn_frame *f)
-{
-    struct rp_copy *c = pc->data;
-    char why[160];
-    copy_done(c, err, err && f ? conn_error_text(f, why, sizeof(why)) : NULL);
-}
-
-static void on_copy_got(struct pblobs_get *g, int err)
-{
-    struct rp_copy *c = g->data;
-    struct prepair *r = c->r;
-    if (!current(r, c->gen)) {
-        copy_done(c, -ECANCELED, NULL);
-        return;
-    }
-    if (err == 0 && util_xxh3(c->buf, c->len) != c->csum) err = -BD_ECSUM; /* C14 */
-    if (err) {
-        copy_done(c, err, err == -BD_ECSUM ? "no replica has bytes matching the index checksum"
-                                           : NULL);
-        return;
-    }
-    struct wire_blob_put_req req = {.blob_id = c->blob_id, .partition = c->partition,
-                                    .flags = WIRE_PUT_COMPRESSIBLE, .epoch = c->epoch,
-                                    .csum = c->csum, .data_len = c->len};
-    uint8_t fields[128];
-    int n = wire_encode_blob_put_req(fields, sizeof(fields), &req);
-    if (n < 0) {
-        copy_done(c, n, NULL);
-        return;
-    }
-    struct conn_payload pl = {.data = c->buf, .len = c->len, .release = release_buf,
-                              .arg = c->buf};
-    c->buf = NULL; /* the payload owns it now */
-    c->put.cb = on_copy_put;
-    c->put.data = c;
-    c->put.node = c->dst;
-    pblobs_call(r->p->blobs, &c->put, WIRE_BLOB_PUT, fields, (size_t)n, &pl);
-}
-
-static void start_copies(struct prepair *r)
-{
-    while (r->q_head && r->n_running < RP_COPIES_IN_FLIGHT &&
-           (r->n_running == 0 || r->running_bytes + r->q_head->len <= RP_COPY_BYTES_IN_FLIGHT)) {
-        struct rp_copy *c = r->q_head;
-        r->q_head = c->next;
-        if (r->q_head) r->q_head->prev = NULL;
-        else r->q_tail = NULL;
-        r->q_len--;
-        c->prev = NULL;
-        c->next = r->running;
-        if (r->running) r->running->prev = c;
-        r->running = c;
-        r->n_running++;
-        r->running_bytes += c->len;
-        r->refs++;
-        c->buf = malloc(BD_MAX(c->len, 1u));
-        if (!c->buf) {
-            copy_done(c, -ENOMEM, NULL);
-            continue;
-        }
-        c->get = (struct pblobs_get){.cb = on_copy_got, .data = c, .blob_id = c->blob_id,
-                                     .partition = c->partition, .off = 0, .len = c->len,
-                                     .dst = c->buf};
-        memcpy(c->get.nodes, c->src, sizeof(c->get.nodes));
-        pblobs_get(r->p->blobs, &c->get);
-    }
-}
-
-/* Queue a copy of blob B (partition PT, members' presence PRESENT) to
- * member DST_SLOT.  false if out of memory. */
-static bool want_copy(struct prepair *r, const struct index_part *pt, const struct index_blob *b,
-                      uint8_t present, int dst_slot, bool heal)
-{
-    struct rp_copy *c = calloc(1, sizeof(*c));
-    if (!c) return false;
-    c->heal = heal;
-    c->sync_gen = heal ? 0 : r->sync.gen;
-    c->blob_id = b->id;
-    c->partition = pt->id;
-    c->epoch = pt->epoch;
-    c->len = b->len;
-    c->csum = b->csum;
-    c->dst = pt->nodes[dst_slot];
-    int k = 0;
-    for (int i = 0; i < RPLAN_REPLICAS; i++)
-        if (i != dst_slot && (present & (1u << i))) c->src[k++] = pt->nodes[i];
-    enqueue(r, c);
-    if (!heal) r->sync.copies_pending++;
-    return true;
-}
-
-/* ---- deletes ------------------------------------------------------------------------------- */
-
-static void on_deleted(struct pblobs_del *d, int err)
-{
-    struct rp_del *x = bd_container_of(d, struct rp_del, del);
-    struct prepair *r = x->r;
-    r->deletes_in_flight--;
-    if (current(r, x->gen)) {
-        if (err == 0 || err == -ENOENT) {
-            if (x->orphan) {
-                r->n_orphans++;
-                r->pass_orphans++;
-                metric_inc(r->c_orphans);
-                rplan_orphan_forget(&r->orphans, d->node, d->blob_id);
-                if (x->sync_gen && x->sync_gen == r->sync.gen) r->sync.orphans_deleted++;
-                log_debug(r->tag, "repair: deleted orphan blob %llu (partition %u) on blob "
-                          "server %llu", (unsigned long long)d->blob_id, d->partition,
-                          (unsigned long long)d->node);
-            } else {
-                r->n_dead_deleted++;
-                log_info(r->tag, "repair: deleted the bad copy of dead blob %llu on blob "
-                         "server %llu", (unsigned long long)d->blob_id,
-                         (unsigned long long)d->node);
-            }
-        } else {
-            log_warn(r->tag, "repair: deleting blob %llu (partition %u) on blob server %llu: %s",
-                     (unsigned long long)d->blob_id, d->partition, (unsigned long long)d->node,
-                     bd_strerror(err));
-        }
-        step(r);
-    }
-    free(x);
-    unref(r);
-}
-
-/* Delete BLOB_ID of PARTITION on NODE.  false if the limit of deletes in
- * flight is reached (the caller tries again in a later pass). */
-static bool delete_copy(struct prepair *r, uint64_t node, uint32_t partition, uint64_t blob_id,
-                        bool orphan)
-{
-    if (r->deletes_in_flight >= RP_DELETES_IN_FLIGHT) return false;
-    struct rp_del *x = calloc(1, sizeof(*x));
-    if (!x) return false;
-    x->r = r;
-    x->gen = r->gen;
-    x->orphan = orphan;
-    x->sync_gen = orphan && r->sync.state != S_IDLE && r->sync.part.id == partition ? r->sync.gen : 0;
-    x->del = (struct pblobs_del){.cb = on_deleted, .blob_id = blob_id, .partition = partition,
-                                 .node = node};
-    r->deletes_in_flight++;
-    r->refs++;
-    pblobs_delete(r->p->blobs, &x->del);
-    return true;
-}
-
-/* An index-unknown copy of BLOB_ID on NODE: delete it once it is due. */
-static void orphan_seen(struct prepair *r, uint64_t node, uint32_t partition, uint64_t blob_id,
-                        uint64_t now)
-{
-    int due = rplan_orphan_note(&r->orphans, node, partition, blob_id, now,
-                                r->p->cfg->orphan_grace_ms);
-    if (due == 1) {
-        log_info(r->tag, "repair: deleting orphan blob %llu (partition %u) on blob server %llu: "
-                 "unknown to the index for %llu ms", (unsigned long long)blob_id, partition,
-                 (unsigned long long)node, (unsigned long long)r->p->cfg->orphan_grace_ms);
-        delete_copy(r, node, partition, blob_id, true);
-    }
 }
 
 /* ---- heal: BLOB_REPORT ------------------------------------------------------------------------ */
@@ -674,16 +159,16 @@ static void handle_report(struct prepair *r, uint64_t node, const struct wire_bl
         struct index_part pt;
         int rc = index_blob_get(p->rd, bb.blob_id, &b);
         if (rc == -ENOENT || (rc == 0 && b.partition != bb.partition)) {
-            orphan_seen(r, node, bb.partition, bb.blob_id, now);
+            presync_orphan_seen(r, node, bb.partition, bb.blob_id, now);
         } else if (rc < 0) {
             break;
         } else if (b.flags & INDEX_BLOB_DEAD) {
-            delete_copy(r, node, bb.partition, bb.blob_id, false);
-        } else if (index_part_get(p->rd, b.partition, &pt) == 0 && is_member(&pt, node)) {
-            if (copy_pending(r, node, b.id) || r->q_len >= RP_QUEUE_MAX) continue;
+            presync_delete(r, node, bb.partition, bb.blob_id, false);
+        } else if (index_part_get(p->rd, b.partition, &pt) == 0 && prepair_is_member(&pt, node)) {
+            if (presync_copy_pending(r, node, b.id) || r->q_len >= RP_QUEUE_MAX) continue;
             int slot = 0;
             while (pt.nodes[slot] != node) slot++;
-            if (!want_copy(r, &pt, &b, (uint8_t)(7u & ~(1u << slot)), slot, true)) break;
+            if (!presync_want_copy(r, &pt, &b, (uint8_t)(7u & ~(1u << slot)), slot, true)) break;
         }
         /* else: a stray copy on a former member; it serves nobody. */
     }
@@ -696,7 +181,7 @@ static void on_report(struct pblobs_call *pc, int err, struct conn_frame *f)
     struct prepair *r = x->r;
     struct rp_node *nd = node_find(r, pc->node);
     if (nd) nd->report_busy = false;
-    if (current(r, x->gen)) {
+    if (prepair_current(r, x->gen)) {
         struct wire_blob_report_resp m;
         if (err) {
             log_debug(r->tag, "repair: BLOB_REPORT from %llu: %s", (unsigned long long)pc->node,
@@ -707,11 +192,11 @@ static void on_report(struct pblobs_call *pc, int err, struct conn_frame *f)
                      (unsigned long long)pc->node);
         } else {
             handle_report(r, pc->node, &m);
-            step(r);
+            presync_step(r);
         }
     }
     free(x);
-    unref(r);
+    prepair_unref(r);
 }
 
 static void send_reports(struct prepair *r, uint64_t now)
@@ -743,315 +228,6 @@ static void send_reports(struct prepair *r, uint64_t now)
     r->report_all = false;
 }
 
-/* ---- sync: one partition -------------------------------------------------------------------- */
-
-static void on_list(struct pblobs_call *pc, int err, struct conn_frame *f)
-{
-    struct rp_slot *sl = pc->data;
-    struct prepair *r = sl->r;
-    struct rp_sync *s = &r->sync;
-    sl->busy = false;
-    if (!r->stopping && s->state == S_LISTING && sl->sync_gen == s->gen) {
-        struct wire_blob_list_resp m;
-        if (err == 0 && (wire_decode_blob_list_resp(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0 ||
-                         m.n > RP_PAGE))
-            err = -EPROTO;
-        if (err == 0) {
-            for (uint32_t i = 0; i < m.n; i++) {
-                struct wire_blob_entry e;
-                wire_blob_list_entry(&m, i, &e);
-                sl->ids[i] = e.blob_id;
-            }
-            sl->n = m.n;
-            sl->more = m.next_cursor != 0;
-        }
-        sl->err = err;
-        if (--s->lists_pending == 0) step(r);
-    }
-    unref(r);
-}
-
-static void list_members(struct prepair *r)
-{
-    struct rp_sync *s = &r->sync;
-    struct wire_blob_list_req req = {.partition = s->part.id, .max = RP_PAGE, .cursor = s->cursor};
-    uint8_t fields[64];
-    int len = wire_encode_blob_list_req(fields, sizeof(fields), &req);
-    s->state = S_LISTING;
-    s->lists_pending = 0;
-    for (int i = 0; i < RPLAN_REPLICAS; i++) {
-        struct rp_slot *sl = &s->slot[i];
-        if (!(s->listed & (1u << i))) continue;
-        if (len < 0 || sl->busy) { /* a reply of an abandoned sync is still owed on it */
-            s->listed &= (uint8_t) ~(1u << i);
-            s->failed = true;
-            continue;
-        }
-        sl->r = r;
-        sl->busy = true;
-        sl->sync_gen = s->gen;
-        sl->err = 0;
-        sl->n = 0;
-        sl->more = false;
-        sl->call.cb = on_list;
-        sl->call.data = sl;
-        sl->call.node = s->part.nodes[i];
-        s->lists_pending++;
-        r->refs++;
-        pblobs_call(r->p->blobs, &sl->call, WIRE_BLOB_LIST, fields, (size_t)len, NULL);
-    }
-    if (!s->lists_pending) s->state = S_DRAIN;
-}
-
-static bool sync_begin(struct prepair *r, uint32_t part_id)
-{
-    struct proxy *p = r->p;
-    struct rp_sync *s = &r->sync;
-    struct index_part pt;
-    if (proxy_read_begin(p) < 0) return false;
-    int rc = index_part_get(p->rd, part_id, &pt);
-    proxy_read_end(p);
-    if (rc < 0) return false;
-    s->gen = ++r->sync_seq;
-    s->part = pt;
-    s->cursor = 0;
-    s->bound = 0;
-    s->diff_n = s->diff_pos = 0;
-    s->started_ms = util_mono_ms();
-    s->failed = false;
-    s->blobs = s->missing = s->copies_pending = s->copied = s->copy_errors = 0;
-    s->orphans_deleted = 0;
-    s->bytes = 0;
-    s->first_err[0] = 0;
-    s->listed = 0;
-    for (int i = 0; i < RPLAN_REPLICAS; i++)
-        if (pblobs_is_up(p->blobs, pt.nodes[i])) s->listed |= (uint8_t)(1u << i);
-    if (s->listed != 7) s->failed = true;
-    list_members(r);
-    return true;
-}
-
-static void sync_after_lists(struct prepair *r)
-{
-    struct rp_sync *s = &r->sync;
-    struct rplan_page pages[RPLAN_REPLICAS];
-    for (int i = 0; i < RPLAN_REPLICAS; i++) {
-        struct rp_slot *sl = &s->slot[i];
-        pages[i] = (struct rplan_page){.ids = sl->ids, .n = sl->n, .more = sl->more,
-                                       .listed = (s->listed >> i) & 1};
-        if (!pages[i].listed) continue;
-        if (sl->err == 0 && rplan_page_check(&pages[i], s->cursor) < 0) sl->err = -EPROTO;
-        if (sl->err) {
-            log_warn(r->tag, "repair: listing partition %u on blob server %llu: %s",
-                     s->part.id, (unsigned long long)s->part.nodes[i], bd_strerror(sl->err));
-            pages[i].listed = false;
-            s->listed &= (uint8_t) ~(1u << i);
-            s->failed = true;
-        }
-    }
-    if (!s->listed) {
-        s->state = S_DRAIN;
-        return;
-    }
-    s->bound = rplan_bound(pages);
-    s->diff_n = rplan_merge(pages, s->bound, s->diff, RPLAN_REPLICAS * RP_PAGE);
-    s->diff_pos = 0;
-    s->state = S_DIFF;
-}
-
-/* Classify a bounded slice of the diff in one read txn. */
-static void sync_diff(struct prepair *r)
-{
-    struct proxy *p = r->p;
-    struct rp_sync *s = &r->sync;
-    uint64_t now = util_mono_ms();
-    struct index_part cur;
-    if (proxy_read_begin(p) < 0) return;
-    if (index_part_get(p->rd, s->part.id, &cur) < 0 ||
-        memcmp(cur.nodes, s->part.nodes, sizeof(cur.nodes)) != 0) {
-        proxy_read_end(p);
-        log_info(r->tag, "repair: partition %u changed members during its sync; again soon",
-                 s->part.id);
-        s->failed = true;
-        mark_urgent(r, s->part.id);
-        s->state = S_DRAIN;
-        return;
-    }
-    for (uint32_t k = 0; s->diff_pos < s->diff_n && k < RP_IDS_PER_STEP; k++) {
-        if (r->q_len >= RP_QUEUE_MAX) break; /* copies catch up first */
-        const struct rplan_id *d = &s->diff[s->diff_pos];
-        struct index_blob b;
-        int rc = index_blob_get(p->rd, d->id, &b);
-        if (rc < 0 && rc != -ENOENT) {
-            s->failed = true;
-            break;
-        }
-        struct rplan_blob rb = {.known = rc == 0, .dead = rc == 0 && (b.flags & INDEX_BLOB_DEAD),
-                                .partition = rc == 0 ? b.partition : 0};
-        switch (rplan_classify(&rb, cur.id)) {
-        case RPLAN_KEEP: {
-            s->blobs++;
-            uint8_t miss = rplan_missing(s->listed, d->present);
-            for (int i = 0; i < RPLAN_REPLICAS; i++) {
-                if (r->orphans.n && (d->present & (1u << i)))
-                    rplan_orphan_forget(&r->orphans, cur.nodes[i], d->id);
-                if (!(miss & (1u << i))) continue;
-                s->missing++;
-                if (!want_copy(r, &cur, &b, d->present, i, false)) s->failed = true;
-            }
-            break;
-        }
-        case RPLAN_ORPHAN:
-            for (int i = 0; i < RPLAN_REPLICAS; i++)
-                if (d->present & (1u << i)) orphan_seen(r, cur.nodes[i], cur.id, d->id, now);
-            break;
-        case RPLAN_GC:
-            break;
-        }
-        s->diff_pos++;
-    }
-    proxy_read_end(p);
-    if (s->diff_pos < s->diff_n) return;
-    if (s->bound == UINT64_MAX) {
-        s->state = S_DRAIN;
-        return;
-    }
-    s->cursor = s->bound;
-    list_members(r);
-}
-
-static void sync_finish(struct prepair *r)
-{
-    struct rp_sync *s = &r->sync;
-    struct rp_part *pt = part_find(r, s->part.id, true);
-    bool complete = s->listed == 7 && !s->failed && s->copy_errors == 0 && s->missing == s->copied;
-    uint64_t took = util_mono_ms() - s->started_ms;
-    if (pt) {
-        pt->synced = true;
-        pt->complete = complete;
-        pt->listed = s->listed;
-        pt->synced_wall_ms = util_wall_ms();
-        pt->took_ms = took;
-        pt->blobs = s->blobs;
-        pt->missing = s->missing;
-        pt->copied = s->copied;
-        pt->copy_errors = s->copy_errors;
-        pt->orphans_deleted = s->orphans_deleted;
-    }
-    r->n_synced++;
-    metric_inc(r->c_synced);
-    char sz[32];
-    if (s->copy_errors)
-        log_warn(r->tag, "repair: partition %u: %u of %u missing copies failed (first: %s)",
-                 s->part.id, s->copy_errors, s->missing, s->first_err);
-    if (s->missing || s->orphans_deleted)
-        log_info(r->tag, "repair: partition %u synced in %llu ms: %u live blobs, %u copies "
-                 "missing, %u copied (%s), %u orphans deleted%s", s->part.id,
-                 (unsigned long long)took, s->blobs, s->missing, s->copied,
-                 util_fmt_size(s->bytes, sz, sizeof(sz)), s->orphans_deleted,
-                 complete ? "" : "; not complete");
-    else
-        log_debug(r->tag, "repair: partition %u in sync (%u live blobs%s)", s->part.id, s->blobs,
-                  complete ? "" : ", not every member listed");
-    s->state = S_IDLE;
-    s->gen = 0;
-}
-
-/* ---- passes ----------------------------------------------------------------------------------- */
-
-static void pass_start(struct prepair *r, uint64_t now)
-{
-    struct index_part *parts;
-    uint32_t n;
-    if (read_parts(r, &parts, &n) < 0) return;
-    uint32_t *ids = malloc(BD_MAX(n, 1u) * sizeof(*ids));
-    if (!ids) {
-        free(parts);
-        return;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        ids[i] = parts[i].id;
-        part_find(r, parts[i].id, true);
-    }
-    free(parts);
-    free(r->pass_ids);
-    r->pass_ids = ids;
-    r->pass_n = n;
-    r->pass_pos = 0;
-    r->pass_running = true;
-    r->pass_started_ms = now;
-    r->pass_copied = r->pass_orphans = 0;
-    r->report_all = true;
-}
-
-static void pass_end(struct prepair *r, uint64_t now)
-{
-    r->pass_running = false;
-    r->n_passes++;
-    metric_inc(r->c_passes);
-    r->last_pass_wall_ms = util_wall_ms();
-    r->last_pass_took_ms = now - r->pass_started_ms;
-    r->next_pass_ms = r->pass_started_ms + r->p->cfg->repair_interval_ms;
-    /* Orphans not seen again in this pass went away (or their server is
-     * down: they start over when it returns, which only delays them). */
-    rplan_orphans_prune(&r->orphans, r->pass_started_ms);
-    if (r->pass_copied || r->pass_orphans)
-        log_info(r->tag, "repair: pass over %u partitions in %llu ms: %llu blobs copied, %llu "
-                 "orphans deleted", r->pass_n, (unsigned long long)r->last_pass_took_ms,
-                 (unsigned long long)r->pass_copied, (unsigned long long)r->pass_orphans);
-}
-
-/* Start syncing the next partition: urgent ones first, then the pass. */
-static bool sync_next(struct prepair *r)
-{
-    uint64_t now = util_mono_ms();
-    for (int i = 0; i < RPLAN_REPLICAS; i++)
-        if (r->sync.slot[i].busy) return false; /* an abandoned sync's reply is owed */
-    for (uint32_t i = 0; i < r->n_parts; i++) {
-        if (!r->parts[i].urgent) continue;
-        r->parts[i].urgent = false;
-        if (sync_begin(r, r->parts[i].id)) return true;
-    }
-    if (!r->pass_running) {
-        if (now < r->next_pass_ms) return false;
-        pass_start(r, now);
-        if (!r->pass_running) return false;
-    }
-    while (r->pass_pos < r->pass_n)
-        if (sync_begin(r, r->pass_ids[r->pass_pos++])) return true;
-    pass_end(r, now);
-    return false;
-}
-
-static void step(struct prepair *r)
-{
-    if (r->stepping) {
-        r->step_again = true;
-        return;
-    }
-    r->stepping = true;
-    for (int round = 0; round < 8; round++) {
-        r->step_again = false;
-        if (r->stopping || !r->leader) break;
-        start_copies(r);
-        struct rp_sync *s = &r->sync;
-        enum sync_state before = s->state;
-        switch (s->state) {
-        case S_IDLE: sync_next(r); break;
-        case S_LISTING:
-            if (!s->lists_pending) sync_after_lists(r);
-            break;
-        case S_DIFF: sync_diff(r); break;
-        case S_DRAIN:
-            if (!s->copies_pending) sync_finish(r);
-            break;
-        }
-        start_copies(r);
-        if (s->state == before && !r->step_again) break;
-    }
-    r->stepping = false;
-}
-
 /* ---- replace ------------------------------------------------------------------------------------ */
 
 static void on_replaced(struct pcmd *c, int err, uint64_t index, const struct idx_result *res)
@@ -1067,13 +243,13 @@ static void on_replaced(struct pcmd *c, int err, uint64_t index, const struct id
             log_info(r->tag, "repair: partition %u: blob server %llu replaced by %llu (epoch %llu)",
                      r->r_part, (unsigned long long)r->r_old, (unsigned long long)r->r_new,
                      (unsigned long long)res->id);
-            if (r->leader) mark_urgent(r, r->r_part);
+            if (r->leader) presync_mark_urgent(r, r->r_part);
         } else {
             log_warn(r->tag, "repair: replacing blob server %llu in partition %u: %s",
                      (unsigned long long)r->r_old, r->r_part, bd_strerror(e));
         }
     }
-    unref(r);
+    prepair_unref(r);
 }
 
 static void maybe_replace(struct prepair *r, uint64_t now)
@@ -1087,7 +263,7 @@ static void maybe_replace(struct prepair *r, uint64_t now)
     if (!any) return;
     struct index_part *parts;
     uint32_t np;
-    if (read_parts(r, &parts, &np) < 0) return;
+    if (presync_read_parts(r, &parts, &np) < 0) return;
     for (uint32_t k = 0; k < np; k++) {
         uint64_t down[RPLAN_REPLICAS];
         for (int i = 0; i < RPLAN_REPLICAS; i++) down[i] = down_for(r, parts[k].nodes[i], now);
@@ -1106,7 +282,7 @@ static void maybe_replace(struct prepair *r, uint64_t now)
                                         ? info[q].capacity - info[q].used : 0;
                 }
             for (uint32_t q = 0; q < np; q++)
-                if (is_member(&parts[q], c->id)) c->load++;
+                if (prepair_is_member(&parts[q], c->id)) c->load++;
         }
         int pick = rplan_pick(cand, r->n_nodes, parts[k].nodes);
         if (pick < 0) {
@@ -1160,7 +336,7 @@ void prepair_tick(struct proxy *p)
     refresh_nodes(r, now);
     maybe_replace(r, now);
     send_reports(r, now);
-    step(r);
+    presync_step(r);
 }
 
 static double g_last_pass(void *a)
@@ -1176,7 +352,7 @@ static double g_incomplete(void *a)
     const struct prepair *r = a;
     unsigned k = 0;
     for (uint32_t i = 0; i < r->n_parts; i++)
-        if (r->parts[i].synced && !r->parts[i].complete) k++;
+        if (r->parts[i].has_last && !r->parts[i].last.complete) k++;
     return k;
 }
 static double g_orphans(void *a)
@@ -1249,8 +425,8 @@ void prepair_stop(struct proxy *p)
     metrics_remove_owner(r);
     r->stopping = true;
     r->gen++;
-    drop_queue(r);
-    unref(r);
+    presync_drop_queue(r);
+    prepair_unref(r);
 }
 
 /* ---- status ---------------------------------------------------------------------------------- */
@@ -1293,20 +469,21 @@ void prepair_part_json(struct proxy *p, const struct index_part *pt, cJSON *out)
     for (int i = 0; i < RPLAN_REPLICAS; i++)
         if (pblobs_is_up(p->blobs, pt->nodes[i])) up++;
     cJSON_AddNumberToObject(out, "replicas_up", up);
-    const struct rp_part *x = r && r->leader ? part_find(r, pt->id, false) : NULL;
-    if (!x || !x->synced) {
+    const struct rp_part *x = r && r->leader ? presync_part(r, pt->id, false) : NULL;
+    if (!x || !x->has_last) {
         cJSON_AddNullToObject(out, "sync");
         return;
     }
+    const struct rp_result *l = &x->last;
     cJSON *o = cJSON_AddObjectToObject(out, "sync");
-    cJSON_AddBoolToObject(o, "complete", x->complete);
-    cJSON_AddNumberToObject(o, "unix_ms", (double)x->synced_wall_ms);
-    cJSON_AddNumberToObject(o, "took_ms", (double)x->took_ms);
-    cJSON_AddNumberToObject(o, "replicas_listed", __builtin_popcount(x->listed));
-    cJSON_AddNumberToObject(o, "live_blobs", x->blobs);
-    cJSON_AddNumberToObject(o, "missing", x->missing);
-    cJSON_AddNumberToObject(o, "copied", x->copied);
-    cJSON_AddNumberToObject(o, "copy_errors", x->copy_errors);
-    cJSON_AddNumberToObject(o, "orphans_deleted", x->orphans_deleted);
-    cJSON_AddBoolToObject(o, "urgent", x->urgent);
+    cJSON_AddBoolToObject(o, "complete", l->complete);
+    cJSON_AddNumberToObject(o, "unix_ms", (double)l->wall_ms);
+    cJSON_AddNumberToObject(o, "took_ms", (double)l->took_ms);
+    cJSON_AddNumberToObject(o, "replicas_listed", __builtin_popcount(l->listed));
+    cJSON_AddNumberToObject(o, "live_blobs", l->blobs);
+    cJSON_AddNumberToObject(o, "missing", l->missing);
+    cJSON_AddNumberToObject(o, "copied", l->copied);
+    cJSON_AddNumberToObject(o, "copy_errors", l->copy_errors);
+    cJSON_AddNumberToObject(o, "orphans_deleted", l->orphans_deleted);
+    cJSON_AddBoolToObject(o, "in_progress", x->listing || x->pending);
 }

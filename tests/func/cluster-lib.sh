@@ -13,6 +13,7 @@
 #   leader_admin           print the admin address of the current leader
 #   ctl ARGS...            blockd ctl against the proxies, with the token
 #   vol_create NAME SIZE   create a volume (retried until a leader takes it)
+#   vol_write / vol_verify volcli write / verify (see below)
 #   cluster_json           GET /v1/cluster from the leader
 #   status_json            GET /v1/status from the leader
 #   blob_cli J ARGS...     blobcli against blob server J
@@ -33,15 +34,36 @@
 # machine that heartbeats to a port we now listen on is refused at HELLO.
 CLUSTER_ID=ft$$r$RANDOM
 
+# cl_port VAR: a free loopback port below the kernel's ephemeral range (so
+# no outgoing connection can take it before we bind it), marked as taken
+# for other tests as free_port does; sets VAR in the calling shell.
+cl_port() {
+    local low p
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 21000 ] || low=32768
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % (low - 20000)))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && [ ! -e "${TMPDIR:-/tmp}/blockd-port-$p" ]; then
+            : >"${TMPDIR:-/tmp}/blockd-port-$p"
+            cleanup_fn rm -f "${TMPDIR:-/tmp}/blockd-port-$p"
+            printf -v "$1" %s "$p"
+            return 0
+        fi
+    done
+    fail "no free port"
+}
+
 cluster_setup() {
     local dir=$1 nblob=$2 pextra=${3:-} bextra=${4:-}
     CL_DIR=$dir
     CL_NBLOB=$nblob
     (umask 077 && echo "functest-token-$RANDOM$RANDOM" >"$dir/token")
-    local i peers="" proxies=""
+    local i peers="" proxies="" port
     for i in 1 2 3; do
-        PROXY_WIRE[$i]=127.0.0.1:$(free_port)
-        PROXY_ADMIN[$i]=127.0.0.1:$(free_port)
+        cl_port port
+        PROXY_WIRE[$i]=127.0.0.1:$port
+        cl_port port
+        PROXY_ADMIN[$i]=127.0.0.1:$port
         peers+="${peers:+, }{\"id\": $i, \"addr\": \"${PROXY_WIRE[$i]}\"}"
         proxies+="${proxies:+, }\"${PROXY_WIRE[$i]}\""
     done
@@ -58,8 +80,10 @@ cluster_setup() {
 JSON
     done
     for ((i = 1; i <= nblob; i++)); do
-        BLOB_WIRE[$i]=127.0.0.1:$(free_port)
-        BLOB_ADM[$i]=127.0.0.1:$(free_port)
+        cl_port port
+        BLOB_WIRE[$i]=127.0.0.1:$port
+        cl_port port
+        BLOB_ADM[$i]=127.0.0.1:$port
         cat >"$dir/blob$i.json" <<JSON
 {
   "cluster_id": "$CLUSTER_ID",
@@ -85,7 +109,7 @@ blob_start() {
     local end=$((SECONDS + 20))
     until blob_cli "$j" --timeout-ms 1000 report >/dev/null 2>&1; do
         kill -0 "${BLOB_PID[$j]}" 2>/dev/null ||
-            fail "blob$j exited at start: $(tail -3 "$CL_DIR/blob$j.stderr" "$CL_DIR/blob$j.log")"
+            fail "blob$j exited at start: $(tail -n 3 "$CL_DIR/blob$j.stderr" "$CL_DIR/blob$j.log")"
         [ $SECONDS -lt $end ] || fail "blob$j does not answer within 20 s"
         sleep 0.1
     done
@@ -105,23 +129,28 @@ cluster_start() {
     done
     for ((i = 1; i <= CL_NBLOB; i++)); do blob_start "$i"; done
     local end=$((SECONDS + 30))
-    until leader_admin >/dev/null; do
+    until CL_LEADER=$(leader_admin); do
         for i in 1 2 3; do
             kill -0 "${PROXY_PID[$i]}" 2>/dev/null ||
-                fail "proxy$i exited: $(tail -3 "$CL_DIR/proxy$i.stderr" "$CL_DIR/proxy$i.log")"
+                fail "proxy$i exited: $(tail -n 3 "$CL_DIR/proxy$i.stderr" "$CL_DIR/proxy$i.log")"
         done
         [ $SECONDS -lt $end ] || fail "no raft leader within 30 s"
         sleep 0.2
     done
+    # Writes need a partition whose three servers are up.
+    wait_for 30 "cluster_json | python3 -c 'import json,sys; sys.exit(0 if any(p[\"replicas_up\"] == 3 for p in json.load(sys.stdin)[\"partitions\"]) else 1)'"
 }
 
+# The leader's admin address; the last one found is tried first.
+CL_LEADER=
 leader_admin() {
-    local i
-    for i in 1 2 3; do
-        if curl -sf --max-time 2 "http://${PROXY_ADMIN[$i]}/v1/status" 2>/dev/null |
+    local a
+    for a in $CL_LEADER "${PROXY_ADMIN[@]}"; do
+        if curl -sf --max-time 2 "http://$a/v1/status" 2>/dev/null |
             python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["raft"]["state"] == "leader" else 1)' \
                 2>/dev/null; then
-            echo "${PROXY_ADMIN[$i]}"
+            CL_LEADER=$a
+            echo "$a"
             return 0
         fi
     done
@@ -155,6 +184,26 @@ vol_cli() {
     "$VOLCLI" --cluster "$CLUSTER_ID" "${PROXY_WIRE[${VOLCLI_PROXY:-1}]}" "$@"
 }
 
+# vol_write NAME SEED MIB [OFF_MIB]: volcli write; remembers the highest raft
+# index acknowledged so far in VOL_INDEX.
+VOL_INDEX=0
+vol_write() {
+    local out idx
+    out=$(vol_cli write "$@" 2>&1) || fail "volcli write $*: $out"
+    echo "$out" | grep '^ok'
+    idx=$(echo "$out" | sed -n 's/.*max raft index \([0-9]*\).*/\1/p')
+    [ "${idx:-0}" -gt "$VOL_INDEX" ] && VOL_INDEX=$idx
+    return 0
+}
+
+# vol_verify NAME SEED MIB [OFF_MIB]: volcli verify (read-only attach), reading
+# at least at VOL_INDEX (read-your-writes across volcli processes).
+vol_verify() {
+    local out
+    out=$(vol_cli verify "$1" "$2" "$3" "${4:-0}" "$VOL_INDEX" 2>&1) || fail "volcli verify $*: $out"
+    echo "$out" | grep '^ok'
+}
+
 part_ids() {
     cluster_json | python3 -c 'import json,sys; [print(p["id"]) for p in json.load(sys.stdin)["partitions"]]'
 }
@@ -178,9 +227,11 @@ repair_field() {
 # and at least MIN_BLOBS blobs in all (default 1).  Prints a line per
 # partition on failure.
 every_partition_in_sync() {
-    local min=${1:-1} total=0 p m a b c
-    for p in $(part_ids); do
-        read -r -a m <<<"$(part_members "$p")"
+    local min=${1:-1} total=0 p m a b c parts
+    parts=$(cluster_json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["partitions"]: print(p["id"], *p["nodes"])') || return 1
+    while read -r p m[0] m[1] m[2]; do
         a=$(blob_ids $((m[0] - 10)) "$p") || return 1
         b=$(blob_ids $((m[1] - 10)) "$p") || return 1
         c=$(blob_ids $((m[2] - 10)) "$p") || return 1
@@ -189,6 +240,6 @@ every_partition_in_sync() {
             return 1
         fi
         total=$((total + $(wc -w <<<"$a")))
-    done
+    done <<<"$parts"
     [ "$total" -ge "$min" ] || { echo "only $total blobs in all partitions"; return 1; }
 }

@@ -3,13 +3,16 @@
  *
  *   volcli [--secret-file F] --cluster ID PROXY check VOLUME [SEED]
  *   volcli [--secret-file F] --cluster ID PROXY write VOLUME SEED MIB [OFF_MIB]
- *   volcli [--secret-file F] --cluster ID PROXY verify VOLUME SEED MIB [OFF_MIB]
+ *   volcli [--secret-file F] --cluster ID PROXY verify VOLUME SEED MIB [OFF_MIB [MIN_INDEX]]
  *
  * `write` attaches read-write and fills MIB MiB from OFF_MIB (default 0)
  * with data that is a function of (SEED, block number), 1 MiB per write,
  * four in flight, then flushes; `verify` attaches read-only (no new
  * generation) and reads the same range back, comparing every block, so a
- * later process can check what an earlier one wrote.  Both print MB/s.
+ * later process can check what an earlier one wrote: pass the writer's
+ * "max raft index" as MIN_INDEX (a read-only attach on a follower answers
+ * with that proxy's applied index, which may not cover another client's
+ * last writes yet).  Both print MB/s.
  *
  * `check` attaches VOLUME read-write, then runs a fixed script against it,
  * printing one line per step and exiting non-zero at the first surprise:
@@ -348,9 +351,11 @@ static void bulk_fill(uint8_t *buf, uint64_t seed, uint64_t off, uint32_t len)
 }
 
 /* Issue up to BULK_QD calls, then wait for all of them. */
-static int bulk(const char *name, uint64_t seed, uint64_t mib, uint64_t off_mib, bool write)
+static int bulk(const char *name, uint64_t seed, uint64_t mib, uint64_t off_mib, bool write,
+                uint64_t min_index)
 {
     if (write ? attach(name, &gen) != 0 : attach_ro(name) != 0) FAIL("attach %s", name);
+    if (min_index > max_index) max_index = min_index;
     uint64_t start = off_mib << 20, end = start + (mib << 20);
     if (end > vol_size || end < start) FAIL("range past the end of %s", name);
     uint8_t *bufs[BULK_QD], *exp = malloc(BULK_CHUNK);
@@ -462,7 +467,8 @@ int main(int argc, char **argv)
     if (!up) FAIL("no HELLO answer from %s", argv[i]);
     int rc = is_bulk ? bulk(argv[i + 2], strtoull(argv[i + 3], NULL, 0),
                             strtoull(argv[i + 4], NULL, 0),
-                            argc - i > 5 ? strtoull(argv[i + 5], NULL, 0) : 0, cmd[1] == 'r')
+                            argc - i > 5 ? strtoull(argv[i + 5], NULL, 0) : 0, cmd[1] == 'r',
+                            argc - i > 6 ? strtoull(argv[i + 6], NULL, 0) : 0)
                      : check(argv[i + 2]);
     conn_close(conn, 0);
     reactor_free(rx);
