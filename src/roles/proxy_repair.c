@@ -175,6 +175,27 @@ static void handle_report(struct prepair *r, uint64_t node, const struct wire_bl
     proxy_read_end(p);
 }
 
+void prepair_heal_done(struct prepair *r, uint64_t dst, int err, const char *what)
+{
+    struct rp_node *nd = node_find(r, dst);
+    if (err == 0) {
+        if (nd) nd->report_every_ms = RP_REPORT_MIN_MS;
+        return;
+    }
+    if (nd)
+        nd->report_every_ms = BD_MIN(BD_MAX(nd->report_every_ms, RP_REPORT_MIN_MS) * 2,
+                                     BD_MAX(r->p->cfg->repair_interval_ms, RP_REPORT_MIN_MS));
+    uint64_t now = util_mono_ms();
+    if (r->heal_warned_ms && now - r->heal_warned_ms < RP_LOG_EVERY_MS) {
+        r->heal_fails_unlogged++;
+        return;
+    }
+    log_warn(r->tag, "repair: heal of %s (and %u more failed heals since the last report)", what,
+             r->heal_fails_unlogged);
+    r->heal_warned_ms = now;
+    r->heal_fails_unlogged = 0;
+}
+
 static void on_report(struct pblobs_call *pc, int err, struct conn_frame *f)
 {
     struct rp_report *x = pc->data;
@@ -209,7 +230,8 @@ static void send_reports(struct prepair *r, uint64_t now)
         uint32_t n_bad = 0;
         for (unsigned k = 0; k < n; k++)
             if (info[k].id == nd->id) n_bad = info[k].n_bad;
-        if (!r->report_all && !(n_bad && now - nd->last_report_ms >= RP_REPORT_MIN_MS)) continue;
+        uint64_t every = BD_MAX(nd->report_every_ms, RP_REPORT_MIN_MS);
+        if (!r->report_all && !(n_bad && now - nd->last_report_ms >= every)) continue;
         struct rp_report *x = calloc(1, sizeof(*x));
         if (!x) return;
         x->r = r;

@@ -62,6 +62,9 @@ struct rp_node {
     uint64_t id;
     uint64_t down_since_ms;        /* 0: up */
     uint64_t last_report_ms;
+    uint64_t report_every_ms;      /* while it has bad blobs: RP_REPORT_MIN_MS,
+                                      doubled (up to the repair interval) by
+                                      every failed heal, reset by a good one */
     bool report_busy;
 };
 
@@ -160,6 +163,8 @@ struct prepair {
     uint32_t r_part;
     uint64_t r_old, r_new;
     uint64_t warned_ms;
+    uint64_t heal_warned_ms;
+    uint32_t heal_fails_unlogged;
 
     uint64_t n_passes, n_synced, n_copied, n_bytes, n_healed, n_copy_err, n_orphans,
         n_dead_deleted, n_replaced;
@@ -184,6 +189,10 @@ static inline bool prepair_is_member(const struct index_part *pt, uint64_t node)
 
 /* Drop one reference; the state is freed with the last. */
 void prepair_unref(struct prepair *r);
+/* A heal to DST finished with ERR: pace DST's reports (a heal that cannot
+ * succeed, say every other copy is bad too, is not retried every second)
+ * and log failures at most once a minute. */
+void prepair_heal_done(struct prepair *r, uint64_t dst, int err, const char *what);
 
 /* ---- proxy_resync.c ---------------------------------------------------------- */
 

@@ -191,6 +191,7 @@ static void copy_done(struct rp_copy *c, int err, const char *why)
             metric_inc(r->c_healed);
             log_info(r->tag, "repair: healed blob %llu on blob server %llu (partition %u)",
                      (unsigned long long)c->blob_id, (unsigned long long)c->dst, c->partition);
+            prepair_heal_done(r, c->dst, 0, NULL);
         } else {
             r->n_copied++;
             r->pass_copied++;
@@ -211,8 +212,10 @@ static void copy_done(struct rp_copy *c, int err, const char *why)
                  why ? why : bd_strerror(err));
         if (mine) {
             if (!pt->cur.copy_errors++) util_strlcpy(pt->first_err, line, sizeof(pt->first_err));
+        } else if (c->heal) {
+            prepair_heal_done(r, c->dst, err, line);
         } else {
-            log_warn(r->tag, "repair: %s of %s", c->heal ? "heal" : "copy", line);
+            log_warn(r->tag, "repair: copy of %s", line);
         }
     }
     free(c);

@@ -17,6 +17,8 @@
 #   cluster_json           GET /v1/cluster from the leader
 #   status_json            GET /v1/status from the leader
 #   blob_cli J ARGS...     blobcli against blob server J
+#   cluster_stop           stop every process (SIGTERM, by pid) and fail if any
+#                          printed a sanitizer report (ASan, LSan, UBSan)
 #
 # Blob server J has node id 10+J; proxies are 1..3.  Every process is
 # stopped by pid at exit (functions.sh cleanup_fn).  Helpers for the
@@ -242,4 +244,16 @@ for p in json.load(sys.stdin)["partitions"]: print(p["id"], *p["nodes"])') || re
         total=$((total + $(wc -w <<<"$a")))
     done <<<"$parts"
     [ "$total" -ge "$min" ] || { echo "only $total blobs in all partitions"; return 1; }
+}
+
+cluster_stop() {
+    local pid f
+    for pid in "${BLOB_PID[@]}" "${PROXY_PID[@]}"; do kill_pid "$pid"; done
+    for f in "$CL_DIR"/*.stderr; do
+        [ -e "$f" ] || continue
+        if grep -q "Sanitizer\|runtime error:" "$f"; then
+            head -n 40 "$f"
+            fail "sanitizer report in $(basename "$f")"
+        fi
+    done
 }

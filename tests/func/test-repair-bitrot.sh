@@ -86,4 +86,5 @@ every_partition_in_sync "$MIB" || fail "replicas differ after healing"
 curl -sf "http://$(leader_admin)/metrics" | grep -q '^blockd_proxy_repair_blobs_healed_total{.*} [1-9]' ||
     fail "the heal counter is not in /metrics"
 vol_verify v 21 "$MIB"
+cluster_stop
 echo "PASS"

@@ -66,4 +66,5 @@ every_partition_in_sync "$MIB"
 vol_verify v 41 "$MIB"
 curl -sf "http://$(leader_admin)/metrics" | grep -q '^blockd_proxy_repair_orphans_deleted_total{.*} [1-9]' ||
     fail "the orphan counter is not in /metrics"
+cluster_stop
 echo "PASS"

@@ -67,4 +67,5 @@ vol_verify v 31 "$MIB"
 vol_verify v 32 16 64
 vol_write v 33 8 128
 vol_verify v 33 8 128
+cluster_stop
 echo "PASS"

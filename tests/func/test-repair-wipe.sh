@@ -52,4 +52,5 @@ for p in json.load(sys.stdin)["partitions"]:
 blob_stop 1
 blob_stop 3
 vol_verify v 11 "$MIB"
+cluster_stop
 echo "PASS"
