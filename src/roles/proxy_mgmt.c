@@ -218,8 +218,8 @@ static void ensure_partitions(struct pmgmt *m)
      * healthy partitions for every up server to be in one. */
     uint32_t healthy = 0;
     for (uint32_t k = 0; k < np; k++)
-        if (pblobs_is_up(p->blobs, parts[k].nodes[0]) && pblobs_is_up(p->blobs, parts[k].nodes[1]) &&
-            pblobs_is_up(p->blobs, parts[k].nodes[2]))
+        if (pblobs_is_up(p->blobs, parts[k].nodes[0]) &&
+            pblobs_is_up(p->blobs, parts[k].nodes[1]) && pblobs_is_up(p->blobs, parts[k].nodes[2]))
             healthy++;
     if ((np >= target && healthy >= (nc + 2) / 3) || nc < 3 || np >= 1024) return;
     /* Three least-loaded distinct servers (ties by id: deterministic). */

@@ -144,7 +144,7 @@ static uint64_t down_for(struct prepair *r, uint64_t node, uint64_t now)
     return since ? BD_MAX(now - since, 1) : 0;
 }
 
-/* ---- heal: BLOB_REPORT ------------------------------------------------------------------------ */
+/* ---- heal: BLOB_REPORT ---------------------------------------------------------------------- */
 
 static void handle_report(struct prepair *r, uint64_t node, const struct wire_blob_report_resp *m)
 {
@@ -250,7 +250,7 @@ static void send_reports(struct prepair *r, uint64_t now)
     r->report_all = false;
 }
 
-/* ---- replace ------------------------------------------------------------------------------------ */
+/* ---- replace -------------------------------------------------------------------------------- */
 
 static void on_replaced(struct pcmd *c, int err, uint64_t index, const struct idx_result *res)
 {
@@ -339,7 +339,7 @@ static void maybe_replace(struct prepair *r, uint64_t now)
     free(parts);
 }
 
-/* ---- tick, start, stop --------------------------------------------------------------------------- */
+/* ---- tick, start, stop ---------------------------------------------------------------------- */
 
 void prepair_tick(struct proxy *p)
 {

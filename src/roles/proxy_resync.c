@@ -376,7 +376,8 @@ bool presync_delete(struct prepair *r, uint64_t node, uint32_t partition, uint64
     x->r = r;
     x->gen = r->gen;
     x->orphan = orphan;
-    x->sync_gen = orphan && r->sync.state != S_IDLE && r->sync.part.id == partition ? r->sync.gen : 0;
+    bool in_sync = orphan && r->sync.state != S_IDLE && r->sync.part.id == partition;
+    x->sync_gen = in_sync ? r->sync.gen : 0;
     x->del = (struct pblobs_del){.cb = on_deleted, .blob_id = blob_id, .partition = partition,
                                  .node = node};
     r->deletes_in_flight++;
@@ -409,8 +410,9 @@ static void on_list(struct pblobs_call *pc, int err, struct conn_frame *f)
     sl->busy = false;
     if (!r->stopping && s->state == S_LISTING && sl->sync_gen == s->gen) {
         struct wire_blob_list_resp m;
-        if (err == 0 && (wire_decode_blob_list_resp(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0 ||
-                         m.n > RP_PAGE))
+        if (err == 0 &&
+            (wire_decode_blob_list_resp(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0 ||
+             m.n > RP_PAGE))
             err = -EPROTO;
         if (err == 0) {
             for (uint32_t i = 0; i < m.n; i++) {
@@ -590,7 +592,8 @@ static void sync_diff(struct prepair *r)
         }
         case RPLAN_ORPHAN:
             for (int i = 0; i < RPLAN_REPLICAS; i++)
-                if (d->present & (1u << i)) presync_orphan_seen(r, cur.nodes[i], cur.id, d->id, now);
+                if (d->present & (1u << i))
+                    presync_orphan_seen(r, cur.nodes[i], cur.id, d->id, now);
             break;
         case RPLAN_GC:
             break;
@@ -632,7 +635,7 @@ static void part_finish(struct prepair *r, struct rp_part *pt)
                   c->complete ? "" : ", not every member listed");
 }
 
-/* ---- passes ----------------------------------------------------------------------------------- */
+/* ---- passes --------------------------------------------------------------------------------- */
 
 static void pass_start(struct prepair *r, uint64_t now)
 {

@@ -23,14 +23,17 @@ rm -rf "$tmp/b2"
 copied0=$(repair_field blobs_copied)
 t0=$(date +%s%N)
 blob_start 2
-# Every partition's members list the same ids again (BLOB_LIST counts and
-# ids equal), and the copies came from anti-entropy.
-wait_for 60 every_partition_in_sync "$MIB"
+# Anti-entropy copies every blob back (1 MiB blobs: one per MiB written).
+restored() {
+    [ $(($(repair_field blobs_copied) - copied0)) -ge "$MIB" ] &&
+        [ "$(repair_field copies_queued)" = 0 ] && [ "$(repair_field copies_in_flight)" = 0 ]
+}
+wait_for 60 restored
 t1=$(date +%s%N)
-copied=$(($(repair_field blobs_copied) - copied0))
-[ "$copied" -ge "$MIB" ] || fail "only $copied blobs copied for $MIB MiB of 1 MiB blobs"
 ms=$(((t1 - t0) / 1000000))
-echo "re-replicated $copied blobs ($MIB MiB) in $ms ms: $((ms * 1024 / MIB)) ms per GiB (incl. restart)"
+echo "re-replicated $MIB MiB in $ms ms from the restart: $((ms * 1024 / MIB)) ms per GiB"
+# Every partition's members list the same ids again (BLOB_LIST ids equal).
+wait_for 30 every_partition_in_sync "$MIB"
 
 # Every copy on the restored server reads back and verifies.
 n=0

@@ -105,21 +105,23 @@ TEST(repair_keys)
 {
     struct bd_config cfg;
     char err[512];
+    const char *dir = "\"data_dir\": \"/tmp/p1\",";
     CHECK_EQ(config_parse("c.json", good, strlen(good), &cfg, err, sizeof(err)), 0);
     CHECK_EQ(cfg.proxies[0].repair_interval_ms, 60000);
     CHECK_EQ(cfg.proxies[0].orphan_grace_ms, 600000);
     CHECK_EQ(cfg.proxies[0].replace_after_ms, 600000);
     CHECK(cfg.proxies[0].orphan_grace_ms >= CFG_ORPHAN_GRACE_MIN_MS);
     config_free(&cfg);
-    CHECK_EQ(parse_edit("\"data_dir\": \"/tmp/p1\",",
+    CHECK_EQ(parse_edit(dir,
                         "\"data_dir\": \"/tmp/p1\", \"repair_interval_ms\": 500, "
                         "\"orphan_grace_ms\": 40000, \"replace_after_ms\": 3000,",
-                        err, sizeof(err)), 0);
-    EXPECT_ERR("\"data_dir\": \"/tmp/p1\",", "\"data_dir\": \"/tmp/p1\", \"orphan_grace_ms\": 39999,",
+                        err, sizeof(err)),
+             0);
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"orphan_grace_ms\": 39999,",
                "proxy.orphan_grace_ms: expected an integer in [40000,");
-    EXPECT_ERR("\"data_dir\": \"/tmp/p1\",", "\"data_dir\": \"/tmp/p1\", \"repair_interval_ms\": 0,",
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"repair_interval_ms\": 0,",
                "proxy.repair_interval_ms: expected an integer in [100,");
-    EXPECT_ERR("\"data_dir\": \"/tmp/p1\",", "\"data_dir\": \"/tmp/p1\", \"replace_after_ms\": -1,",
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"replace_after_ms\": -1,",
                "proxy.replace_after_ms");
 }
 
