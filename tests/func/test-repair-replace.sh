@@ -45,6 +45,23 @@ wait_for 20 victim_down
 vol_write v 32 16 64
 [ $((SECONDS - t0)) -lt 4 ] || echo "note: the write came after replace_after_ms"
 
+# Writes keep going through the replacement and the copying: 4 MiB writes
+# (seed 100+k at 256+4k MiB) one after another until told to stop.
+background_writes() {
+    local k=0
+    while [ ! -e "$tmp/stop" ] && [ $k -lt 40 ]; do
+        vol_cli write v $((100 + k)) 4 $((256 + 4 * k)) >"$tmp/bg.$k" 2>&1 || {
+            echo "$k" >"$tmp/bg.failed"
+            break
+        }
+        k=$((k + 1))
+    done
+    echo "$k" >"$tmp/bg.count"
+}
+background_writes &
+bg=$!
+cleanup_fn kill_pid "$bg"
+
 # After replace_after_ms no partition names it, and epochs moved.
 gone() {
     cluster_json | python3 -c '
@@ -59,12 +76,25 @@ echo "replaced in $(repair_field replicas_replaced) partitions"
 
 # Three copies again: every partition's members list the same blobs.
 wait_for 40 every_partition_in_sync $((MIB + 16))
+: >"$tmp/stop"
+wait "$bg" || true
+[ ! -e "$tmp/bg.failed" ] || fail "a write during the replacement failed: $(cat "$tmp/bg.$(cat "$tmp/bg.failed")")"
+nbg=$(cat "$tmp/bg.count")
+[ "$nbg" -ge 1 ] || fail "no write ran during the replacement"
+for ((k = 0; k < nbg; k++)); do
+    idx=$(sed -n 's/.*max raft index \([0-9]*\).*/\1/p' "$tmp/bg.$k")
+    [ "$idx" -gt "$VOL_INDEX" ] && VOL_INDEX=$idx
+done
+echo "$nbg writes of 4 MiB went on during the replacement"
+wait_for 40 every_partition_in_sync $((MIB + 16 + 4 * nbg))
 cluster_json | python3 -c '
 import json, sys
 for p in json.load(sys.stdin)["partitions"]:
     print("partition", p["id"], p["nodes"], "epoch", p["epoch"], "sync", p["sync"] and p["sync"]["complete"])'
 vol_verify v 31 "$MIB"
 vol_verify v 32 16 64
+for ((k = 0; k < nbg; k++)); do vol_verify v $((100 + k)) 4 $((256 + 4 * k)) >/dev/null; done
+echo "the $nbg background writes read back"
 vol_write v 33 8 128
 vol_verify v 33 8 128
 cluster_stop
