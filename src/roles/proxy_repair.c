@@ -110,7 +110,10 @@ static void refresh_nodes(struct prepair *r, uint64_t now)
             *x = old ? *old : (struct rp_node){.id = nd[i].id};
             bool up = pblobs_is_up(p->blobs, x->id);
             if (up) {
-                if (old && old->down_since_ms) back[n_back++] = x->id;
+                if (old && old->down_since_ms) {
+                    back[n_back++] = x->id;
+                    x->report_now = true;
+                }
                 x->down_since_ms = 0;
             } else if (!x->down_since_ms) {
                 x->down_since_ms = now;
@@ -125,11 +128,14 @@ static void refresh_nodes(struct prepair *r, uint64_t now)
     struct index_part *parts;
     uint32_t np;
     if (presync_read_parts(r, &parts, &np) < 0) return;
+    /* Its report first (it may have found bad blobs while starting): heals
+     * of those are queued before the sync could count them as missing. */
     for (unsigned k = 0; k < n_back; k++) {
         log_info(r->tag, "repair: blob server %llu is back; syncing its partitions first",
                  (unsigned long long)back[k]);
         for (uint32_t i = 0; i < np; i++)
-            if (prepair_is_member(&parts[i], back[k])) presync_mark_urgent(r, parts[i].id);
+            if (prepair_is_member(&parts[i], back[k]))
+                presync_mark_urgent(r, parts[i].id, now + RP_REPORT_MIN_MS);
     }
     free(parts);
 }
@@ -231,7 +237,8 @@ static void send_reports(struct prepair *r, uint64_t now)
         for (unsigned k = 0; k < n; k++)
             if (info[k].id == nd->id) n_bad = info[k].n_bad;
         uint64_t every = BD_MAX(nd->report_every_ms, RP_REPORT_MIN_MS);
-        if (!r->report_all && !(n_bad && now - nd->last_report_ms >= every)) continue;
+        if (!r->report_all && !nd->report_now && !(n_bad && now - nd->last_report_ms >= every))
+            continue;
         struct rp_report *x = calloc(1, sizeof(*x));
         if (!x) return;
         x->r = r;
@@ -243,6 +250,7 @@ static void send_reports(struct prepair *r, uint64_t now)
         uint8_t fields[16];
         int len = wire_encode_blob_report_req(fields, sizeof(fields), &req);
         nd->report_busy = true;
+        nd->report_now = false;
         nd->last_report_ms = now;
         r->refs++;
         pblobs_call(r->p->blobs, &x->call, WIRE_BLOB_REPORT, fields, (size_t)len, NULL);
@@ -265,7 +273,7 @@ static void on_replaced(struct pcmd *c, int err, uint64_t index, const struct id
             log_info(r->tag, "repair: partition %u: blob server %llu replaced by %llu (epoch %llu)",
                      r->r_part, (unsigned long long)r->r_old, (unsigned long long)r->r_new,
                      (unsigned long long)res->id);
-            if (r->leader) presync_mark_urgent(r, r->r_part);
+            if (r->leader) presync_mark_urgent(r, r->r_part, 0);
         } else {
             log_warn(r->tag, "repair: replacing blob server %llu in partition %u: %s",
                      (unsigned long long)r->r_old, r->r_part, bd_strerror(e));

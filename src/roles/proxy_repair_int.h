@@ -62,6 +62,7 @@ struct rp_node {
     uint64_t id;
     uint64_t down_since_ms;        /* 0: up */
     uint64_t last_report_ms;
+    bool report_now;               /* back from down: ask for its report at once */
     uint64_t report_every_ms;      /* while it has bad blobs: RP_REPORT_MIN_MS,
                                       doubled (up to the repair interval) by
                                       every failed heal, reset by a good one */
@@ -80,7 +81,8 @@ struct rp_result {
 /* Per partition: the sync in progress and the last one finished. */
 struct rp_part {
     uint32_t id;
-    bool urgent;                   /* sync before the rest of the pass */
+    bool urgent;                   /* sync before the rest of the pass... */
+    uint64_t urgent_after_ms;      /* ...but not before this (monotonic) */
     bool has_last;
     struct rp_result last;         /* for /v1/cluster */
     uint64_t gen;                  /* the current or last sync's generation */
@@ -202,8 +204,9 @@ void presync_step(struct prepair *r);
 /* The record of partition ID (added if ADD), or NULL.  Valid until the
  * next addition. */
 struct rp_part *presync_part(struct prepair *r, uint32_t id, bool add);
-/* Sync partition ID before the rest of the pass. */
-void presync_mark_urgent(struct prepair *r, uint32_t id);
+/* Sync partition ID before the rest of the pass, from NOT_BEFORE_MS
+ * (monotonic; 0: at once). */
+void presync_mark_urgent(struct prepair *r, uint32_t id, uint64_t not_before_ms);
 /* Every partition in the index: *OUT returned owned (free()).  0, or the
  * read error. */
 int presync_read_parts(struct prepair *r, struct index_part **out, uint32_t *n);

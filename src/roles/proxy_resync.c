@@ -81,10 +81,12 @@ struct rp_part *presync_part(struct prepair *r, uint32_t id, bool add)
     return &r->parts[lo];
 }
 
-void presync_mark_urgent(struct prepair *r, uint32_t id)
+void presync_mark_urgent(struct prepair *r, uint32_t id, uint64_t not_before_ms)
 {
     struct rp_part *pt = presync_part(r, id, true);
-    if (pt) pt->urgent = true;
+    if (!pt) return;
+    pt->urgent_after_ms = pt->urgent ? BD_MIN(pt->urgent_after_ms, not_before_ms) : not_before_ms;
+    pt->urgent = true;
 }
 
 /* Every partition in the index: *OUT returned owned (free()). */
@@ -555,7 +557,7 @@ static void sync_diff(struct prepair *r)
         log_info(r->tag, "repair: partition %u changed members during its sync; again soon",
                  s->part.id);
         s->failed = true;
-        presync_mark_urgent(r, s->part.id);
+        presync_mark_urgent(r, s->part.id, 0);
         sync_end(r);
         return;
     }
@@ -687,7 +689,7 @@ static bool sync_next(struct prepair *r)
         if (r->sync.slot[i].busy) return false; /* an abandoned sync's reply is owed */
     for (uint32_t i = 0; i < r->n_parts; i++) {
         struct rp_part *x = &r->parts[i];
-        if (!x->urgent || x->pending) continue; /* its copies first */
+        if (!x->urgent || x->pending || now < x->urgent_after_ms) continue; /* copies first */
         x->urgent = false;
         if (sync_begin(r, x->id)) return true;
     }

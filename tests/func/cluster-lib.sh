@@ -148,7 +148,7 @@ CL_LEADER=
 leader_admin() {
     local a
     for a in $CL_LEADER "${PROXY_ADMIN[@]}"; do
-        if curl -sf --max-time 2 "http://$a/v1/status" 2>/dev/null |
+        if curl -sf --max-time 5 "http://$a/v1/status" 2>/dev/null |
             python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["raft"]["state"] == "leader" else 1)' \
                 2>/dev/null; then
             CL_LEADER=$a
