@@ -17,6 +17,10 @@
  *              each of its partitions (REPLACE_REPLICA, epoch + 1) for an up
  *              server, least loaded first; the sync then fills it.
  *
+ * Files: proxy_repair.c (heal, replace, lifetime, status), proxy_resync.c
+ * (sync, and the copy/delete engine both use), rplan.c (the decisions, pure
+ * functions), proxy_repair_int.h (their shared state).
+ *
  * All calls run on the reactor thread. */
 #ifndef BD_PROXY_REPAIR_H
 #define BD_PROXY_REPAIR_H
