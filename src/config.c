@@ -106,7 +106,8 @@ static int parse_proxy(struct jsonv_doc *d, const cJSON *o, const char *path, st
         "id", "listen", "admin", "data_dir", "peers", "blob_max_bytes", "node_timeout_ms",
         "election_timeout_ms", "raft_heartbeat_ms", "snapshot_threshold", "snapshot_trailing",
         "gc_grace_ms", "read_timeout_ms", "index_map_bytes", "partitions_per_node",
-        "allow_tmpfs", "fault", NULL};
+        "allow_tmpfs", "fault", "repair_interval_ms", "orphan_grace_ms", "replace_after_ms",
+        NULL};
     TRY(jsonv_check_keys(d, o, path, keys));
     c->blob_max_bytes = 1u << 20;
     c->node_timeout_ms = 3000;
@@ -118,6 +119,9 @@ static int parse_proxy(struct jsonv_doc *d, const cJSON *o, const char *path, st
     c->read_timeout_ms = 10000;
     c->index_map_bytes = 16ull << 30;
     c->partitions_per_node = 8;
+    c->repair_interval_ms = 60000;
+    c->orphan_grace_ms = 600000;
+    c->replace_after_ms = 600000;
     TRY(jsonv_get_u64(d, o, path, "id", true, 1, UINT32_MAX, &c->id));
     TRY(get_addr(d, o, path, "listen", true, c->listen));
     TRY(get_addr(d, o, path, "admin", false, c->admin));
@@ -139,6 +143,12 @@ static int parse_proxy(struct jsonv_doc *d, const cJSON *o, const char *path, st
     TRY(jsonv_get_u64(d, o, path, "partitions_per_node", false, 1, 1024,
                       &c->partitions_per_node));
     TRY(jsonv_get_bool(d, o, path, "allow_tmpfs", false, &c->allow_tmpfs));
+    TRY(jsonv_get_u64(d, o, path, "repair_interval_ms", false, 100, 86400000,
+                      &c->repair_interval_ms));
+    TRY(jsonv_get_u64(d, o, path, "orphan_grace_ms", false, CFG_ORPHAN_GRACE_MIN_MS,
+                      7 * 86400000ull, &c->orphan_grace_ms));
+    TRY(jsonv_get_u64(d, o, path, "replace_after_ms", false, 1000, 7 * 86400000ull,
+                      &c->replace_after_ms));
     TRY(parse_fault(d, o, path, &c->fault));
     if (c->blob_max_bytes % BD_BLOCK_SIZE)
         return jsonv_fail(d, cJSON_GetObjectItemCaseSensitive(o, "blob_max_bytes"), path,

@@ -45,6 +45,12 @@ struct cfg_peer {
     char addr[CFG_ADDR_MAX];   /* wire address "host:port" */
 };
 
+/* The shortest orphan grace: twice the proxy's write deadline
+ * (PIO_WRITE_DEADLINE_MS, proxy_int.h), so a blob put by a write whose index
+ * commit is still in flight is never taken for an orphan (proxy_resync.c
+ * checks the relation at compile time). */
+#define CFG_ORPHAN_GRACE_MIN_MS 40000u
+
 struct cfg_proxy {
     uint64_t id;                       /* raft server id; must appear in peers */
     char listen[CFG_ADDR_MAX];         /* wire: agents, blob servers, peer proxies */
@@ -62,6 +68,10 @@ struct cfg_proxy {
     uint64_t read_timeout_ms;          /* a read gives up after this; < gc_grace_ms */
     uint64_t index_map_bytes;          /* LMDB map size */
     uint64_t partitions_per_node;      /* partitions created per blob server */
+    uint64_t repair_interval_ms;       /* anti-entropy: a pass over all partitions this often */
+    uint64_t orphan_grace_ms;          /* a copy the index does not know is deleted after
+                                          this long; >= CFG_ORPHAN_GRACE_MIN_MS */
+    uint64_t replace_after_ms;         /* a blob server down this long is replaced */
     bool allow_tmpfs;                  /* tests only: permit the index on tmpfs */
     struct cfg_fault fault;
 };

@@ -23,6 +23,7 @@
  * then the index. */
 #include "proxy.h"
 #include "proxy_int.h"
+#include "proxy_repair.h"
 #include "../bd.h"
 #include "../log.h"
 #include "../util.h"
@@ -270,6 +271,7 @@ void proxy_status_json(struct proxy *p, cJSON *o)
     }
     cJSON_AddNumberToObject(o, "blob_servers_up", pblobs_up_count(p->blobs));
     pmgmt_status(p, o);
+    prepair_status(p, o);
 }
 
 /* ---- tick, start, stop -------------------------------------------------------------- */
@@ -279,7 +281,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct proxy *p = arg;
-    if (!p->stopping) pmgmt_tick(p);
+    if (!p->stopping) {
+        pmgmt_tick(p);
+        prepair_tick(p);
+    }
 }
 
 static void on_applied(void *arg, uint64_t index, const struct idx_result *res)
@@ -351,6 +356,7 @@ static void proxy_teardown(struct proxy *p)
     pcmd_fail_all(p);
     pio_fail_all(p, -ESHUTDOWN);
     pmgmt_stop(p); /* fails reads waiting for an index */
+    prepair_stop(p);
     pblobs_free(p->blobs);
     p->blobs = NULL;
     free(p->parts);
@@ -402,6 +408,8 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct bd_confi
     p->fr.on_applied = on_applied;
     p->fr.arg = p;
     rc = pmgmt_start(p);
+    if (rc < 0) goto fail;
+    rc = prepair_start(p);
     if (rc < 0) goto fail;
     p->blobs = pblobs_new(rx, &p->peer_opts, cfg->node_timeout_ms, 5000);
     if (!p->blobs) {

@@ -23,6 +23,7 @@
  * within the deadline is 503. */
 #include "proxy.h"
 #include "proxy_int.h"
+#include "proxy_repair.h"
 #include "../bd.h"
 #include "../jsonv.h"
 #include "../log.h"
@@ -238,6 +239,7 @@ static void on_cluster(struct admin_req *r, void *arg)
                 for (int q = 0; q < 3; q++)
                     cJSON_AddItemToArray(ns, cJSON_CreateNumber((double)pt[i].nodes[q]));
                 cJSON_AddNumberToObject(j, "epoch", (double)pt[i].epoch);
+                prepair_part_json(p, &pt[i], j);
                 cJSON_AddItemToArray(parts, j);
             }
             if (n) pafter = pt[n - 1].id;

@@ -348,6 +348,38 @@ void pblobs_get(struct pblobs *pb, struct pblobs_get *get)
     get_try(get);
 }
 
+/* ---- any request to one server ------------------------------------------------ */
+
+static void call_on_reply(struct conn_call *call, int err, struct conn_frame *f)
+{
+    struct pblobs_call *pc = call->data;
+    if (err == -ETIMEDOUT) {
+        struct node *nd = find(pc->pb, pc->node);
+        if (nd && nd->link) link_reset(nd->link);
+    }
+    pc->cb(pc, err, f);
+}
+
+static void call_fail_deferred(void *arg)
+{
+    struct pblobs_call *pc = arg;
+    pc->cb(pc, -EHOSTDOWN, NULL);
+}
+
+void pblobs_call(struct pblobs *pb, struct pblobs_call *pc, uint16_t type, const void *fields,
+                 size_t fields_len, const struct conn_payload *payload)
+{
+    pc->pb = pb;
+    pc->call.cb = call_on_reply;
+    pc->call.data = pc;
+    struct node *nd = pb->closing ? NULL : find(pb, pc->node);
+    if (nd && nd->link &&
+        link_call(nd->link, &pc->call, type, fields, fields_len, payload, pb->io_timeout_ms) == 0)
+        return;
+    if (payload && payload->release) payload->release(payload->data, payload->len, payload->arg);
+    if (reactor_defer(pb->rx, call_fail_deferred, pc) < 0) call_fail_deferred(pc);
+}
+
 /* ---- DELETE ----------------------------------------------------------------- */
 
 static void del_on_reply(struct conn_call *call, int err, struct conn_frame *f)

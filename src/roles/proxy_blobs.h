@@ -112,6 +112,27 @@ struct pblobs_del {
 };
 void pblobs_delete(struct pblobs *pb, struct pblobs_del *del);
 
+/* ---- any request to one server (repair: LIST, REPORT, single PUT) ---------- */
+
+struct pblobs_call {
+    /* Runs exactly once, never inside pblobs_call(): ERR 0 with the reply
+     * frame F (borrowed: valid during the callback; decode it there), a
+     * mapped error status with the error frame, or -EHOSTDOWN (no link to
+     * NODE), -ETIMEDOUT, -ECONNRESET, -ESHUTDOWN with F NULL. */
+    void (*cb)(struct pblobs_call *pc, int err, struct conn_frame *f);
+    void *data;
+    uint64_t node;
+    /* private */
+    struct pblobs *pb;
+    struct conn_call call;
+};
+/* Send request TYPE with FIELDS (copied) and an optional PAYLOAD to NODE.
+ * The payload's release callback (if any) runs exactly once in every case,
+ * also when the call fails at once.  A timeout resets the node's
+ * connection, as for PUT and GET, so a wedged server releases the payload. */
+void pblobs_call(struct pblobs *pb, struct pblobs_call *pc, uint16_t type, const void *fields,
+                 size_t fields_len, const struct conn_payload *payload);
+
 /* Metrics and status helpers. */
 unsigned pblobs_up_count(struct pblobs *pb);
 

@@ -9,6 +9,8 @@
  *                  blob id leases; the applied-index waiters
  *   proxy_admin.c  the admin HTTP API
  *   proxy_blobs.c  blob server liveness and replica I/O
+ *   proxy_repair.c heal bad copies, replace lost servers (the leader)
+ *   proxy_resync.c anti-entropy: copy missing blobs, delete orphans
  *
  * Everything runs on the reactor thread.  The index is written only by the
  * FSM (libraft's apply, on the reactor); the modules here only read it,
@@ -33,6 +35,10 @@
 #include "../store/index.h"
 #include "proxy_blobs.h"
 #include "role.h"
+
+/* How long a write (proxy_io.c) may take from its blob puts to the commit
+ * of its index entry.  The orphan grace (proxy_resync.c) must be twice it. */
+#define PIO_WRITE_DEADLINE_MS 20000
 
 /* ---- command submission (proxy_cmd.c) -------------------------------------- */
 
@@ -152,6 +158,8 @@ struct proxy {
 
     /* leader duties (proxy_mgmt.c) */
     struct pmgmt *mgmt;
+    /* heal, anti-entropy, replacement (proxy_repair.c) */
+    struct prepair *repair;
 
     /* metrics */
     struct metric_hist *h_write, *h_read, *h_commit;

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PIO_WRITE_DEADLINE_MS 20000
 #define PIO_PUT_TRIES 3
 #define PIO_LEASE_BATCH 65536u
 #define PIO_LEASE_LOW 16384u
@@ -657,6 +656,9 @@ struct pattach_ctx {
     struct wire_hdr hdr;
     uint32_t flags;
     uint8_t buf[600];
+    struct pwait wait;         /* attach: until this proxy applied it */
+    struct index_vol v;        /* attach: what to answer */
+    uint64_t generation, index;
 };
 
 static void send_attach(struct conn *c, const struct wire_hdr *h, const struct index_vol *v,
@@ -670,17 +672,33 @@ static void send_attach(struct conn *c, const struct wire_hdr *h, const struct i
     conn_reply(c, h, buf, (size_t)n, NULL);
 }
 
+static void on_attach_applied(struct pwait *w, int err)
+{
+    struct pattach_ctx *a = w->data;
+    if (err) conn_reply_error(a->c, &a->hdr, -EAGAIN, 0, "attach not applied here yet: %s",
+                              bd_strerror(err));
+    else send_attach(a->c, &a->hdr, &a->v, a->generation, a->flags & WIRE_ATTACH_RO, a->index);
+    free(a);
+}
+
 static void on_attached(struct pcmd *cmd, int err, uint64_t index, const struct idx_result *res)
 {
     struct pattach_ctx *a = bd_container_of(cmd, struct pattach_ctx, cmd);
     if (err == 0 && res->status != IDX_OK) err = idx_status_to_err(res->status);
     if (err) {
         conn_reply_error(a->c, &a->hdr, err, 0, "attach: %s", bd_strerror(err));
-    } else {
-        struct index_vol v = {.id = res->id, .size = res->size, .block_size = res->block_size};
-        send_attach(a->c, &a->hdr, &v, res->generation, a->flags & WIRE_ATTACH_RO, index);
+        free(a);
+        return;
     }
-    free(a);
+    /* Answer once this proxy has applied the new generation: the agent's
+     * next write is checked against this proxy's index, which on a
+     * follower may still hold the old generation (a spurious EFENCED). */
+    a->v = (struct index_vol){.id = res->id, .size = res->size, .block_size = res->block_size};
+    a->generation = res->generation;
+    a->index = index;
+    a->wait = (struct pwait){.cb = on_attach_applied, .data = a, .index = index,
+                             .deadline_ms = util_mono_ms() + PIO_WRITE_DEADLINE_MS};
+    pwait_add(a->p, &a->wait);
 }
 
 /* A lookup that misses on a follower may only be lagging (the volume was

@@ -216,7 +216,16 @@ static void ensure_partitions(struct pmgmt *m)
     }
     uint64_t target = p->cfg->partitions_per_node * registered / 3;
     if (registered >= 3 && target == 0) target = 1;
-    if (np >= target || nc < 3 || np >= 1024) return;
+    /* Placement needs partitions whose three servers are all up.  While a
+     * server is down (until proxy_repair.c replaces it) its partitions take
+     * no writes, and the survivors might share none: keep at least enough
+     * healthy partitions for every up server to be in one. */
+    uint32_t healthy = 0;
+    for (uint32_t k = 0; k < np; k++)
+        if (pblobs_is_up(p->blobs, parts[k].nodes[0]) &&
+            pblobs_is_up(p->blobs, parts[k].nodes[1]) && pblobs_is_up(p->blobs, parts[k].nodes[2]))
+            healthy++;
+    if ((np >= target && healthy >= (nc + 2) / 3) || nc < 3 || np >= 1024) return;
     /* Three least-loaded distinct servers (ties by id: deterministic). */
     uint64_t pick[3];
     for (int r = 0; r < 3; r++) {

@@ -2,6 +2,17 @@
  * tests that exercise the proxy without an agent in between.
  *
  *   volcli [--secret-file F] --cluster ID PROXY check VOLUME [SEED]
+ *   volcli [--secret-file F] --cluster ID PROXY write VOLUME SEED MIB [OFF_MIB]
+ *   volcli [--secret-file F] --cluster ID PROXY verify VOLUME SEED MIB [OFF_MIB [MIN_INDEX]]
+ *
+ * `write` attaches read-write and fills MIB MiB from OFF_MIB (default 0)
+ * with data that is a function of (SEED, block number), 1 MiB per write,
+ * four in flight, then flushes; `verify` attaches read-only (no new
+ * generation) and reads the same range back, comparing every block, so a
+ * later process can check what an earlier one wrote: pass the writer's
+ * "max raft index" as MIN_INDEX (a read-only attach on a follower answers
+ * with that proxy's applied index, which may not cover another client's
+ * last writes yet).  Both print MB/s.
  *
  * `check` attaches VOLUME read-write, then runs a fixed script against it,
  * printing one line per step and exiting non-zero at the first surprise:
@@ -181,6 +192,29 @@ static int vread(uint64_t off, uint32_t len, uint8_t *out, char *map)
     return rc;
 }
 
+/* Read-only attach: the volume's id and size, no new generation. */
+static int attach_ro(const char *name)
+{
+    struct wire_vol_attach_req a = {.name = wire_cstr(name), .agent_id = wire_cstr("volcli-ro"),
+                                    .flags = WIRE_ATTACH_RO};
+    uint8_t f[600];
+    int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_ATTACH, f, n, NULL, 0);
+    if (rc == 0) {
+        struct wire_vol_attach_resp r;
+        if (wire_decode_vol_attach_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
+            FAIL("malformed attach answer");
+        vol_id = r.vol_id;
+        vol_size = r.size;
+        if (r.raft_index > max_index) max_index = r.raft_index;
+    } else {
+        printf("attach: %s\n", c.errtext);
+    }
+    free(c.body);
+    return rc;
+}
+
 static int vflush(uint64_t g)
 {
     struct wire_vol_flush_req r = {.vol_id = vol_id, .generation = g};
@@ -299,6 +333,102 @@ static int check(const char *name)
     return 0;
 }
 
+/* ---- bulk write and verify ------------------------------------------------------- */
+
+#define BULK_CHUNK (1u << 20)
+#define BULK_QD 4
+
+/* The content of 4 KiB block BLOCK under SEED. */
+static void bulk_block(uint8_t *b, uint64_t seed, uint64_t block)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull ^ (block + 1) * 0xD1B54A32D192ED03ull;
+    for (size_t i = 0; i < 4096; i += 8) util_put_le64(b + i, util_rand64(&s));
+}
+
+static void bulk_fill(uint8_t *buf, uint64_t seed, uint64_t off, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i += 4096) bulk_block(buf + i, seed, (off + i) / 4096);
+}
+
+/* Issue up to BULK_QD calls, then wait for all of them. */
+static int bulk(const char *name, uint64_t seed, uint64_t mib, uint64_t off_mib, bool write,
+                uint64_t min_index)
+{
+    if (write ? attach(name, &gen) != 0 : attach_ro(name) != 0) FAIL("attach %s", name);
+    if (min_index > max_index) max_index = min_index;
+    uint64_t start = off_mib << 20, end = start + (mib << 20);
+    if (end > vol_size || end < start) FAIL("range past the end of %s", name);
+    uint8_t *bufs[BULK_QD], *exp = malloc(BULK_CHUNK);
+    struct call calls[BULK_QD];
+    uint8_t fields[BULK_QD][128];
+    for (int q = 0; q < BULK_QD; q++) bufs[q] = malloc(BULK_CHUNK);
+    uint64_t t0 = util_mono_ms();
+    for (uint64_t off = start; off < end;) {
+        int k = 0;
+        uint64_t offs[BULK_QD];
+        for (; k < BULK_QD && off < end; k++, off += BULK_CHUNK) {
+            struct call *c = &calls[k];
+            memset(c, 0, sizeof(*c));
+            c->cc.cb = on_reply;
+            offs[k] = off;
+            int n;
+            struct conn_payload pl = {0};
+            uint16_t type;
+            if (write) {
+                bulk_fill(bufs[k], seed, off, BULK_CHUNK);
+                struct wire_vol_write_req w = {.vol_id = vol_id, .generation = gen, .off = off,
+                                               .len = BULK_CHUNK, .data_len = BULK_CHUNK,
+                                               .csum = util_xxh3(bufs[k], BULK_CHUNK)};
+                n = wire_encode_vol_write_req(fields[k], sizeof(fields[k]), &w);
+                pl = (struct conn_payload){.data = bufs[k], .len = BULK_CHUNK};
+                type = WIRE_VOL_WRITE;
+            } else {
+                struct wire_vol_read_req r = {.vol_id = vol_id, .off = off, .len = BULK_CHUNK,
+                                              .min_index = max_index};
+                n = wire_encode_vol_read_req(fields[k], sizeof(fields[k]), &r);
+                type = WIRE_VOL_READ;
+            }
+            if (conn_call(conn, &c->cc, type, fields[k], (size_t)n, write ? &pl : NULL, 20000) < 0)
+                FAIL("send at offset %llu", (unsigned long long)off);
+        }
+        for (int q = 0; q < k; q++) {
+            struct call *c = &calls[q];
+            pump(&c->done);
+            if (!c->done) FAIL("no answer at offset %llu", (unsigned long long)offs[q]);
+            if (c->err) FAIL("%s at offset %llu: %s (%s)", write ? "write" : "read",
+                             (unsigned long long)offs[q], bd_strerror(c->err), c->errtext);
+            if (write) {
+                struct wire_vol_write_resp r;
+                if (wire_decode_vol_write_resp(c->body, c->hdr.len, c->hdr.payload_len, &r) < 0)
+                    FAIL("malformed write answer");
+                if (r.raft_index > max_index) max_index = r.raft_index;
+            } else {
+                struct wire_vol_read_resp m;
+                if (wire_decode_vol_read_resp(c->body, c->hdr.len, c->hdr.payload_len, &m) < 0 ||
+                    m.data_len != BULK_CHUNK || util_xxh3(m.data, m.data_len) != m.csum)
+                    FAIL("read answer at %llu malformed or its checksum does not match",
+                         (unsigned long long)offs[q]);
+                bulk_fill(exp, seed, offs[q], BULK_CHUNK);
+                if (memcmp(m.data, exp, BULK_CHUNK) != 0) {
+                    for (uint32_t i = 0; i < BULK_CHUNK; i += 4096)
+                        if (memcmp(m.data + i, exp + i, 4096) != 0)
+                            FAIL("block at offset %llu differs", (unsigned long long)(offs[q] + i));
+                }
+            }
+            free(c->body);
+        }
+    }
+    if (write && vflush(gen) != 0) FAIL("flush");
+    uint64_t ms = BD_MAX(util_mono_ms() - t0, 1);
+    printf("ok: %s %llu MiB at %llu MiB in %llu ms (%.1f MB/s; max raft index %llu)\n",
+           write ? "wrote" : "verified", (unsigned long long)mib, (unsigned long long)off_mib,
+           (unsigned long long)ms, (double)(mib << 20) / 1e3 / (double)ms,
+           (unsigned long long)max_index);
+    for (int q = 0; q < BULK_QD; q++) free(bufs[q]);
+    free(exp);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cluster = "local", *secret_file = NULL;
@@ -307,8 +437,12 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--cluster") == 0) cluster = argv[i + 1];
         else if (strcmp(argv[i], "--secret-file") == 0) secret_file = argv[i + 1];
     }
-    if (argc - i < 3 || strcmp(argv[i + 1], "check") != 0) {
-        fprintf(stderr, "usage: volcli [--cluster ID] [--secret-file F] PROXY check VOLUME [SEED]\n");
+    const char *cmd = argc - i >= 3 ? argv[i + 1] : "";
+    bool is_bulk = strcmp(cmd, "write") == 0 || strcmp(cmd, "verify") == 0;
+    if ((strcmp(cmd, "check") != 0 && !is_bulk) || (is_bulk && argc - i < 5)) {
+        fprintf(stderr, "usage: volcli [--cluster ID] [--secret-file F] PROXY check VOLUME [SEED]\n"
+                        "       volcli [--cluster ID] [--secret-file F] PROXY write|verify "
+                        "VOLUME SEED MIB [OFF_MIB]\n");
         return 2;
     }
     char secret[256] = "";
@@ -331,7 +465,11 @@ int main(int argc, char **argv)
     if (!conn) FAIL("connect %s: %s", argv[i], bd_strerror(err));
     pump(&up);
     if (!up) FAIL("no HELLO answer from %s", argv[i]);
-    int rc = check(argv[i + 2]);
+    int rc = is_bulk ? bulk(argv[i + 2], strtoull(argv[i + 3], NULL, 0),
+                            strtoull(argv[i + 4], NULL, 0),
+                            argc - i > 5 ? strtoull(argv[i + 5], NULL, 0) : 0, cmd[1] == 'r',
+                            argc - i > 6 ? strtoull(argv[i + 6], NULL, 0) : 0)
+                     : check(argv[i + 2]);
     conn_close(conn, 0);
     reactor_free(rx);
     return rc;

@@ -98,6 +98,33 @@ TEST(out_of_range)
     EXPECT_ERR("\"id\": 1,", "\"id\": 0,", "proxy.id: expected an integer in [1,");
 }
 
+/* The repair keys: defaults, and an orphan grace below twice the write
+ * deadline is refused (an in-flight write's blob must never be taken for
+ * an orphan). */
+TEST(repair_keys)
+{
+    struct bd_config cfg;
+    char err[512];
+    const char *dir = "\"data_dir\": \"/tmp/p1\",";
+    CHECK_EQ(config_parse("c.json", good, strlen(good), &cfg, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.proxies[0].repair_interval_ms, 60000);
+    CHECK_EQ(cfg.proxies[0].orphan_grace_ms, 600000);
+    CHECK_EQ(cfg.proxies[0].replace_after_ms, 600000);
+    CHECK(cfg.proxies[0].orphan_grace_ms >= CFG_ORPHAN_GRACE_MIN_MS);
+    config_free(&cfg);
+    CHECK_EQ(parse_edit(dir,
+                        "\"data_dir\": \"/tmp/p1\", \"repair_interval_ms\": 500, "
+                        "\"orphan_grace_ms\": 40000, \"replace_after_ms\": 3000,",
+                        err, sizeof(err)),
+             0);
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"orphan_grace_ms\": 39999,",
+               "proxy.orphan_grace_ms: expected an integer in [40000,");
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"repair_interval_ms\": 0,",
+               "proxy.repair_interval_ms: expected an integer in [100,");
+    EXPECT_ERR(dir, "\"data_dir\": \"/tmp/p1\", \"replace_after_ms\": -1,",
+               "proxy.replace_after_ms");
+}
+
 /* Raft peers: own entry required, ids and addresses unique, odd count. */
 TEST(peers)
 {
