@@ -71,28 +71,43 @@ struct ppropose {
     struct consensus_req creq;
     struct conn *c;
     struct wire_hdr hdr;
+    uint64_t index;
 };
+
+static void on_propose_applied(struct fsm_pending *fp, void *arg)
+{
+    struct ppropose *pp = arg;
+    if (fp->err) {
+        conn_reply_error(pp->c, &pp->hdr, -EIO, 0, "the index writer failed");
+        free(pp);
+        return;
+    }
+    uint8_t rbuf[IDX_RESULT_MAX_LEN];
+    int rn = idxcmd_encode_result(rbuf, sizeof(rbuf), &fp->res);
+    if (rn < 0) {
+        conn_reply_error(pp->c, &pp->hdr, -EIO, 0, "result does not encode");
+    } else {
+        struct wire_propose_resp r = {.raft_index = pp->index, .result_len = (uint32_t)rn,
+                                      .result = rbuf};
+        uint8_t fields[IDX_RESULT_MAX_LEN + 32];
+        int n = wire_encode_propose_resp(fields, sizeof(fields), &r);
+        conn_reply(pp->c, &pp->hdr, fields, (size_t)n, NULL);
+    }
+    free(pp);
+}
 
 static void on_proposed(struct consensus_req *req, int status, uint64_t index, void *result)
 {
     struct ppropose *pp = req->data;
     if (status == 0) {
-        uint8_t rbuf[IDX_RESULT_MAX_LEN];
-        int rn = idxcmd_encode_result(rbuf, sizeof(rbuf), result);
-        if (rn < 0) {
-            conn_reply_error(pp->c, &pp->hdr, -EIO, 0, "result does not encode");
-        } else {
-            struct wire_propose_resp r = {.raft_index = index, .result_len = (uint32_t)rn,
-                                          .result = rbuf};
-            uint8_t fields[IDX_RESULT_MAX_LEN + 32];
-            int n = wire_encode_propose_resp(fields, sizeof(fields), &r);
-            conn_reply(pp->c, &pp->hdr, fields, (size_t)n, NULL);
-        }
-    } else {
-        /* Lost leadership or stopping: the forwarding proxy retries. */
-        conn_reply_error(pp->c, &pp->hdr, status == -EIO ? -EIO : -BD_ENOTLEADER, 0,
-                         "not committed: %s", bd_strerror(status));
+        /* Answer once applied here, like a local command (proxy_cmd.c). */
+        pp->index = index;
+        fsm_pending_wait(result, on_propose_applied, pp);
+        return;
     }
+    /* Lost leadership or stopping: the forwarding proxy retries. */
+    conn_reply_error(pp->c, &pp->hdr, status == -EIO ? -EIO : -BD_ENOTLEADER, 0,
+                     "not committed: %s", bd_strerror(status));
     free(pp);
 }
 
@@ -355,10 +370,15 @@ static void proxy_teardown(struct proxy *p)
     }
     pcmd_fail_all(p);
     pio_fail_all(p, -ESHUTDOWN);
-    pmgmt_stop(p); /* fails reads waiting for an index */
     prepair_stop(p);
+    /* Freeing the pool fails every put, get and delete in flight; their
+     * callbacks may queue more index commands (failed at once: stopping),
+     * and GC's deletes still use the management state, freed after. */
     pblobs_free(p->blobs);
     p->blobs = NULL;
+    pcmd_fail_all(p);
+    pio_fail_all(p, -ESHUTDOWN);
+    pmgmt_stop(p); /* fails reads waiting for an index */
     free(p->parts);
     p->parts = NULL;
     if (p->rd) index_reader_free(p->rd);
@@ -407,6 +427,11 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct bd_confi
     }
     p->fr.on_applied = on_applied;
     p->fr.arg = p;
+    rc = fsm_raft_set_async(&p->fr, rx);
+    if (rc < 0) {
+        snprintf(err, errlen, "index writer thread: %s", bd_strerror(rc));
+        goto fail;
+    }
     rc = pmgmt_start(p);
     if (rc < 0) goto fail;
     rc = prepair_start(p);

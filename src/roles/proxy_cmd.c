@@ -43,6 +43,10 @@ static void pcmd_finish(struct pcmd *c, int err, uint64_t index, const struct id
 {
     if (c->done) return;
     c->done = true;
+    if (c->applying) {
+        c->applying->cb = NULL; /* finished early (stopping): forget the entry */
+        c->applying = NULL;
+    }
     if (c->prev) c->prev->next = c->next;
     else c->p->pcmds = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -68,12 +72,24 @@ static void pcmd_later(struct pcmd *c, unsigned ms)
     evtimer_add(c->retry_ev, &tv);
 }
 
+static void on_entry_applied(struct fsm_pending *fp, void *arg)
+{
+    struct pcmd *c = arg;
+    c->applying = NULL;
+    if (fp->err) pcmd_finish(c, fp->err, 0, NULL);
+    else pcmd_finish(c, 0, c->applied_index, &fp->res); /* borrowed: callers copy */
+}
+
 static void on_committed(struct consensus_req *req, int status, uint64_t index, void *result)
 {
     struct pcmd *c = req->data;
     if (status == 0) {
-        /* RESULT is the adapter's struct, valid only now: callers copy. */
-        pcmd_finish(c, 0, index, result);
+        /* Committed; answer once the index writer has applied it, so that a
+         * read after the answer sees it (fsm.h, asynchronous mode). */
+        struct fsm_pending *fp = result;
+        c->applying = fp;
+        c->applied_index = index;
+        fsm_pending_wait(fp, on_entry_applied, c);
         return;
     }
     if (status == -BD_ENOTLEADER || (status == -ESHUTDOWN && !c->p->stopping)) {
@@ -170,6 +186,7 @@ void pcmd_submit(struct proxy *p, struct pcmd *c)
     c->attempts = 0;
     c->done = false;
     c->maybe_applied = false;
+    c->applying = NULL;
     c->prev = NULL;
     c->next = p->pcmds;
     if (p->pcmds) p->pcmds->prev = c;

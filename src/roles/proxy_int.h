@@ -67,6 +67,8 @@ struct pcmd {
     int attempts;
     bool done;
     bool maybe_applied;        /* proposed or forwarded at least once */
+    struct fsm_pending *applying; /* committed; waiting for the index writer */
+    uint64_t applied_index;    /* its raft index */
     struct pcmd *prev, *next;  /* in p->pcmds while not done */
 };
 

@@ -388,6 +388,72 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
     write_start_parts(w);
 }
 
+/* Forwarding to the leader.  A follower that cannot answer yet, because
+ * it lags the leader (a lookup of a volume created a moment ago, a read
+ * whose min_index this follower has not applied: the leader answered the
+ * write, but followers learn the new commit index only with the next
+ * AppendEntries, up to a heartbeat later), sends the request on to the
+ * leader once and relays its answer, payload included, instead of waiting.
+ * A proxy never forwards a request that came from a proxy. */
+struct pforward {
+    struct conn_call call;
+    struct conn *c;
+    struct wire_hdr hdr;
+};
+
+static void release_body(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    free(arg);
+}
+
+static void on_forward(struct conn_call *call, int err, struct conn_frame *f)
+{
+    struct pforward *fw = call->data;
+    if (err == 0) {
+        size_t flen = f->hdr.len - f->hdr.payload_len;
+        uint8_t *body = conn_frame_take(f);
+        struct conn_payload pl = {.data = body + flen, .len = f->hdr.payload_len,
+                                  .release = release_body, .arg = body};
+        if (pl.len) {
+            conn_reply(fw->c, &fw->hdr, body, flen, &pl);
+        } else {
+            conn_reply(fw->c, &fw->hdr, body, flen, NULL);
+            free(body);
+        }
+    } else {
+        char why[200];
+        conn_reply_error(fw->c, &fw->hdr, err, 0, "%s",
+                         f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err));
+    }
+    free(fw);
+}
+
+static bool forward_to_leader(struct proxy *p, struct conn *c, struct conn_frame *f,
+                              uint32_t timeout_ms)
+{
+    if (conn_peer_role(c) == WIRE_ROLE_PROXY || consensus_is_leader(p->cons)) return false;
+    uint64_t leader = consensus_leader(p->cons, NULL);
+    struct link *l = NULL;
+    for (unsigned i = 0; i < p->cfg->n_peers; i++)
+        if (p->cfg->peers[i].id == leader) l = p->peer_links[i];
+    if (!l || !link_is_up(l)) return false;
+    struct pforward *fw = calloc(1, sizeof(*fw));
+    if (!fw) return false;
+    fw->c = c;
+    fw->hdr = f->hdr;
+    fw->call.cb = on_forward;
+    fw->call.data = fw;
+    size_t flen = f->hdr.len - f->hdr.payload_len;
+    struct conn_payload pl = {.data = f->body + flen, .len = f->hdr.payload_len};
+    if (link_call(l, &fw->call, f->hdr.type, f->body, flen, pl.len ? &pl : NULL, timeout_ms) < 0) {
+        free(fw);
+        return false;
+    }
+    return true;
+}
+
 /* ---- read and map ------------------------------------------------------------------ */
 
 struct pread_ctx {
@@ -642,6 +708,11 @@ static void handle_read(struct proxy *p, struct conn *c, struct conn_frame *f)
         read_reply(r);
         return;
     }
+    if (min_index > consensus_last_applied(p->cons) &&
+        forward_to_leader(p, c, f, (uint32_t)p->cfg->read_timeout_ms)) {
+        free(r);
+        return;
+    }
     r->wait = (struct pwait){.cb = on_applied_wait, .data = r, .index = min_index,
                              .deadline_ms = util_mono_ms() + p->cfg->read_timeout_ms};
     pwait_add(p, &r->wait);
@@ -701,50 +772,6 @@ static void on_attached(struct pcmd *cmd, int err, uint64_t index, const struct 
     pwait_add(a->p, &a->wait);
 }
 
-/* A lookup that misses on a follower may only be lagging (the volume was
- * created a moment ago through the leader): ask the leader, once (a proxy
- * never forwards a proxy's lookup), and relay its answer. */
-struct plookup {
-    struct conn_call call;
-    struct conn *c;
-    struct wire_hdr hdr;
-};
-
-static void on_lookup(struct conn_call *call, int err, struct conn_frame *f)
-{
-    struct plookup *lk = call->data;
-    if (err == 0) {
-        size_t flen = f->hdr.len - f->hdr.payload_len;
-        conn_reply(lk->c, &lk->hdr, f->body, flen, NULL);
-    } else {
-        char why[200];
-        conn_reply_error(lk->c, &lk->hdr, err, 0, "%s",
-                         f ? conn_error_text(f, why, sizeof(why)) : bd_strerror(err));
-    }
-    free(lk);
-}
-
-static bool forward_lookup(struct proxy *p, struct conn *c, struct conn_frame *f)
-{
-    if (consensus_is_leader(p->cons)) return false;
-    uint64_t leader = consensus_leader(p->cons, NULL);
-    struct link *l = NULL;
-    for (unsigned i = 0; i < p->cfg->n_peers; i++)
-        if (p->cfg->peers[i].id == leader) l = p->peer_links[i];
-    if (!l || !link_is_up(l)) return false;
-    struct plookup *lk = calloc(1, sizeof(*lk));
-    if (!lk) return false;
-    lk->c = c;
-    lk->hdr = f->hdr;
-    lk->call.cb = on_lookup;
-    lk->call.data = lk;
-    if (link_call(l, &lk->call, WIRE_VOL_ATTACH, f->body, f->hdr.len, NULL, 5000) < 0) {
-        free(lk);
-        return false;
-    }
-    return true;
-}
-
 static void handle_attach(struct proxy *p, struct conn *c, struct conn_frame *f)
 {
     struct wire_vol_attach_req m;
@@ -773,8 +800,7 @@ static void handle_attach(struct proxy *p, struct conn *c, struct conn_frame *f)
         int rc = index_vol_by_name(p->rd, name, strlen(name), &v);
         uint64_t applied = index_applied(p->rd);
         proxy_read_end(p);
-        if (rc == -ENOENT && conn_peer_role(c) != WIRE_ROLE_PROXY && forward_lookup(p, c, f))
-            return;
+        if (rc == -ENOENT && forward_to_leader(p, c, f, 5000)) return;
         if (rc < 0) conn_reply_error(c, &f->hdr, rc, 0, "volume %s: %s", name, bd_strerror(rc));
         else send_attach(c, &f->hdr, &v, v.generation, m.flags & WIRE_ATTACH_RO, applied);
         return;

@@ -24,9 +24,11 @@
 #define BD_FSM_H
 
 #include "idxcmd.h"
+#include "../net/reactor.h"
 #include "index.h"
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,31 +58,69 @@ int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n);
  * applied is raft->last_applied + 1, which is why the adapter must be bound
  * to its struct raft (fsm_raft_bind) before raft_start.
  *
- * apply: fsm_apply; *result points at the adapter's struct idx_result,
- *   valid until the next apply (raft hands it to the raft_apply callback
- *   synchronously, right after apply).  A hard error returns RAFT_IOERR,
- *   which stops raft applying; the error is kept in `err` and the proxy
- *   must fail stop.
- * snapshot (synchronous, version 1): an index_dump in one read txn, into
- *   raft_malloc'd buffers (raft frees them).  raft calls it from the
- *   applying thread right after applying up to raft->last_applied, so the
- *   dump is exactly the state at that index.  Were it ever taken later (an
- *   asynchronous snapshot, or a dedicated writer thread), the dump would
- *   be at an index >= the snapshot's, and a replica restoring it would
- *   replay entries it already has: no-ops by idempotence, so still correct.
- * restore: index_load of the buffer (then raft owns nothing: the adapter
- *   frees it), unless the index has already applied at least the dump's
- *   index (a restart whose LMDB is ahead of raft's last snapshot): then the
- *   dump is an older prefix of what we hold and is dropped unread. */
+ * apply (synchronous mode, the default): fsm_apply; *result points at a
+ *   struct fsm_pending whose first member is the entry's struct
+ *   idx_result, complete, valid until the next apply (raft hands it to the
+ *   raft_apply callback synchronously, right after apply).  A hard error
+ *   returns RAFT_IOERR, which stops raft applying; the error is kept in
+ *   `err` and the proxy must fail stop.
+ * apply (asynchronous mode, fsm_raft_set_async): the entry is copied and
+ *   queued to the index-writer thread, which applies everything queued in
+ *   one LMDB transaction (one fsync for many entries, never on the reactor
+ *   thread) and then completes each entry on the reactor: on_applied runs
+ *   (the index now shows the entry to readers) and the entry's
+ *   struct fsm_pending is marked done.  *result is that fsm_pending, not
+ *   yet done: a raft_apply callback that needs the result calls
+ *   fsm_pending_wait().  Replying to a client before the LMDB commit would
+ *   be safe for durability (the raft log has the entry) but not for
+ *   read-your-writes, so callers wait.  A hard error makes every later
+ *   apply return RAFT_IOERR and completes the pending entries with -EIO.
+ * snapshot (synchronous, version 1): in asynchronous mode it first waits
+ *   for the writer thread to commit everything queued, then takes an
+ *   index_dump in one read txn, into raft_malloc'd buffers (raft frees
+ *   them).  raft calls it right after applying up to raft->last_applied,
+ *   so the dump is exactly the state at that index.  Were it ever taken
+ *   later, the dump would be at an index >= the snapshot's, and a replica
+ *   restoring it would replay entries it already has: no-ops by
+ *   idempotence, so still correct.
+ * restore: (after the same wait) index_load of the buffer (then raft owns
+ *   nothing: the adapter frees it), unless the index has already applied at
+ *   least the dump's index (a restart whose LMDB is ahead of raft's last
+ *   snapshot): then the dump is an older prefix of what we hold and is
+ *   dropped unread. */
+
+/* The result of one applied entry, as raft's apply() hands it on. */
+struct fsm_pending {
+    struct idx_result res;     /* first: valid once done */
+    uint64_t index;            /* the raft index of the entry */
+    int err;                   /* 0, or -EIO after a hard error */
+    bool done;
+    void (*cb)(struct fsm_pending *p, void *arg); /* set by fsm_pending_wait */
+    void *arg;
+    /* private (asynchronous mode) */
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_pending *next;
+};
+
+/* Run CB(P, ARG) once P is done: at once if it already is, else on the
+ * reactor after the writer thread committed it.  One waiter per entry. */
+void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, void *arg),
+                      void *arg);
+
+struct fsm_applier; /* the index-writer thread (fsm_raft.c) */
+
 struct fsm_raft {
     struct raft_fsm fsm;       /* give &fsm to raft_init; fsm.data is this */
     struct index *ix;          /* keeps */
     struct raft *raft;         /* keeps; set by fsm_raft_bind */
     struct index_reader *rd;   /* for snapshots */
-    struct idx_result result;  /* the last apply's result */
+    struct fsm_pending result; /* synchronous mode: the last apply's result */
+    struct fsm_applier *ap;    /* asynchronous mode, else NULL */
     int err;                   /* first hard error, 0 if none */
     /* Optional: called after every applied entry (also on no-ops) with its
-     * index, e.g. to release reads waiting for an index (C7). */
+     * index, once readers can see it, e.g. to release reads waiting for an
+     * index (C7). */
     void (*on_applied)(void *arg, uint64_t raft_index, const struct idx_result *res);
     void *arg;
 };
@@ -89,6 +129,12 @@ struct fsm_raft {
 int fsm_raft_init(struct fsm_raft *fr, struct index *ix);
 /* Bind to the raft instance whose entries FR applies (kept). */
 void fsm_raft_bind(struct fsm_raft *fr, struct raft *raft);
+/* Switch FR to asynchronous mode: applies run on an index-writer thread
+ * whose completions come back on RX.  Call before raft_start.  0 or
+ * -ENOMEM. */
+int fsm_raft_set_async(struct fsm_raft *fr, struct reactor *rx);
+/* Stop the writer thread after it committed everything queued (completions
+ * are delivered through RX), then release FR. */
 void fsm_raft_fini(struct fsm_raft *fr);
 
 #endif

@@ -1,6 +1,24 @@
 /* fsm_raft.c: the struct raft_fsm adapter over fsm_apply / index_dump /
  * index_load (contract and the index-of-the-entry argument in fsm.h).
  *
+ * Asynchronous mode (the proxy's): one index-writer thread.  apply()
+ * copies the entry into a struct fsm_pending and queues it; the thread
+ * takes everything queued, applies it in one write transaction (so one
+ * LMDB fsync covers many entries, and none runs on the reactor), then
+ * moves the batch to a done list and pokes the reactor, which marks each
+ * entry done, calls on_applied (readers can now see it) and the entry's
+ * waiter, and frees it.  Everything is in raft order.
+ *
+ *   reactor: apply -> queue ---> writer: fsm_apply_batch ---> done list
+ *   reactor: <--- applier_done: on_applied, waiter, free ----'
+ *
+ * Snapshot and restore first wait until the writer is idle with nothing
+ * queued (a condition variable; the writer needs nothing from the reactor
+ * to get there, so the wait cannot deadlock).  fsm_raft_fini stops the
+ * thread after it drained the queue and delivers what is done itself; if
+ * the reactor still owes the applier a poke, the applier is left for that
+ * poke to free (it then touches nothing else).
+ *
  * Snapshot buffers: index_dump streams 64 KiB pieces; they are gathered
  * into raft_malloc'd chunks that double from 64 KiB up to 4 MiB, so a small
  * index costs one small buffer and a large one never needs a single
@@ -11,7 +29,9 @@
 #include "index_int.h"
 #include "../bd.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHUNK_MIN (64u << 10)
@@ -62,19 +82,222 @@ static void snap_bufs_free(struct snap_bufs *s)
     raft_free(s->bufs);
 }
 
+/* ---- the index-writer thread -------------------------------------------------- */
+
+#define APPLY_BATCH_MAX 256
+
+struct fsm_applier {
+    struct fsm_raft *fr;           /* NULL once orphaned (see the file comment) */
+    struct reactor *rx;
+    struct reactor_work work;      /* the poke: "the done list has entries" */
+    pthread_t thread;
+    pthread_mutex_t lock;          /* protects everything below */
+    pthread_cond_t wake;           /* work queued, or stop */
+    pthread_cond_t idle;           /* the queue drained and nothing is running */
+    struct fsm_pending *head, *tail; /* queued */
+    struct fsm_pending *done_head, *done_tail; /* committed, not yet delivered */
+    bool running;                  /* the thread holds a batch */
+    bool poked;                    /* work is queued on the reactor */
+    bool stopping;
+    int err;                       /* first hard error; later batches are not applied */
+};
+
+static void *applier_main(void *arg)
+{
+    struct fsm_applier *ap = arg;
+    pthread_setname_np(pthread_self(), "index-apply");
+    struct fsm_entry ents[APPLY_BATCH_MAX];
+    pthread_mutex_lock(&ap->lock);
+    for (;;) {
+        while (!ap->head && !ap->stopping) pthread_cond_wait(&ap->wake, &ap->lock);
+        if (!ap->head) break;
+        struct fsm_pending *batch = ap->head, *p = batch, *last = NULL;
+        uint32_t n = 0;
+        while (p && n < APPLY_BATCH_MAX) {
+            last = p;
+            p = p->next;
+            n++;
+        }
+        ap->head = p;
+        if (!p) ap->tail = NULL;
+        last->next = NULL;
+        ap->running = true;
+        int err = ap->err;
+        pthread_mutex_unlock(&ap->lock);
+
+        if (!err) {
+            uint32_t i = 0;
+            for (struct fsm_pending *q = batch; q; q = q->next, i++)
+                ents[i] = (struct fsm_entry){.index = q->index, .cmd = q->cmd, .len = q->len,
+                                             .res = &q->res};
+            err = fsm_apply_batch(ap->fr->ix, ents, n);
+        }
+        for (struct fsm_pending *q = batch; q; q = q->next) q->err = err ? -EIO : 0;
+
+        pthread_mutex_lock(&ap->lock);
+        if (err && !ap->err) ap->err = err;
+        ap->running = false;
+        if (ap->done_tail) ap->done_tail->next = batch;
+        else ap->done_head = batch;
+        ap->done_tail = last;
+        bool poke = !ap->poked;
+        ap->poked = true;
+        if (!ap->head) pthread_cond_broadcast(&ap->idle);
+        if (poke) reactor_complete(ap->rx, &ap->work);
+    }
+    pthread_cond_broadcast(&ap->idle);
+    pthread_mutex_unlock(&ap->lock);
+    return NULL;
+}
+
+/* Deliver committed entries (reactor thread).  DURING_FINI: no
+ * on_applied (the owner is being torn down). */
+static void applier_deliver(struct fsm_applier *ap, bool during_fini)
+{
+    pthread_mutex_lock(&ap->lock);
+    struct fsm_pending *list = ap->done_head;
+    ap->done_head = ap->done_tail = NULL;
+    int err = ap->err;
+    pthread_mutex_unlock(&ap->lock);
+    struct fsm_raft *fr = ap->fr;
+    if (err && !fr->err) {
+        fr->err = err;
+        fprintf(stderr, "blockd: index writer failed: %s (raft stops applying)\n",
+                bd_strerror(err));
+    }
+    while (list) {
+        struct fsm_pending *p = list;
+        list = p->next;
+        p->done = true;
+        if (!p->err && !during_fini && fr->on_applied) fr->on_applied(fr->arg, p->index, &p->res);
+        if (p->cb) p->cb(p, p->arg);
+        free(p->cmd);
+        free(p);
+    }
+}
+
+static void applier_done(struct reactor_work *w)
+{
+    struct fsm_applier *ap = bd_container_of(w, struct fsm_applier, work);
+    pthread_mutex_lock(&ap->lock);
+    ap->poked = false;
+    bool orphan = ap->fr == NULL;
+    pthread_mutex_unlock(&ap->lock);
+    if (orphan) {
+        pthread_mutex_destroy(&ap->lock);
+        pthread_cond_destroy(&ap->wake);
+        pthread_cond_destroy(&ap->idle);
+        free(ap);
+        return;
+    }
+    applier_deliver(ap, false);
+}
+
+/* Wait until everything queued is committed (reactor thread; see the file
+ * comment for why this cannot deadlock).  Returns the writer's error. */
+static int applier_drain(struct fsm_applier *ap)
+{
+    pthread_mutex_lock(&ap->lock);
+    while (ap->head || ap->running) pthread_cond_wait(&ap->idle, &ap->lock);
+    int err = ap->err;
+    pthread_mutex_unlock(&ap->lock);
+    return err;
+}
+
+void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, void *arg),
+                      void *arg)
+{
+    if (p->done) {
+        cb(p, arg);
+        return;
+    }
+    p->cb = cb;
+    p->arg = arg;
+}
+
+int fsm_raft_set_async(struct fsm_raft *fr, struct reactor *rx)
+{
+    struct fsm_applier *ap = calloc(1, sizeof(*ap));
+    if (!ap) return -ENOMEM;
+    ap->fr = fr;
+    ap->rx = rx;
+    ap->work.done = applier_done;
+    pthread_mutex_init(&ap->lock, NULL);
+    pthread_cond_init(&ap->wake, NULL);
+    pthread_cond_init(&ap->idle, NULL);
+    if (pthread_create(&ap->thread, NULL, applier_main, ap) != 0) {
+        pthread_mutex_destroy(&ap->lock);
+        pthread_cond_destroy(&ap->wake);
+        pthread_cond_destroy(&ap->idle);
+        free(ap);
+        return -ENOMEM;
+    }
+    fr->ap = ap;
+    return 0;
+}
+
+static void applier_stop(struct fsm_raft *fr)
+{
+    struct fsm_applier *ap = fr->ap;
+    if (!ap) return;
+    pthread_mutex_lock(&ap->lock);
+    ap->stopping = true;
+    pthread_cond_signal(&ap->wake);
+    pthread_mutex_unlock(&ap->lock);
+    pthread_join(ap->thread, NULL);
+    applier_deliver(ap, true);
+    fr->ap = NULL;
+    pthread_mutex_lock(&ap->lock);
+    bool poked = ap->poked;
+    ap->fr = NULL;
+    pthread_mutex_unlock(&ap->lock);
+    if (!poked) {
+        pthread_mutex_destroy(&ap->lock);
+        pthread_cond_destroy(&ap->wake);
+        pthread_cond_destroy(&ap->idle);
+        free(ap);
+    }
+}
+
+/* ---- the raft_fsm callbacks ----------------------------------------------------- */
+
 static int fr_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct fsm_raft *fr = fsm->data;
     *result = NULL;
     if (fr->err) return RAFT_IOERR;
     uint64_t index = fr->raft->last_applied + 1;
-    int rc = fsm_apply(fr->ix, index, buf->base, buf->len, &fr->result);
+    if (fr->ap) {
+        struct fsm_pending *p = calloc(1, sizeof(*p));
+        uint8_t *cmd = malloc(buf->len ? buf->len : 1);
+        if (!p || !cmd) {
+            free(p);
+            free(cmd);
+            return RAFT_NOMEM;
+        }
+        memcpy(cmd, buf->base, buf->len);
+        p->index = index;
+        p->cmd = cmd;
+        p->len = buf->len;
+        struct fsm_applier *ap = fr->ap;
+        pthread_mutex_lock(&ap->lock);
+        if (ap->tail) ap->tail->next = p;
+        else ap->head = p;
+        ap->tail = p;
+        pthread_cond_signal(&ap->wake);
+        pthread_mutex_unlock(&ap->lock);
+        *result = p;
+        return 0;
+    }
+    int rc = fsm_apply(fr->ix, index, buf->base, buf->len, &fr->result.res);
     if (rc) {
         fr->err = rc;
         return RAFT_IOERR;
     }
+    fr->result.index = index;
+    fr->result.done = true;
     *result = &fr->result;
-    if (fr->on_applied) fr->on_applied(fr->arg, index, &fr->result);
+    if (fr->on_applied) fr->on_applied(fr->arg, index, &fr->result.res);
     return 0;
 }
 
@@ -82,6 +305,7 @@ static int fr_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigne
 {
     struct fsm_raft *fr = fsm->data;
     struct snap_bufs s = {0};
+    if (fr->ap && applier_drain(fr->ap)) return RAFT_IOERR;
     int rc = index_read_begin(fr->rd);
     if (rc) return rc == -EAGAIN ? RAFT_BUSY : RAFT_IOERR;
     rc = index_dump(fr->rd, snap_emit, &s);
@@ -100,6 +324,7 @@ static int fr_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct fsm_raft *fr = fsm->data;
     uint64_t dump_applied, ours, loaded;
+    if (fr->ap && applier_drain(fr->ap)) return RAFT_IOERR;
     int rc = index_dump_applied(buf->base, buf->len, &dump_applied);
     if (rc) return RAFT_CORRUPT;
     if ((rc = index_read_begin(fr->rd))) return RAFT_IOERR;
@@ -137,6 +362,7 @@ void fsm_raft_bind(struct fsm_raft *fr, struct raft *raft)
 
 void fsm_raft_fini(struct fsm_raft *fr)
 {
+    applier_stop(fr);
     index_reader_free(fr->rd);
     fr->rd = NULL;
 }
