@@ -273,8 +273,25 @@ static int write_blob(struct fsm_txn *t, const struct idx_write *w, uint8_t *st)
     uint8_t kb[8], vb[32];
     index_key_u64(kb, b.id);
     MDB_val k = {8, kb}, v = {index_enc_blob(vb, &b), vb};
-    if ((rc = index_mdb_err(mdb_put(t->txn, t->ix->dbi[IT_BLOBS], &k, &v, 0)))) return rc;
+    /* Blob ids grow over time, so a new blob usually goes at the end of the
+     * table: MDB_APPEND then fills pages instead of splitting them in
+     * half (index bytes per extent).  Any other id takes the normal path. */
+    int mrc = mdb_put(t->txn, t->ix->dbi[IT_BLOBS], &k, &v, MDB_APPEND);
+    if (mrc == MDB_KEYEXIST) mrc = mdb_put(t->txn, t->ix->dbi[IT_BLOBS], &k, &v, 0);
+    if ((rc = index_mdb_err(mrc))) return rc;
     return dead_note(t, b.id);
+}
+
+struct blob_order {
+    uint64_t id;
+    uint32_t i;
+};
+
+static int blob_order_cmp(const void *a, const void *b)
+{
+    const struct blob_order *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 static int do_write_batch(struct fsm_txn *t, const struct idxcmd *c, struct idx_result *res)
@@ -283,12 +300,30 @@ static int do_write_batch(struct fsm_txn *t, const struct idxcmd *c, struct idx_
     struct index_layer top = {0};
     int have = 0; /* 1: v/top valid for v.id; -1: v.id does not exist */
     res->n = c->u.write_batch.n;
+    /* Register the batch's blobs first, in ascending id order (the batch
+     * itself is in volume offset order): the blobs table grows at its end.
+     * The outcome per write is the same in any order. */
+    struct blob_order order[IDXCMD_MAX_WRITES];
+    uint8_t blob_st[IDXCMD_MAX_WRITES];
+    uint32_t m = 0;
     for (uint32_t i = 0; i < res->n; i++) {
         struct idx_write w;
         idxcmd_write_get(c, i, &w);
-        uint8_t st = IDX_OK;
+        blob_st[i] = IDX_OK;
+        if (w.kind == IDX_W_DATA) order[m++] = (struct blob_order){w.blob_id, i};
+    }
+    qsort(order, m, sizeof(order[0]), blob_order_cmp);
+    for (uint32_t k = 0; k < m; k++) {
+        struct idx_write w;
+        idxcmd_write_get(c, order[k].i, &w);
+        int rc = write_blob(t, &w, &blob_st[order[k].i]);
+        if (rc) return rc;
+    }
+    for (uint32_t i = 0; i < res->n; i++) {
+        struct idx_write w;
+        idxcmd_write_get(c, i, &w);
+        uint8_t st = blob_st[i];
         int rc;
-        if (w.kind == IDX_W_DATA && (rc = write_blob(t, &w, &st))) return rc;
         if (st == IDX_OK && (!have || v.id != w.vol_id)) {
             rc = index_txn_vol_by_id(t->ix, t->txn, w.vol_id, &v);
             v.id = w.vol_id;
