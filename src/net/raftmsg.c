@@ -1,9 +1,9 @@
 /* raftmsg.c: encode and decode libraft messages, side by side (raftmsg.h).
  *
- * Like wire.c, two sticky cursors do the byte work: `struct put` writes
- * little-endian integers into the head buffer (sized exactly beforehand, so
- * it cannot overflow: an overflow is a bug and trips BD_NEVER), `struct get`
- * reads them and remembers running past the end.  Each encoder is a list
+ * Like wire.c, the sticky cursors of src/bytes.h do the byte work: a
+ * writer fills the head buffer (sized exactly beforehand, so it cannot
+ * overflow: an overflow is a bug, checked with BD_NEVER), a reader
+ * remembers running past the end.  Each encoder is a list
  * of field writes; the decoder for the same type sits right below it with
  * the same fields in the same order.
  *
@@ -14,6 +14,7 @@
  * bytes per server; the snapshot length must be exactly the rest. */
 #include "raftmsg.h"
 #include "../bd.h"
+#include "../bytes.h"
 #include "../util.h"
 
 #include <stdbool.h>
@@ -22,80 +23,6 @@
 
 #define ENTRY_HDR_LEN 16  /* term u64, type u16, zero u16, len u32 */
 #define SERVER_MIN_LEN 11 /* id u64, role u8, addr_len u16, then the address */
-
-/* ---- cursors ------------------------------------------------------------ */
-
-struct put {
-    uint8_t *p;
-    size_t left;
-};
-
-static uint8_t *put_take(struct put *c, size_t n)
-{
-    if (BD_NEVER(c->left < n)) return NULL;
-    uint8_t *p = c->p;
-    c->p += n;
-    c->left -= n;
-    return p;
-}
-static void put_u8(struct put *c, uint8_t v)
-{
-    uint8_t *p = put_take(c, 1);
-    if (p) *p = v;
-}
-static void put_u16(struct put *c, uint16_t v)
-{
-    uint8_t *p = put_take(c, 2);
-    if (p) util_put_le16(p, v);
-}
-static void put_u32(struct put *c, uint32_t v)
-{
-    uint8_t *p = put_take(c, 4);
-    if (p) util_put_le32(p, v);
-}
-static void put_u64(struct put *c, uint64_t v)
-{
-    uint8_t *p = put_take(c, 8);
-    if (p) util_put_le64(p, v);
-}
-
-struct get {
-    const uint8_t *p;
-    size_t left;
-    bool bad;
-};
-
-static const uint8_t *get_take(struct get *c, size_t n)
-{
-    if (c->bad || c->left < n) {
-        c->bad = true;
-        return NULL;
-    }
-    const uint8_t *p = c->p;
-    c->p += n;
-    c->left -= n;
-    return p;
-}
-static uint8_t get_u8(struct get *c)
-{
-    const uint8_t *p = get_take(c, 1);
-    return p ? *p : 0;
-}
-static uint16_t get_u16(struct get *c)
-{
-    const uint8_t *p = get_take(c, 2);
-    return p ? util_get_le16(p) : 0;
-}
-static uint32_t get_u32(struct get *c)
-{
-    const uint8_t *p = get_take(c, 4);
-    return p ? util_get_le32(p) : 0;
-}
-static uint64_t get_u64(struct get *c)
-{
-    const uint8_t *p = get_take(c, 8);
-    return p ? util_get_le64(p) : 0;
-}
 
 const char *raftmsg_type_name(unsigned type)
 {
@@ -131,39 +58,41 @@ size_t raftmsg_conf_size(const struct raft_configuration *c)
     return n;
 }
 
-static void conf_put(struct put *c, const struct raft_configuration *conf)
+static void conf_put(struct bytes_w *c, const struct raft_configuration *conf)
 {
-    put_u32(c, conf->n);
+    bw_u32(c, conf->n);
     for (unsigned i = 0; i < conf->n; i++) {
         const struct raft_server *s = &conf->servers[i];
         size_t alen = strlen(s->address);
-        put_u64(c, s->id);
-        put_u8(c, (uint8_t)s->role);
-        put_u16(c, (uint16_t)alen);
-        uint8_t *p = put_take(c, alen);
+        bw_u64(c, s->id);
+        bw_u8(c, (uint8_t)s->role);
+        bw_u16(c, (uint16_t)alen);
+        uint8_t *p = bw_take(c, alen);
         if (p) memcpy(p, s->address, alen);
     }
 }
 
 void raftmsg_conf_encode(const struct raft_configuration *c, uint8_t *buf)
 {
-    struct put p = {buf, raftmsg_conf_size(c)};
+    struct bytes_w p;
+    bw_init(&p, buf, raftmsg_conf_size(c));
     conf_put(&p, c);
+    BD_NEVER(p.err || p.left != 0);
 }
 
 /* Read a configuration from G into *CONF (initialised here).  0, -EPROTO
  * or -ENOMEM; on error *CONF holds nothing. */
-static int conf_get(struct get *g, struct raft_configuration *conf)
+static int conf_get(struct bytes_r *g, struct raft_configuration *conf)
 {
     raft_configuration_init(conf);
-    uint32_t n = get_u32(g);
-    if (g->bad || n > RAFTMSG_MAX_SERVERS || (size_t)n * SERVER_MIN_LEN > g->left) return -EPROTO;
+    uint32_t n = br_u32(g);
+    if (g->err || n > RAFTMSG_MAX_SERVERS || (size_t)n * SERVER_MIN_LEN > g->left) return -EPROTO;
     int rc = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t id = get_u64(g);
-        uint8_t role = get_u8(g);
-        uint16_t alen = get_u16(g);
-        const uint8_t *a = get_take(g, alen);
+        uint64_t id = br_u64(g);
+        uint8_t role = br_u8(g);
+        uint16_t alen = br_u16(g);
+        const uint8_t *a = br_take(g, alen);
         if (!a || id == 0 || role > 2 || alen == 0 || alen > RAFTMSG_ADDR_MAX ||
             memchr(a, 0, alen)) {
             rc = -EPROTO;
@@ -184,7 +113,8 @@ static int conf_get(struct get *g, struct raft_configuration *conf)
 
 int raftmsg_conf_decode(const uint8_t *buf, size_t len, struct raft_configuration *c)
 {
-    struct get g = {buf, len, false};
+    struct bytes_r g;
+    br_init(&g, buf, len);
     int rc = conf_get(&g, c);
     if (rc == 0 && g.left != 0) {
         raft_configuration_close(c);
@@ -244,23 +174,24 @@ int raftmsg_encode(const struct raft_message *m, struct raftmsg_enc *enc)
     enc->n_iov = 1;
     enc->total_len = hlen;
 
-    struct put c = {enc->head, hlen};
-    put_u16(&c, m->type);
-    put_u16(&c, RAFTMSG_VERSION);
+    struct bytes_w c;
+    bw_init(&c, enc->head, hlen);
+    bw_u16(&c, m->type);
+    bw_u16(&c, RAFTMSG_VERSION);
     switch (m->type) {
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *a = &m->append_entries;
-        put_u64(&c, a->term);
-        put_u64(&c, a->prev_log_index);
-        put_u64(&c, a->prev_log_term);
-        put_u64(&c, a->leader_commit);
-        put_u32(&c, a->n_entries);
+        bw_u64(&c, a->term);
+        bw_u64(&c, a->prev_log_index);
+        bw_u64(&c, a->prev_log_term);
+        bw_u64(&c, a->leader_commit);
+        bw_u32(&c, a->n_entries);
         for (unsigned i = 0; i < a->n_entries; i++) {
             const struct raft_entry *e = &a->entries[i];
-            put_u64(&c, e->term);
-            put_u16(&c, e->type);
-            put_u16(&c, 0);
-            put_u32(&c, (uint32_t)e->buf.len);
+            bw_u64(&c, e->term);
+            bw_u16(&c, e->type);
+            bw_u16(&c, 0);
+            bw_u32(&c, (uint32_t)e->buf.len);
             if (e->buf.len) {
                 enc->iov[enc->n_iov++] = (struct iovec){e->buf.base, e->buf.len};
                 enc->total_len += e->buf.len;
@@ -270,35 +201,35 @@ int raftmsg_encode(const struct raft_message *m, struct raftmsg_enc *enc)
     }
     case RAFT_IO_APPEND_ENTRIES_RESULT: {
         const struct raft_append_entries_result *r = &m->append_entries_result;
-        put_u64(&c, r->term);
-        put_u64(&c, r->rejected);
-        put_u64(&c, r->last_log_index);
+        bw_u64(&c, r->term);
+        bw_u64(&c, r->rejected);
+        bw_u64(&c, r->last_log_index);
         break;
     }
     case RAFT_IO_REQUEST_VOTE: {
         const struct raft_request_vote *v = &m->request_vote;
-        put_u64(&c, v->term);
-        put_u64(&c, v->candidate_id);
-        put_u64(&c, v->last_log_index);
-        put_u64(&c, v->last_log_term);
-        put_u8(&c, (uint8_t)((v->disrupt_leader ? 1 : 0) | (v->pre_vote ? 2 : 0)));
+        bw_u64(&c, v->term);
+        bw_u64(&c, v->candidate_id);
+        bw_u64(&c, v->last_log_index);
+        bw_u64(&c, v->last_log_term);
+        bw_u8(&c, (uint8_t)((v->disrupt_leader ? 1 : 0) | (v->pre_vote ? 2 : 0)));
         break;
     }
     case RAFT_IO_REQUEST_VOTE_RESULT: {
         const struct raft_request_vote_result *r = &m->request_vote_result;
-        put_u64(&c, r->term);
-        put_u8(&c, r->vote_granted ? 1 : 0);
-        put_u8(&c, (uint8_t)r->pre_vote);
+        bw_u64(&c, r->term);
+        bw_u8(&c, r->vote_granted ? 1 : 0);
+        bw_u8(&c, (uint8_t)r->pre_vote);
         break;
     }
     case RAFT_IO_INSTALL_SNAPSHOT: {
         const struct raft_install_snapshot *s = &m->install_snapshot;
-        put_u64(&c, s->term);
-        put_u64(&c, s->last_index);
-        put_u64(&c, s->last_term);
-        put_u64(&c, s->conf_index);
+        bw_u64(&c, s->term);
+        bw_u64(&c, s->last_index);
+        bw_u64(&c, s->last_term);
+        bw_u64(&c, s->conf_index);
         conf_put(&c, &s->conf);
-        put_u64(&c, s->data.len);
+        bw_u64(&c, s->data.len);
         if (s->data.len) {
             enc->iov[enc->n_iov++] = (struct iovec){s->data.base, s->data.len};
             enc->total_len += s->data.len;
@@ -307,13 +238,13 @@ int raftmsg_encode(const struct raft_message *m, struct raftmsg_enc *enc)
     }
     case RAFT_IO_TIMEOUT_NOW: {
         const struct raft_timeout_now *t = &m->timeout_now;
-        put_u64(&c, t->term);
-        put_u64(&c, t->last_log_index);
-        put_u64(&c, t->last_log_term);
+        bw_u64(&c, t->term);
+        bw_u64(&c, t->last_log_index);
+        bw_u64(&c, t->last_log_term);
         break;
     }
     }
-    BD_NEVER(c.left != 0);
+    BD_NEVER(c.err || c.left != 0);
     return 0;
 }
 
@@ -335,18 +266,18 @@ void raftmsg_enc_flatten(const struct raftmsg_enc *enc, uint8_t *buf)
 
 /* AppendEntries: validate all entry headers against the bytes left, then
  * allocate the entries array and one batch for all the data. */
-static int decode_append_entries(struct get *g, struct raft_append_entries *a)
+static int decode_append_entries(struct bytes_r *g, struct raft_append_entries *a)
 {
-    a->term = get_u64(g);
-    a->prev_log_index = get_u64(g);
-    a->prev_log_term = get_u64(g);
-    a->leader_commit = get_u64(g);
-    a->n_entries = get_u32(g);
+    a->term = br_u64(g);
+    a->prev_log_index = br_u64(g);
+    a->prev_log_term = br_u64(g);
+    a->leader_commit = br_u64(g);
+    a->n_entries = br_u32(g);
     a->entries = NULL;
-    if (g->bad || a->n_entries > RAFTMSG_MAX_ENTRIES ||
+    if (g->err || a->n_entries > RAFTMSG_MAX_ENTRIES ||
         (size_t)a->n_entries * ENTRY_HDR_LEN > g->left)
         return -EPROTO;
-    const uint8_t *hdrs = get_take(g, (size_t)a->n_entries * ENTRY_HDR_LEN);
+    const uint8_t *hdrs = br_take(g, (size_t)a->n_entries * ENTRY_HDR_LEN);
     size_t total = 0;
     for (unsigned i = 0; i < a->n_entries; i++) {
         const uint8_t *h = hdrs + (size_t)i * ENTRY_HDR_LEN;
@@ -357,7 +288,7 @@ static int decode_append_entries(struct get *g, struct raft_append_entries *a)
     }
     if (total != g->left) return -EPROTO;
     if (a->n_entries == 0) return 0;
-    const uint8_t *data = get_take(g, total);
+    const uint8_t *data = br_take(g, total);
     a->entries = raft_malloc(sizeof(*a->entries) * a->n_entries);
     uint8_t *batch = raft_malloc(total ? total : 1);
     if (!a->entries || !batch) {
@@ -381,18 +312,18 @@ static int decode_append_entries(struct get *g, struct raft_append_entries *a)
     return 0;
 }
 
-static int decode_install_snapshot(struct get *g, struct raft_install_snapshot *s)
+static int decode_install_snapshot(struct bytes_r *g, struct raft_install_snapshot *s)
 {
-    s->term = get_u64(g);
-    s->last_index = get_u64(g);
-    s->last_term = get_u64(g);
-    s->conf_index = get_u64(g);
+    s->term = br_u64(g);
+    s->last_index = br_u64(g);
+    s->last_term = br_u64(g);
+    s->conf_index = br_u64(g);
     s->data = (struct raft_buffer){NULL, 0};
-    if (g->bad) return -EPROTO;
+    if (g->err) return -EPROTO;
     int rc = conf_get(g, &s->conf);
     if (rc < 0) return rc;
-    uint64_t dlen = get_u64(g);
-    if (g->bad || dlen != g->left) {
+    uint64_t dlen = br_u64(g);
+    if (g->err || dlen != g->left) {
         raft_configuration_close(&s->conf);
         return -EPROTO;
     }
@@ -402,16 +333,17 @@ static int decode_install_snapshot(struct get *g, struct raft_install_snapshot *
         return -ENOMEM;
     }
     s->data.len = dlen;
-    if (dlen) memcpy(s->data.base, get_take(g, dlen), dlen);
+    if (dlen) memcpy(s->data.base, br_take(g, dlen), dlen);
     return 0;
 }
 
 int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m)
 {
-    struct get g = {buf, len, false};
-    uint16_t type = get_u16(&g);
-    uint16_t version = get_u16(&g);
-    if (g.bad || version != RAFTMSG_VERSION) return -EPROTO;
+    struct bytes_r g;
+    br_init(&g, buf, len);
+    uint16_t type = br_u16(&g);
+    uint16_t version = br_u16(&g);
+    if (g.err || version != RAFTMSG_VERSION) return -EPROTO;
     m->type = type;
     int rc = 0;
     switch (type) {
@@ -420,18 +352,18 @@ int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m)
         return decode_append_entries(&g, &m->append_entries);
     case RAFT_IO_APPEND_ENTRIES_RESULT: {
         struct raft_append_entries_result *r = &m->append_entries_result;
-        r->term = get_u64(&g);
-        r->rejected = get_u64(&g);
-        r->last_log_index = get_u64(&g);
+        r->term = br_u64(&g);
+        r->rejected = br_u64(&g);
+        r->last_log_index = br_u64(&g);
         break;
     }
     case RAFT_IO_REQUEST_VOTE: {
         struct raft_request_vote *v = &m->request_vote;
-        v->term = get_u64(&g);
-        v->candidate_id = get_u64(&g);
-        v->last_log_index = get_u64(&g);
-        v->last_log_term = get_u64(&g);
-        uint8_t flags = get_u8(&g);
+        v->term = br_u64(&g);
+        v->candidate_id = br_u64(&g);
+        v->last_log_index = br_u64(&g);
+        v->last_log_term = br_u64(&g);
+        uint8_t flags = br_u8(&g);
         if (flags & ~3u) rc = -EPROTO;
         v->disrupt_leader = flags & 1;
         v->pre_vote = (flags & 2) != 0;
@@ -439,9 +371,9 @@ int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m)
     }
     case RAFT_IO_REQUEST_VOTE_RESULT: {
         struct raft_request_vote_result *r = &m->request_vote_result;
-        r->term = get_u64(&g);
-        uint8_t granted = get_u8(&g);
-        uint8_t pre = get_u8(&g);
+        r->term = br_u64(&g);
+        uint8_t granted = br_u8(&g);
+        uint8_t pre = br_u8(&g);
         if (granted > 1 || pre > raft_tribool_false) rc = -EPROTO;
         r->vote_granted = granted;
         r->pre_vote = (raft_tribool)pre;
@@ -451,14 +383,14 @@ int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m)
         return decode_install_snapshot(&g, &m->install_snapshot);
     case RAFT_IO_TIMEOUT_NOW: {
         struct raft_timeout_now *t = &m->timeout_now;
-        t->term = get_u64(&g);
-        t->last_log_index = get_u64(&g);
-        t->last_log_term = get_u64(&g);
+        t->term = br_u64(&g);
+        t->last_log_index = br_u64(&g);
+        t->last_log_term = br_u64(&g);
         break;
     }
     default: return -EPROTO;
     }
-    if (g.bad || g.left != 0) rc = -EPROTO;
+    if (g.err || g.left != 0) rc = -EPROTO;
     return rc;
 }
 

@@ -1,8 +1,9 @@
 /* wire.c: encode and decode every wire message, side by side (see wire.h).
  *
- * Two cursors do all the byte work.  `struct enc` writes little-endian
- * integers and strings into a caller buffer and remembers overflow; `struct
- * dec` reads them and remembers underflow.  Both are sticky: after the first
+ * Two cursors (src/bytes.h) do all the byte work: `struct bytes_w` writes
+ * little-endian integers and strings into a caller buffer and remembers
+ * overflow; `struct bytes_r` reads them and remembers underflow.  Both are
+ * sticky: after the first
  * error every later call is a no-op, so an encoder or decoder is a straight
  * list of field calls followed by one check.  Each decoder ends with
  * dec_finish(), which fails unless the fields were consumed exactly up to
@@ -13,149 +14,65 @@
  * pointer into the body with an accessor, so decoding never allocates. */
 #include "wire.h"
 #include "../bd.h"
+#include "../bytes.h"
 #include "../util.h"
 
 #include <string.h>
 
 /* ---- cursors ------------------------------------------------------------ */
 
-struct enc {
-    uint8_t *p;
-    size_t left;
-    size_t used;
-    int err;
-};
+/* The shared cursors (bytes.h) plus what is particular to wire bodies:
+ * strings (u16 length), byte fields (u32 length), and a reader that stops
+ * where the payload begins. */
 
-struct dec {
-    const uint8_t *p;
-    size_t left;
-    int err;
-};
-
-static void enc_init(struct enc *e, uint8_t *buf, size_t cap)
-{
-    e->p = buf;
-    e->left = cap;
-    e->used = 0;
-    e->err = 0;
-}
-
-static uint8_t *enc_take(struct enc *e, size_t n)
-{
-    if (e->err || e->left < n) {
-        e->err = -EMSGSIZE;
-        return NULL;
-    }
-    uint8_t *p = e->p;
-    e->p += n;
-    e->left -= n;
-    e->used += n;
-    return p;
-}
-
-static void put_u16(struct enc *e, uint16_t v)
-{
-    uint8_t *p = enc_take(e, 2);
-    if (p) util_put_le16(p, v);
-}
-static void put_u32(struct enc *e, uint32_t v)
-{
-    uint8_t *p = enc_take(e, 4);
-    if (p) util_put_le32(p, v);
-}
-static void put_u64(struct enc *e, uint64_t v)
-{
-    uint8_t *p = enc_take(e, 8);
-    if (p) util_put_le64(p, v);
-}
-static void put_str(struct enc *e, struct wire_str s)
+static void put_str(struct bytes_w *e, struct wire_str s)
 {
     if (s.len > WIRE_STR_MAX) {
         e->err = -EMSGSIZE;
         return;
     }
-    put_u16(e, s.len);
-    uint8_t *p = enc_take(e, s.len);
-    if (p && s.len) memcpy(p, s.ptr, s.len);
+    bw_u16(e, s.len);
+    bw_mem(e, s.ptr, s.len);
 }
-static void put_bytes(struct enc *e, const void *b, uint32_t len)
+static void put_bytes(struct bytes_w *e, const void *b, uint32_t len)
 {
-    put_u32(e, len);
-    uint8_t *p = enc_take(e, len);
-    if (p && len) memcpy(p, b, len);
+    bw_u32(e, len);
+    bw_mem(e, b, len);
 }
-static int enc_done(struct enc *e)
+static int enc_done(struct bytes_w *e)
 {
     return e->err ? e->err : (int)e->used;
 }
 
-static void dec_init(struct dec *d, const uint8_t *body, size_t len, size_t payload_len)
+static void dec_init(struct bytes_r *d, const uint8_t *body, size_t len, size_t payload_len)
 {
-    d->p = body;
-    d->err = 0;
-    if (payload_len > len) {
-        d->left = 0;
-        d->err = -EPROTO;
-    } else {
-        d->left = len - payload_len;
-    }
+    br_init(d, body, payload_len > len ? 0 : len - payload_len);
+    if (payload_len > len) d->err = -EPROTO;
 }
-
-static const uint8_t *dec_take(struct dec *d, size_t n)
-{
-    if (d->err || d->left < n) {
-        d->err = -EPROTO;
-        return NULL;
-    }
-    const uint8_t *p = d->p;
-    d->p += n;
-    d->left -= n;
-    return p;
-}
-
-static uint16_t get_u16(struct dec *d)
-{
-    const uint8_t *p = dec_take(d, 2);
-    return p ? util_get_le16(p) : 0;
-}
-static uint32_t get_u32(struct dec *d)
-{
-    const uint8_t *p = dec_take(d, 4);
-    return p ? util_get_le32(p) : 0;
-}
-static uint64_t get_u64(struct dec *d)
-{
-    const uint8_t *p = dec_take(d, 8);
-    return p ? util_get_le64(p) : 0;
-}
-static struct wire_str get_str(struct dec *d)
+static struct wire_str get_str(struct bytes_r *d)
 {
     struct wire_str s = {NULL, 0};
-    uint16_t len = get_u16(d);
+    uint16_t len = br_u16(d);
     if (len > WIRE_STR_MAX) {
-        d->err = -EPROTO;
+        br_fail(d);
         return s;
     }
-    const uint8_t *p = dec_take(d, len);
+    const uint8_t *p = br_take(d, len);
     if (p) {
         s.ptr = (const char *)p;
         s.len = len;
     }
     return s;
 }
-static const uint8_t *get_bytes(struct dec *d, uint32_t *len)
+static const uint8_t *get_bytes(struct bytes_r *d, uint32_t *len)
 {
-    *len = get_u32(d);
-    const uint8_t *p = dec_take(d, *len);
+    *len = br_u32(d);
+    const uint8_t *p = br_take(d, *len);
     if (!p) *len = 0;
     return p;
 }
-static void dec_fail(struct dec *d)
-{
-    d->err = -EPROTO;
-}
 /* The fields must end exactly where the payload begins. */
-static int dec_finish(struct dec *d)
+static int dec_finish(struct bytes_r *d)
 {
     if (d->err) return d->err;
     return d->left == 0 ? 0 : -EPROTO;
@@ -231,9 +148,9 @@ int wire_check_fields(const struct wire_hdr *h, const uint8_t *body)
 
 int wire_encode_error(uint8_t *buf, size_t cap, const struct wire_error *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->hint);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->hint);
     struct wire_str s = m->msg;
     if (s.len > 512) s.len = 512; /* messages stay one short line */
     put_str(&e, s);
@@ -242,9 +159,9 @@ int wire_encode_error(uint8_t *buf, size_t cap, const struct wire_error *m)
 
 int wire_decode_error(const uint8_t *body, size_t len, size_t payload_len, struct wire_error *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->hint = get_u64(&d);
+    m->hint = br_u64(&d);
     m->msg = get_str(&d);
     return dec_finish(&d);
 }
@@ -253,75 +170,75 @@ int wire_decode_error(const uint8_t *body, size_t len, size_t payload_len, struc
 
 int wire_encode_hello_req(uint8_t *buf, size_t cap, const struct wire_hello_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->cluster_hash);
-    put_u64(&e, m->node_id);
-    put_u16(&e, m->role);
-    put_u64(&e, m->auth);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->cluster_hash);
+    bw_u64(&e, m->node_id);
+    bw_u16(&e, m->role);
+    bw_u64(&e, m->auth);
     put_str(&e, m->name);
     return enc_done(&e);
 }
 int wire_decode_hello_req(const uint8_t *body, size_t len, size_t payload_len,
                           struct wire_hello_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->cluster_hash = get_u64(&d);
-    m->node_id = get_u64(&d);
-    m->role = get_u16(&d);
-    m->auth = get_u64(&d);
+    m->cluster_hash = br_u64(&d);
+    m->node_id = br_u64(&d);
+    m->role = br_u16(&d);
+    m->auth = br_u64(&d);
     m->name = get_str(&d);
-    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL || m->name.len > 128) dec_fail(&d);
+    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL || m->name.len > 128) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_hello_resp(uint8_t *buf, size_t cap, const struct wire_hello_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->node_id);
-    put_u16(&e, m->role);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->node_id);
+    bw_u16(&e, m->role);
     return enc_done(&e);
 }
 int wire_decode_hello_resp(const uint8_t *body, size_t len, size_t payload_len,
                            struct wire_hello_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->node_id = get_u64(&d);
-    m->role = get_u16(&d);
-    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL) dec_fail(&d);
+    m->node_id = br_u64(&d);
+    m->role = br_u16(&d);
+    if (m->role < WIRE_ROLE_AGENT || m->role > WIRE_ROLE_CTL) br_fail(&d);
     return dec_finish(&d);
 }
 
 int wire_encode_ping_req(uint8_t *buf, size_t cap, const struct wire_ping_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->stamp);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->stamp);
     return enc_done(&e);
 }
 int wire_decode_ping_req(const uint8_t *body, size_t len, size_t payload_len,
                          struct wire_ping_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->stamp = get_u64(&d);
+    m->stamp = br_u64(&d);
     return dec_finish(&d);
 }
 int wire_encode_ping_resp(uint8_t *buf, size_t cap, const struct wire_ping_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->stamp);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->stamp);
     return enc_done(&e);
 }
 int wire_decode_ping_resp(const uint8_t *body, size_t len, size_t payload_len,
                           struct wire_ping_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->stamp = get_u64(&d);
+    m->stamp = br_u64(&d);
     return dec_finish(&d);
 }
 
@@ -329,45 +246,45 @@ int wire_decode_ping_resp(const uint8_t *body, size_t len, size_t payload_len,
 
 int wire_encode_blob_put_req(uint8_t *buf, size_t cap, const struct wire_blob_put_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->blob_id);
-    put_u32(&e, m->partition);
-    put_u32(&e, m->flags);
-    put_u64(&e, m->epoch);
-    put_u64(&e, m->csum);
-    put_u32(&e, m->data_len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->blob_id);
+    bw_u32(&e, m->partition);
+    bw_u32(&e, m->flags);
+    bw_u64(&e, m->epoch);
+    bw_u64(&e, m->csum);
+    bw_u32(&e, m->data_len);
     return enc_done(&e);
 }
 int wire_decode_blob_put_req(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_blob_put_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->blob_id = get_u64(&d);
-    m->partition = get_u32(&d);
-    m->flags = get_u32(&d);
-    m->epoch = get_u64(&d);
-    m->csum = get_u64(&d);
-    m->data_len = get_u32(&d);
-    if (m->data_len != payload_len || m->blob_id == 0) dec_fail(&d);
-    if (m->flags & ~(uint32_t)WIRE_PUT_COMPRESSIBLE) dec_fail(&d);
+    m->blob_id = br_u64(&d);
+    m->partition = br_u32(&d);
+    m->flags = br_u32(&d);
+    m->epoch = br_u64(&d);
+    m->csum = br_u64(&d);
+    m->data_len = br_u32(&d);
+    if (m->data_len != payload_len || m->blob_id == 0) br_fail(&d);
+    if (m->flags & ~(uint32_t)WIRE_PUT_COMPRESSIBLE) br_fail(&d);
     m->data = body + (len - payload_len);
     return dec_finish(&d);
 }
 int wire_encode_blob_put_resp(uint8_t *buf, size_t cap, const struct wire_blob_put_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u32(&e, m->stored_len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->stored_len);
     return enc_done(&e);
 }
 int wire_decode_blob_put_resp(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_blob_put_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->stored_len = get_u32(&d);
+    m->stored_len = br_u32(&d);
     return dec_finish(&d);
 }
 
@@ -375,44 +292,44 @@ int wire_decode_blob_put_resp(const uint8_t *body, size_t len, size_t payload_le
 
 int wire_encode_blob_get_req(uint8_t *buf, size_t cap, const struct wire_blob_get_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->blob_id);
-    put_u32(&e, m->partition);
-    put_u32(&e, m->off);
-    put_u32(&e, m->len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->blob_id);
+    bw_u32(&e, m->partition);
+    bw_u32(&e, m->off);
+    bw_u32(&e, m->len);
     return enc_done(&e);
 }
 int wire_decode_blob_get_req(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_blob_get_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->blob_id = get_u64(&d);
-    m->partition = get_u32(&d);
-    m->off = get_u32(&d);
-    m->len = get_u32(&d);
-    if ((uint64_t)m->off + m->len > UINT32_MAX || payload_len != 0) dec_fail(&d);
+    m->blob_id = br_u64(&d);
+    m->partition = br_u32(&d);
+    m->off = br_u32(&d);
+    m->len = br_u32(&d);
+    if ((uint64_t)m->off + m->len > UINT32_MAX || payload_len != 0) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_blob_get_resp(uint8_t *buf, size_t cap, const struct wire_blob_get_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->csum);
-    put_u32(&e, m->blob_len);
-    put_u32(&e, m->data_len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->csum);
+    bw_u32(&e, m->blob_len);
+    bw_u32(&e, m->data_len);
     return enc_done(&e);
 }
 int wire_decode_blob_get_resp(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_blob_get_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->csum = get_u64(&d);
-    m->blob_len = get_u32(&d);
-    m->data_len = get_u32(&d);
-    if (m->data_len != payload_len || m->data_len > m->blob_len) dec_fail(&d);
+    m->csum = br_u64(&d);
+    m->blob_len = br_u32(&d);
+    m->data_len = br_u32(&d);
+    if (m->data_len != payload_len || m->data_len > m->blob_len) br_fail(&d);
     m->data = body + (len - payload_len);
     return dec_finish(&d);
 }
@@ -421,20 +338,20 @@ int wire_decode_blob_get_resp(const uint8_t *body, size_t len, size_t payload_le
 
 int wire_encode_blob_delete_req(uint8_t *buf, size_t cap, const struct wire_blob_delete_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->blob_id);
-    put_u32(&e, m->partition);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->blob_id);
+    bw_u32(&e, m->partition);
     return enc_done(&e);
 }
 int wire_decode_blob_delete_req(const uint8_t *body, size_t len, size_t payload_len,
                                 struct wire_blob_delete_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->blob_id = get_u64(&d);
-    m->partition = get_u32(&d);
-    if (payload_len) dec_fail(&d);
+    m->blob_id = br_u64(&d);
+    m->partition = br_u32(&d);
+    if (payload_len) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_blob_delete_resp(uint8_t *buf, size_t cap, const struct wire_blob_delete_resp *m)
@@ -447,7 +364,7 @@ int wire_encode_blob_delete_resp(uint8_t *buf, size_t cap, const struct wire_blo
 int wire_decode_blob_delete_resp(const uint8_t *body, size_t len, size_t payload_len,
                                  struct wire_blob_delete_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->unused = 0;
     return dec_finish(&d);
@@ -455,42 +372,42 @@ int wire_decode_blob_delete_resp(const uint8_t *body, size_t len, size_t payload
 
 int wire_encode_blob_stat_req(uint8_t *buf, size_t cap, const struct wire_blob_stat_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->blob_id);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->blob_id);
     return enc_done(&e);
 }
 int wire_decode_blob_stat_req(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_blob_stat_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->blob_id = get_u64(&d);
+    m->blob_id = br_u64(&d);
     return dec_finish(&d);
 }
 int wire_encode_blob_stat_resp(uint8_t *buf, size_t cap, const struct wire_blob_stat_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->blob_id);
-    put_u32(&e, m->partition);
-    put_u32(&e, m->flags);
-    put_u32(&e, m->len);
-    put_u32(&e, m->stored_len);
-    put_u64(&e, m->csum);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->blob_id);
+    bw_u32(&e, m->partition);
+    bw_u32(&e, m->flags);
+    bw_u32(&e, m->len);
+    bw_u32(&e, m->stored_len);
+    bw_u64(&e, m->csum);
     return enc_done(&e);
 }
 int wire_decode_blob_stat_resp(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_blob_stat_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->blob_id = get_u64(&d);
-    m->partition = get_u32(&d);
-    m->flags = get_u32(&d);
-    m->len = get_u32(&d);
-    m->stored_len = get_u32(&d);
-    m->csum = get_u64(&d);
+    m->blob_id = br_u64(&d);
+    m->partition = br_u32(&d);
+    m->flags = br_u32(&d);
+    m->len = br_u32(&d);
+    m->stored_len = br_u32(&d);
+    m->csum = br_u64(&d);
     return dec_finish(&d);
 }
 
@@ -500,46 +417,46 @@ int wire_decode_blob_stat_resp(const uint8_t *body, size_t len, size_t payload_l
 
 int wire_encode_blob_list_req(uint8_t *buf, size_t cap, const struct wire_blob_list_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u32(&e, m->partition);
-    put_u32(&e, m->max);
-    put_u64(&e, m->cursor);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->partition);
+    bw_u32(&e, m->max);
+    bw_u64(&e, m->cursor);
     return enc_done(&e);
 }
 int wire_decode_blob_list_req(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_blob_list_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->partition = get_u32(&d);
-    m->max = get_u32(&d);
-    m->cursor = get_u64(&d);
-    if (m->max == 0 || m->max > WIRE_LIST_MAX) dec_fail(&d);
+    m->partition = br_u32(&d);
+    m->max = br_u32(&d);
+    m->cursor = br_u64(&d);
+    if (m->max == 0 || m->max > WIRE_LIST_MAX) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_blob_list_resp(uint8_t *buf, size_t cap, const struct wire_blob_list_resp *m)
 {
     /* Encode side takes the packed entries as they will appear (see
      * wire_blob_list_pack); a decoded response re-encodes byte for byte. */
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->next_cursor);
-    put_u32(&e, m->n);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->next_cursor);
+    bw_u32(&e, m->n);
     if (m->n > WIRE_LIST_MAX) e.err = -EMSGSIZE;
-    uint8_t *p = enc_take(&e, (size_t)m->n * BLOB_ENTRY_LEN);
+    uint8_t *p = bw_take(&e, (size_t)m->n * BLOB_ENTRY_LEN);
     if (p && m->n) memcpy(p, m->entries, (size_t)m->n * BLOB_ENTRY_LEN);
     return enc_done(&e);
 }
 int wire_decode_blob_list_resp(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_blob_list_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->next_cursor = get_u64(&d);
-    m->n = get_u32(&d);
-    if (m->n > WIRE_LIST_MAX) dec_fail(&d);
-    m->entries = dec_take(&d, (size_t)m->n * BLOB_ENTRY_LEN);
+    m->next_cursor = br_u64(&d);
+    m->n = br_u32(&d);
+    if (m->n > WIRE_LIST_MAX) br_fail(&d);
+    m->entries = br_take(&d, (size_t)m->n * BLOB_ENTRY_LEN);
     return dec_finish(&d);
 }
 void wire_blob_list_entry(const struct wire_blob_list_resp *r, uint32_t i,
@@ -574,31 +491,31 @@ int wire_encode_blob_report_req(uint8_t *buf, size_t cap, const struct wire_blob
 int wire_decode_blob_report_req(const uint8_t *body, size_t len, size_t payload_len,
                                 struct wire_blob_report_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->unused = 0;
     return dec_finish(&d);
 }
 int wire_encode_blob_report_resp(uint8_t *buf, size_t cap, const struct wire_blob_report_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->node_id);
-    put_u64(&e, m->capacity);
-    put_u64(&e, m->used);
-    put_u64(&e, m->live_bytes);
-    put_u64(&e, m->dead_bytes);
-    put_u64(&e, m->blobs);
-    put_u64(&e, m->bad_blobs);
-    put_u64(&e, m->scrub_passes);
-    put_u32(&e, m->n_bad);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->node_id);
+    bw_u64(&e, m->capacity);
+    bw_u64(&e, m->used);
+    bw_u64(&e, m->live_bytes);
+    bw_u64(&e, m->dead_bytes);
+    bw_u64(&e, m->blobs);
+    bw_u64(&e, m->bad_blobs);
+    bw_u64(&e, m->scrub_passes);
+    bw_u32(&e, m->n_bad);
     if (m->n_bad > WIRE_BAD_MAX) e.err = -EMSGSIZE;
     for (uint32_t i = 0; i < m->n_bad && !e.err; i++) {
         if (m->bad_in) {
-            put_u64(&e, m->bad_in[i].blob_id);
-            put_u32(&e, m->bad_in[i].partition);
+            bw_u64(&e, m->bad_in[i].blob_id);
+            bw_u32(&e, m->bad_in[i].partition);
         } else {
-            uint8_t *p = enc_take(&e, BAD_ENTRY_LEN);
+            uint8_t *p = bw_take(&e, BAD_ENTRY_LEN);
             if (p) memcpy(p, m->bad + (size_t)i * BAD_ENTRY_LEN, BAD_ENTRY_LEN);
         }
     }
@@ -607,20 +524,20 @@ int wire_encode_blob_report_resp(uint8_t *buf, size_t cap, const struct wire_blo
 int wire_decode_blob_report_resp(const uint8_t *body, size_t len, size_t payload_len,
                                  struct wire_blob_report_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->node_id = get_u64(&d);
-    m->capacity = get_u64(&d);
-    m->used = get_u64(&d);
-    m->live_bytes = get_u64(&d);
-    m->dead_bytes = get_u64(&d);
-    m->blobs = get_u64(&d);
-    m->bad_blobs = get_u64(&d);
-    m->scrub_passes = get_u64(&d);
-    m->n_bad = get_u32(&d);
+    m->node_id = br_u64(&d);
+    m->capacity = br_u64(&d);
+    m->used = br_u64(&d);
+    m->live_bytes = br_u64(&d);
+    m->dead_bytes = br_u64(&d);
+    m->blobs = br_u64(&d);
+    m->bad_blobs = br_u64(&d);
+    m->scrub_passes = br_u64(&d);
+    m->n_bad = br_u32(&d);
     m->bad_in = NULL;
-    if (m->n_bad > WIRE_BAD_MAX) dec_fail(&d);
-    m->bad = dec_take(&d, (size_t)m->n_bad * BAD_ENTRY_LEN);
+    if (m->n_bad > WIRE_BAD_MAX) br_fail(&d);
+    m->bad = br_take(&d, (size_t)m->n_bad * BAD_ENTRY_LEN);
     return dec_finish(&d);
 }
 void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
@@ -640,46 +557,46 @@ void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
 int wire_encode_node_heartbeat_req(uint8_t *buf, size_t cap,
                                    const struct wire_node_heartbeat_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->node_id);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->node_id);
     put_str(&e, m->addr);
-    put_u64(&e, m->capacity);
-    put_u64(&e, m->used);
-    put_u64(&e, m->blobs);
-    put_u32(&e, m->n_bad);
-    put_u32(&e, m->flags);
+    bw_u64(&e, m->capacity);
+    bw_u64(&e, m->used);
+    bw_u64(&e, m->blobs);
+    bw_u32(&e, m->n_bad);
+    bw_u32(&e, m->flags);
     return enc_done(&e);
 }
 int wire_decode_node_heartbeat_req(const uint8_t *body, size_t len, size_t payload_len,
                                    struct wire_node_heartbeat_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->node_id = get_u64(&d);
+    m->node_id = br_u64(&d);
     m->addr = get_str(&d);
-    m->capacity = get_u64(&d);
-    m->used = get_u64(&d);
-    m->blobs = get_u64(&d);
-    m->n_bad = get_u32(&d);
-    m->flags = get_u32(&d);
-    if (m->node_id == 0 || m->addr.len == 0 || m->addr.len > 127) dec_fail(&d);
+    m->capacity = br_u64(&d);
+    m->used = br_u64(&d);
+    m->blobs = br_u64(&d);
+    m->n_bad = br_u32(&d);
+    m->flags = br_u32(&d);
+    if (m->node_id == 0 || m->addr.len == 0 || m->addr.len > 127) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_node_heartbeat_resp(uint8_t *buf, size_t cap,
                                     const struct wire_node_heartbeat_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->leader_id);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->leader_id);
     return enc_done(&e);
 }
 int wire_decode_node_heartbeat_resp(const uint8_t *body, size_t len, size_t payload_len,
                                     struct wire_node_heartbeat_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->leader_id = get_u64(&d);
+    m->leader_id = br_u64(&d);
     return dec_finish(&d);
 }
 
@@ -687,31 +604,31 @@ int wire_decode_node_heartbeat_resp(const uint8_t *body, size_t len, size_t payl
 
 int wire_encode_raft_req(uint8_t *buf, size_t cap, const struct wire_raft_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->cluster_hash);
-    put_u64(&e, m->from_id);
-    put_u64(&e, m->to_id);
-    put_u32(&e, m->part);
-    put_u32(&e, m->parts);
-    put_u64(&e, m->total_len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->cluster_hash);
+    bw_u64(&e, m->from_id);
+    bw_u64(&e, m->to_id);
+    bw_u32(&e, m->part);
+    bw_u32(&e, m->parts);
+    bw_u64(&e, m->total_len);
     put_bytes(&e, m->chunk, m->chunk_len);
     return enc_done(&e);
 }
 int wire_decode_raft_req(const uint8_t *body, size_t len, size_t payload_len,
                          struct wire_raft_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->cluster_hash = get_u64(&d);
-    m->from_id = get_u64(&d);
-    m->to_id = get_u64(&d);
-    m->part = get_u32(&d);
-    m->parts = get_u32(&d);
-    m->total_len = get_u64(&d);
+    m->cluster_hash = br_u64(&d);
+    m->from_id = br_u64(&d);
+    m->to_id = br_u64(&d);
+    m->part = br_u32(&d);
+    m->parts = br_u32(&d);
+    m->total_len = br_u64(&d);
     m->chunk = get_bytes(&d, &m->chunk_len);
     if (m->parts == 0 || m->part >= m->parts || m->chunk_len > m->total_len || payload_len)
-        dec_fail(&d);
+        br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_raft_resp(uint8_t *buf, size_t cap, const struct wire_raft_resp *m)
@@ -724,7 +641,7 @@ int wire_encode_raft_resp(uint8_t *buf, size_t cap, const struct wire_raft_resp 
 int wire_decode_raft_resp(const uint8_t *body, size_t len, size_t payload_len,
                           struct wire_raft_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->unused = 0;
     return dec_finish(&d);
@@ -732,36 +649,36 @@ int wire_decode_raft_resp(const uint8_t *body, size_t len, size_t payload_len,
 
 int wire_encode_propose_req(uint8_t *buf, size_t cap, const struct wire_propose_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->from_id);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->from_id);
     put_bytes(&e, m->cmd, m->cmd_len);
     return enc_done(&e);
 }
 int wire_decode_propose_req(const uint8_t *body, size_t len, size_t payload_len,
                             struct wire_propose_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->from_id = get_u64(&d);
+    m->from_id = br_u64(&d);
     m->cmd = get_bytes(&d, &m->cmd_len);
-    if (m->cmd_len == 0 || payload_len) dec_fail(&d);
+    if (m->cmd_len == 0 || payload_len) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_propose_resp(uint8_t *buf, size_t cap, const struct wire_propose_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
     put_bytes(&e, m->result, m->result_len);
     return enc_done(&e);
 }
 int wire_decode_propose_resp(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_propose_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->raft_index = get_u64(&d);
+    m->raft_index = br_u64(&d);
     m->result = get_bytes(&d, &m->result_len);
     return dec_finish(&d);
 }
@@ -770,88 +687,88 @@ int wire_decode_propose_resp(const uint8_t *body, size_t len, size_t payload_len
 
 int wire_encode_vol_attach_req(uint8_t *buf, size_t cap, const struct wire_vol_attach_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
     put_str(&e, m->name);
     put_str(&e, m->agent_id);
-    put_u32(&e, m->flags);
+    bw_u32(&e, m->flags);
     return enc_done(&e);
 }
 int wire_decode_vol_attach_req(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_vol_attach_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->name = get_str(&d);
     m->agent_id = get_str(&d);
-    m->flags = get_u32(&d);
+    m->flags = br_u32(&d);
     if (m->name.len == 0 || m->name.len > WIRE_NAME_MAX || m->agent_id.len == 0 ||
         m->agent_id.len > 64 || (m->flags & ~(uint32_t)(WIRE_ATTACH_RO | WIRE_ATTACH_INFO)))
-        dec_fail(&d);
+        br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_attach_resp(uint8_t *buf, size_t cap, const struct wire_vol_attach_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->size);
-    put_u64(&e, m->generation);
-    put_u32(&e, m->block_size);
-    put_u32(&e, m->flags);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->size);
+    bw_u64(&e, m->generation);
+    bw_u32(&e, m->block_size);
+    bw_u32(&e, m->flags);
+    bw_u64(&e, m->raft_index);
     return enc_done(&e);
 }
 int wire_decode_vol_attach_resp(const uint8_t *body, size_t len, size_t payload_len,
                                 struct wire_vol_attach_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->size = get_u64(&d);
-    m->generation = get_u64(&d);
-    m->block_size = get_u32(&d);
-    m->flags = get_u32(&d);
-    m->raft_index = get_u64(&d);
+    m->vol_id = br_u64(&d);
+    m->size = br_u64(&d);
+    m->generation = br_u64(&d);
+    m->block_size = br_u32(&d);
+    m->flags = br_u32(&d);
+    m->raft_index = br_u64(&d);
     if (m->block_size == 0 || (m->block_size & (m->block_size - 1)) ||
         m->size % m->block_size)
-        dec_fail(&d);
+        br_fail(&d);
     return dec_finish(&d);
 }
 
 int wire_encode_vol_detach_req(uint8_t *buf, size_t cap, const struct wire_vol_detach_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->generation);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->generation);
     put_str(&e, m->agent_id);
     return enc_done(&e);
 }
 int wire_decode_vol_detach_req(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_vol_detach_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->generation = get_u64(&d);
+    m->vol_id = br_u64(&d);
+    m->generation = br_u64(&d);
     m->agent_id = get_str(&d);
-    if (m->agent_id.len == 0 || m->agent_id.len > 64) dec_fail(&d);
+    if (m->agent_id.len == 0 || m->agent_id.len > 64) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_detach_resp(uint8_t *buf, size_t cap, const struct wire_vol_detach_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
     return enc_done(&e);
 }
 int wire_decode_vol_detach_resp(const uint8_t *body, size_t len, size_t payload_len,
                                 struct wire_vol_detach_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->raft_index = get_u64(&d);
+    m->raft_index = br_u64(&d);
     return dec_finish(&d);
 }
 
@@ -859,96 +776,96 @@ int wire_decode_vol_detach_resp(const uint8_t *body, size_t len, size_t payload_
 
 int wire_encode_vol_write_req(uint8_t *buf, size_t cap, const struct wire_vol_write_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->generation);
-    put_u64(&e, m->off);
-    put_u32(&e, m->len);
-    put_u32(&e, m->flags);
-    put_u64(&e, m->csum);
-    put_u32(&e, m->data_len);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->generation);
+    bw_u64(&e, m->off);
+    bw_u32(&e, m->len);
+    bw_u32(&e, m->flags);
+    bw_u64(&e, m->csum);
+    bw_u32(&e, m->data_len);
     return enc_done(&e);
 }
 int wire_decode_vol_write_req(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_vol_write_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->generation = get_u64(&d);
-    m->off = get_u64(&d);
-    m->len = get_u32(&d);
-    m->flags = get_u32(&d);
-    m->csum = get_u64(&d);
-    m->data_len = get_u32(&d);
+    m->vol_id = br_u64(&d);
+    m->generation = br_u64(&d);
+    m->off = br_u64(&d);
+    m->len = br_u32(&d);
+    m->flags = br_u32(&d);
+    m->csum = br_u64(&d);
+    m->data_len = br_u32(&d);
     m->data = body + (len - payload_len);
     bool index_only = m->flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
-    if (m->flags & ~(uint32_t)(WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) dec_fail(&d);
-    if ((m->flags & WIRE_WRITE_ZERO) && (m->flags & WIRE_WRITE_TRIM)) dec_fail(&d);
-    if (m->data_len != payload_len) dec_fail(&d);
-    if (index_only ? m->data_len != 0 : m->data_len != m->len) dec_fail(&d);
-    if (m->len == 0 || m->off > UINT64_MAX - m->len) dec_fail(&d);
+    if (m->flags & ~(uint32_t)(WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) br_fail(&d);
+    if ((m->flags & WIRE_WRITE_ZERO) && (m->flags & WIRE_WRITE_TRIM)) br_fail(&d);
+    if (m->data_len != payload_len) br_fail(&d);
+    if (index_only ? m->data_len != 0 : m->data_len != m->len) br_fail(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_write_resp(uint8_t *buf, size_t cap, const struct wire_vol_write_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
     return enc_done(&e);
 }
 int wire_decode_vol_write_resp(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_vol_write_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->raft_index = get_u64(&d);
+    m->raft_index = br_u64(&d);
     return dec_finish(&d);
 }
 
 int wire_encode_vol_read_req(uint8_t *buf, size_t cap, const struct wire_vol_read_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->off);
-    put_u32(&e, m->len);
-    put_u32(&e, m->flags);
-    put_u64(&e, m->min_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->off);
+    bw_u32(&e, m->len);
+    bw_u32(&e, m->flags);
+    bw_u64(&e, m->min_index);
     return enc_done(&e);
 }
 int wire_decode_vol_read_req(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_vol_read_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->off = get_u64(&d);
-    m->len = get_u32(&d);
-    m->flags = get_u32(&d);
-    m->min_index = get_u64(&d);
+    m->vol_id = br_u64(&d);
+    m->off = br_u64(&d);
+    m->len = br_u32(&d);
+    m->flags = br_u32(&d);
+    m->min_index = br_u64(&d);
     if (m->len == 0 || m->off > UINT64_MAX - m->len || (m->flags & ~(uint32_t)WIRE_READ_MAP) ||
         payload_len)
-        dec_fail(&d);
+        br_fail(&d);
     return dec_finish(&d);
 }
 
 #define MAP_ENTRY_LEN 20 /* u64 off, u64 len, u32 kind */
 
 /* Encode/decode/validate a counted array of map ranges (VOL_READ, VOL_MAP). */
-static void put_ranges(struct enc *e, uint32_t n, const struct wire_map_range *in,
+static void put_ranges(struct bytes_w *e, uint32_t n, const struct wire_map_range *in,
                        const uint8_t *packed)
 {
-    put_u32(e, n);
+    bw_u32(e, n);
     if (n > WIRE_MAP_MAX) e->err = -EMSGSIZE;
     for (uint32_t i = 0; i < n && !e->err; i++) {
         if (in) {
-            put_u64(e, in[i].off);
-            put_u64(e, in[i].len);
-            put_u32(e, in[i].kind);
+            bw_u64(e, in[i].off);
+            bw_u64(e, in[i].len);
+            bw_u32(e, in[i].kind);
         } else {
-            uint8_t *p = enc_take(e, MAP_ENTRY_LEN);
+            uint8_t *p = bw_take(e, MAP_ENTRY_LEN);
             if (p) memcpy(p, packed + (size_t)i * MAP_ENTRY_LEN, MAP_ENTRY_LEN);
         }
     }
@@ -960,18 +877,18 @@ static void range_at(const uint8_t *packed, uint32_t i, struct wire_map_range *o
     out->len = util_get_le64(p + 8);
     out->kind = util_get_le32(p + 16);
 }
-static const uint8_t *get_ranges(struct dec *d, uint32_t *n)
+static const uint8_t *get_ranges(struct bytes_r *d, uint32_t *n)
 {
-    *n = get_u32(d);
-    if (*n > WIRE_MAP_MAX) dec_fail(d);
-    const uint8_t *p = dec_take(d, (size_t)*n * MAP_ENTRY_LEN);
+    *n = br_u32(d);
+    if (*n > WIRE_MAP_MAX) br_fail(d);
+    const uint8_t *p = br_take(d, (size_t)*n * MAP_ENTRY_LEN);
     /* Ranges must be non-empty, ascending, non-overlapping, of a known kind. */
     uint64_t end = 0;
     for (uint32_t i = 0; p && i < *n && !d->err; i++) {
         struct wire_map_range r;
         range_at(p, i, &r);
         if (r.len == 0 || r.off > UINT64_MAX - r.len || r.off < end || r.kind > WIRE_MAP_HOLE)
-            dec_fail(d);
+            br_fail(d);
         end = r.off + r.len;
     }
     return p;
@@ -979,25 +896,25 @@ static const uint8_t *get_ranges(struct dec *d, uint32_t *n)
 
 int wire_encode_vol_read_resp(uint8_t *buf, size_t cap, const struct wire_vol_read_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->csum);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->csum);
+    bw_u64(&e, m->raft_index);
     put_ranges(&e, m->n_ranges, m->ranges_in, m->ranges);
-    put_u32(&e, m->data_len);
+    bw_u32(&e, m->data_len);
     return enc_done(&e);
 }
 int wire_decode_vol_read_resp(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_vol_read_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->csum = get_u64(&d);
-    m->raft_index = get_u64(&d);
+    m->csum = br_u64(&d);
+    m->raft_index = br_u64(&d);
     m->ranges_in = NULL;
     m->ranges = get_ranges(&d, &m->n_ranges);
-    m->data_len = get_u32(&d);
-    if (m->data_len != payload_len) dec_fail(&d);
+    m->data_len = br_u32(&d);
+    if (m->data_len != payload_len) br_fail(&d);
     m->data = body + (len - payload_len);
     return dec_finish(&d);
 }
@@ -1012,37 +929,37 @@ void wire_vol_read_range(const struct wire_vol_read_resp *r, uint32_t i,
 
 int wire_encode_vol_map_req(uint8_t *buf, size_t cap, const struct wire_vol_map_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->off);
-    put_u64(&e, m->len);
-    put_u64(&e, m->min_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->off);
+    bw_u64(&e, m->len);
+    bw_u64(&e, m->min_index);
     return enc_done(&e);
 }
 int wire_decode_vol_map_req(const uint8_t *body, size_t len, size_t payload_len,
                             struct wire_vol_map_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->off = get_u64(&d);
-    m->len = get_u64(&d);
-    m->min_index = get_u64(&d);
-    if (m->len == 0 || m->off > UINT64_MAX - m->len || payload_len) dec_fail(&d);
+    m->vol_id = br_u64(&d);
+    m->off = br_u64(&d);
+    m->len = br_u64(&d);
+    m->min_index = br_u64(&d);
+    if (m->len == 0 || m->off > UINT64_MAX - m->len || payload_len) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_map_resp(uint8_t *buf, size_t cap, const struct wire_vol_map_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
     put_ranges(&e, m->n, m->ranges_in, m->ranges);
     return enc_done(&e);
 }
 int wire_decode_vol_map_resp(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_vol_map_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->ranges_in = NULL;
     m->ranges = get_ranges(&d, &m->n);
@@ -1058,69 +975,69 @@ void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i, struct wi
 
 int wire_encode_vol_flush_req(uint8_t *buf, size_t cap, const struct wire_vol_flush_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->vol_id);
-    put_u64(&e, m->generation);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->generation);
     return enc_done(&e);
 }
 int wire_decode_vol_flush_req(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_vol_flush_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->vol_id = get_u64(&d);
-    m->generation = get_u64(&d);
+    m->vol_id = br_u64(&d);
+    m->generation = br_u64(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_flush_resp(uint8_t *buf, size_t cap, const struct wire_vol_flush_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u64(&e, m->raft_index);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
     return enc_done(&e);
 }
 int wire_decode_vol_flush_resp(const uint8_t *body, size_t len, size_t payload_len,
                                struct wire_vol_flush_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->raft_index = get_u64(&d);
+    m->raft_index = br_u64(&d);
     return dec_finish(&d);
 }
 
 int wire_encode_vol_list_req(uint8_t *buf, size_t cap, const struct wire_vol_list_req *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u32(&e, m->max);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->max);
     put_str(&e, m->after);
     return enc_done(&e);
 }
 int wire_decode_vol_list_req(const uint8_t *body, size_t len, size_t payload_len,
                              struct wire_vol_list_req *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->max = get_u32(&d);
+    m->max = br_u32(&d);
     m->after = get_str(&d);
-    if (m->max == 0 || m->max > WIRE_VOLS_MAX || m->after.len > WIRE_NAME_MAX) dec_fail(&d);
+    if (m->max == 0 || m->max > WIRE_VOLS_MAX || m->after.len > WIRE_NAME_MAX) br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_list_resp(uint8_t *buf, size_t cap, const struct wire_vol_list_resp *m)
 {
-    struct enc e;
-    enc_init(&e, buf, cap);
-    put_u32(&e, m->n);
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->n);
     if (m->n > WIRE_VOLS_MAX) e.err = -EMSGSIZE;
     if (m->entries_in) {
         for (uint32_t i = 0; i < m->n && !e.err; i++) {
             put_str(&e, m->entries_in[i].name);
-            put_u64(&e, m->entries_in[i].vol_id);
-            put_u64(&e, m->entries_in[i].size);
+            bw_u64(&e, m->entries_in[i].vol_id);
+            bw_u64(&e, m->entries_in[i].size);
         }
     } else {
-        uint8_t *p = enc_take(&e, m->entries_len);
+        uint8_t *p = bw_take(&e, m->entries_len);
         if (p && m->entries_len) memcpy(p, m->entries, m->entries_len);
     }
     return enc_done(&e);
@@ -1128,17 +1045,17 @@ int wire_encode_vol_list_resp(uint8_t *buf, size_t cap, const struct wire_vol_li
 int wire_decode_vol_list_resp(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_vol_list_resp *m)
 {
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, body, len, payload_len);
-    m->n = get_u32(&d);
+    m->n = br_u32(&d);
     m->entries_in = NULL;
-    if (m->n > WIRE_VOLS_MAX) dec_fail(&d);
+    if (m->n > WIRE_VOLS_MAX) br_fail(&d);
     m->entries = d.p;
     for (uint32_t i = 0; i < m->n && !d.err; i++) {
         struct wire_str name = get_str(&d);
-        if (name.len == 0 || name.len > WIRE_NAME_MAX) dec_fail(&d);
-        (void)get_u64(&d);
-        (void)get_u64(&d);
+        if (name.len == 0 || name.len > WIRE_NAME_MAX) br_fail(&d);
+        (void)br_u64(&d);
+        (void)br_u64(&d);
     }
     m->entries_len = d.err ? 0 : (size_t)(d.p - m->entries);
     return dec_finish(&d);
@@ -1151,11 +1068,11 @@ int wire_vol_list_next(const struct wire_vol_list_resp *r, size_t *pos, struct w
         return 1;
     }
     if (*pos >= r->entries_len) return 0;
-    struct dec d;
+    struct bytes_r d;
     dec_init(&d, r->entries + *pos, r->entries_len - *pos, 0);
     out->name = get_str(&d);
-    out->vol_id = get_u64(&d);
-    out->size = get_u64(&d);
+    out->vol_id = br_u64(&d);
+    out->size = br_u64(&d);
     if (d.err) return 0;
     *pos = (size_t)(d.p - r->entries);
     return 1;
