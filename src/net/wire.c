@@ -785,7 +785,46 @@ int wire_encode_vol_write_req(uint8_t *buf, size_t cap, const struct wire_vol_wr
     bw_u32(&e, m->flags);
     bw_u64(&e, m->csum);
     bw_u32(&e, m->data_len);
+    if (m->flags & WIRE_WRITE_SCATTER) {
+        bw_u32(&e, m->n_ext);
+        if (m->n_ext > WIRE_SCATTER_MAX) e.err = -EMSGSIZE;
+        for (uint32_t i = 0; i < m->n_ext && !e.err; i++) {
+            struct wire_write_ext x;
+            wire_vol_write_ext(m, i, &x);
+            bw_u64(&e, x.off);
+            bw_u32(&e, x.len);
+        }
+    }
     return enc_done(&e);
+}
+#define WRITE_EXT_LEN 12 /* u64 off, u32 len */
+void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i, struct wire_write_ext *out)
+{
+    if (m->ext_in) {
+        *out = m->ext_in[i];
+        return;
+    }
+    const uint8_t *p = m->ext + (size_t)i * WRITE_EXT_LEN;
+    out->off = util_get_le64(p);
+    out->len = util_get_le32(p + 8);
+}
+/* The extents of a scattered write: non-empty, ascending, non-overlapping,
+ * starting at M->off and adding up to M->len. */
+static void get_write_exts(struct bytes_r *d, struct wire_vol_write_req *m)
+{
+    m->n_ext = br_u32(d);
+    if (m->n_ext == 0 || m->n_ext > WIRE_SCATTER_MAX) br_fail(d);
+    m->ext = br_take(d, (size_t)m->n_ext * WRITE_EXT_LEN);
+    uint64_t end = 0, total = 0;
+    for (uint32_t i = 0; m->ext && i < m->n_ext && !d->err; i++) {
+        struct wire_write_ext x;
+        wire_vol_write_ext(m, i, &x);
+        if (x.len == 0 || x.off > UINT64_MAX - x.len || (i ? x.off < end : x.off != m->off))
+            br_fail(d);
+        end = x.off + x.len;
+        total += x.len;
+    }
+    if (!d->err && total != m->len) br_fail(d);
 }
 int wire_decode_vol_write_req(const uint8_t *body, size_t len, size_t payload_len,
                               struct wire_vol_write_req *m)
@@ -800,9 +839,15 @@ int wire_decode_vol_write_req(const uint8_t *body, size_t len, size_t payload_le
     m->csum = br_u64(&d);
     m->data_len = br_u32(&d);
     m->data = body + (len - payload_len);
+    m->n_ext = 0;
+    m->ext = NULL;
+    m->ext_in = NULL;
     bool index_only = m->flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
-    if (m->flags & ~(uint32_t)(WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) br_fail(&d);
+    if (m->flags & ~(uint32_t)(WIRE_WRITE_ZERO | WIRE_WRITE_TRIM | WIRE_WRITE_SCATTER))
+        br_fail(&d);
     if ((m->flags & WIRE_WRITE_ZERO) && (m->flags & WIRE_WRITE_TRIM)) br_fail(&d);
+    if ((m->flags & WIRE_WRITE_SCATTER) && index_only) br_fail(&d); /* data only */
+    if ((m->flags & WIRE_WRITE_SCATTER) && !d.err) get_write_exts(&d, m);
     if (m->data_len != payload_len) br_fail(&d);
     if (index_only ? m->data_len != 0 : m->data_len != m->len) br_fail(&d);
     if (m->len == 0 || m->off > UINT64_MAX - m->len) br_fail(&d);

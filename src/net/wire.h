@@ -335,8 +335,20 @@ struct wire_vol_detach_req {
 };
 struct wire_vol_detach_resp { uint64_t raft_index; };
 
-#define WIRE_WRITE_ZERO 0x1 /* write zeroes: index only, no payload */
-#define WIRE_WRITE_TRIM 0x2 /* discard: index only, no payload */
+#define WIRE_WRITE_ZERO 0x1    /* write zeroes: index only, no payload */
+#define WIRE_WRITE_TRIM 0x2    /* discard: index only, no payload */
+#define WIRE_WRITE_SCATTER 0x4 /* data for several extents, listed after the fields */
+#define WIRE_SCATTER_MAX 1024u /* extents in one scattered write */
+
+/* One extent of a scattered write: LEN bytes at volume offset OFF, taken
+ * from the payload in list order. */
+struct wire_write_ext { uint64_t off; uint32_t len; };
+
+/* A write of one extent, or with WIRE_WRITE_SCATTER of N_EXT extents whose
+ * data is the payload in list order (they ascend and do not overlap; OFF is
+ * the first one's offset and LEN their total; the decoder checks both).  A
+ * scattered write is how an agent ships many small dirty ranges as one
+ * blob. */
 struct wire_vol_write_req {
     uint64_t vol_id;
     uint64_t generation;
@@ -346,7 +358,12 @@ struct wire_vol_write_req {
     uint64_t csum;            /* XXH3-64 of data (0 for ZERO/TRIM) */
     uint32_t data_len;        /* == payload length */
     const uint8_t *data;
+    uint32_t n_ext;           /* SCATTER only: 1..WIRE_SCATTER_MAX */
+    const uint8_t *ext;       /* decode side: read with wire_vol_write_ext() */
+    const struct wire_write_ext *ext_in; /* encode side */
 };
+void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i,
+                        struct wire_write_ext *out);
 struct wire_vol_write_resp { uint64_t raft_index; };
 
 enum wire_map_kind { WIRE_MAP_DATA = 0, WIRE_MAP_ZERO = 1, WIRE_MAP_HOLE = 2 };

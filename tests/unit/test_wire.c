@@ -128,6 +128,13 @@ static void build_vectors(void)
     struct wire_vol_write_req wz = {.vol_id = 1, .generation = 4, .off = 0, .len = 1u << 20,
                                     .flags = WIRE_WRITE_ZERO};
     add("vol_write_zero_req", WIRE_VOL_WRITE, false, wire_encode_vol_write_req(BUF, &wz), NULL, 0);
+    static const struct wire_write_ext sx[3] = {{8192, 8}, {16384, 16}, {65536, 8}};
+    struct wire_vol_write_req ws = {.vol_id = 1, .generation = 4, .off = 8192, .len = 32,
+                                    .flags = WIRE_WRITE_SCATTER,
+                                    .csum = util_xxh3(payload, 32), .data_len = 32,
+                                    .n_ext = 3, .ext_in = sx};
+    add("vol_write_scatter_req", WIRE_VOL_WRITE, false, wire_encode_vol_write_req(BUF, &ws),
+        payload, 32);
     struct wire_vol_write_resp wr_r = {.raft_index = 19};
     add("vol_write_resp", WIRE_VOL_WRITE, true, wire_encode_vol_write_resp(BUF, &wr_r), NULL, 0);
     struct wire_vol_read_req rd = {.vol_id = 1, .off = 4096, .len = 4096,
@@ -264,6 +271,56 @@ TEST(write_overflow_rejected)
     CHECK(wire_decode_vol_write_req(body, (size_t)n, 0, &m) != 0);
     w.len = 4096;
     w.flags = WIRE_WRITE_TRIM | WIRE_WRITE_ZERO;
+    n = wire_encode_vol_write_req(body, sizeof(body), &w);
+    CHECK(wire_decode_vol_write_req(body, (size_t)n, 0, &m) != 0);
+}
+
+/* A scattered write's extents must start at OFF, ascend without overlap
+ * and add up to LEN; scatter is for data only. */
+TEST(scatter_extents_checked)
+{
+    uint8_t body[256];
+    struct wire_vol_write_req m;
+    struct wire_write_ext x[3] = {{4096, 4096}, {16384, 8192}, {65536, 4096}};
+    struct wire_vol_write_req w = {.vol_id = 1, .off = 4096, .len = 16384,
+                                   .flags = WIRE_WRITE_SCATTER, .data_len = 16384,
+                                   .n_ext = 3, .ext_in = x};
+    int n = wire_encode_vol_write_req(body, sizeof(body), &w);
+    CHECK(n > 0);
+    CHECK(wire_decode_vol_write_req(body, (size_t)n, 0, &m) != 0); /* payload missing */
+    static uint8_t big[16384 + 256];
+    memcpy(big, body, (size_t)n);
+    CHECK_EQ(wire_decode_vol_write_req(big, (size_t)n + 16384, 16384, &m), 0);
+    CHECK_EQ(m.n_ext, 3);
+    struct wire_write_ext got;
+    wire_vol_write_ext(&m, 2, &got);
+    CHECK_EQ(got.off, 65536);
+    CHECK_EQ(got.len, 4096);
+    /* Each broken in turn: overlap, out of order, a gap at the start, a
+     * zero length, a total that differs from LEN. */
+    struct wire_write_ext bad[][3] = {
+        {{4096, 4096}, {4096, 8192}, {65536, 4096}},
+        {{4096, 4096}, {65536, 8192}, {16384, 4096}},
+        {{8192, 4096}, {16384, 8192}, {65536, 4096}},
+        {{4096, 4096}, {16384, 0}, {65536, 12288}},
+        {{4096, 4096}, {16384, 8192}, {65536, 8192}},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        w.ext_in = bad[i];
+        n = wire_encode_vol_write_req(big, sizeof(big), &w);
+        CHECK(n > 0);
+        CHECK(wire_decode_vol_write_req(big, (size_t)n + 16384, 16384, &m) != 0);
+    }
+    /* Zero extents, more than the maximum, scatter with ZERO. */
+    w.ext_in = x;
+    w.n_ext = 0;
+    n = wire_encode_vol_write_req(big, sizeof(big), &w);
+    CHECK(wire_decode_vol_write_req(big, (size_t)n + 16384, 16384, &m) != 0);
+    w.n_ext = WIRE_SCATTER_MAX + 1;
+    CHECK(wire_encode_vol_write_req(big, sizeof(big), &w) < 0);
+    w.n_ext = 3;
+    w.flags = WIRE_WRITE_SCATTER | WIRE_WRITE_ZERO;
+    w.data_len = 0;
     n = wire_encode_vol_write_req(body, sizeof(body), &w);
     CHECK(wire_decode_vol_write_req(body, (size_t)n, 0, &m) != 0);
 }
