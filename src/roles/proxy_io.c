@@ -5,8 +5,11 @@
  * blobs of at most blob_max_bytes, give each a blob id from this proxy's
  * lease, place it on a partition whose three blob servers are all up, put
  * it to all three in parallel, and queue one extent record per blob for
- * the next WRITE_BATCH.  The reply carries the raft index that committed
- * it.  A put that fails (a server went down mid-write) is retried on
+ * the next WRITE_BATCH.  A scattered write (WIRE_WRITE_SCATTER: many
+ * ranges, their data back to back) is cut the same way, so scattered 4 KiB
+ * blocks share one blob, and each range becomes an extent naming its slice
+ * of the blob (blob_off); a range crossing a blob boundary becomes two.
+ * The reply carries the raft index that committed it.  A put that fails (a server went down mid-write) is retried on
  * another partition under a new blob id; a write never waits on a down
  * server.  ZERO and TRIM skip the blobs: index only.
  *
@@ -106,6 +109,29 @@ static const struct index_part *place(struct proxy *p, uint32_t avoid)
 
 struct ppart;
 
+/* One extent of a write as it goes to the index: a range of the volume
+ * backed by a range of one part's blob. */
+struct pext {
+    struct ppart *pt;
+    uint64_t vol_off;
+    uint32_t blob_off;         /* within the part's blob */
+    uint32_t len;
+    struct pwrite_rec rec;
+};
+
+/* One blob of a write: payload bytes [off, off + len), holding the
+ * extents exts[first_ext .. first_ext + n_ext). */
+struct ppart {
+    struct pwrite_ctx *ctx;
+    uint32_t off;              /* within the payload */
+    uint32_t len;
+    uint64_t csum;
+    uint32_t tries;
+    uint32_t last_part;
+    uint32_t first_ext, n_ext;
+    struct pblobs_put put;
+};
+
 struct pwrite_ctx {
     struct proxy *p;
     struct conn *c;
@@ -113,30 +139,22 @@ struct pwrite_ctx {
     uint8_t *body;                 /* the request frame, owned: payload lives here */
     struct wire_vol_write_req m;
     uint64_t t0_us;
-    uint32_t n_parts;
-    uint32_t pending;              /* parts not finished */
-    int err;                       /* first part error */
-    bool some_committed;           /* a part's extent reached the index */
+    uint32_t n_parts, n_exts;
+    uint32_t pending;              /* extents not finished */
+    int err;                       /* first error */
+    bool some_committed;           /* an extent reached the index */
     uint64_t max_index;
     bool waiting_ids;
     struct pwrite_ctx *next_waiting;
-    struct ppart {
-        struct pwrite_ctx *ctx;
-        uint32_t off;              /* within the write */
-        uint32_t len;
-        uint64_t csum;
-        uint32_t tries;
-        uint32_t last_part;
-        struct pblobs_put put;
-        struct pwrite_rec rec;
-    } parts[];
+    struct ppart *parts;           /* both allocated with the context */
+    struct pext *exts;
 };
 
 static void write_done(struct pwrite_ctx *w)
 {
     struct proxy *p = w->p;
     /* EAGAIN promises the agent that nothing was applied (it may resend
-     * as is); once any part reached the index that is no longer true. */
+     * as is); once any extent reached the index that is no longer true. */
     if (w->err == -EAGAIN && w->some_committed) w->err = -ETIMEDOUT;
     if (w->err) {
         metric_inc(p->c_errors);
@@ -152,41 +170,61 @@ static void write_done(struct pwrite_ctx *w)
     free(w);
 }
 
-static void part_finish(struct ppart *pt, int err, uint64_t index)
+static void ext_finish(struct pwrite_ctx *w, int err, uint64_t index)
 {
-    struct pwrite_ctx *w = pt->ctx;
     if (err && !w->err) w->err = err;
     if (index > w->max_index) w->max_index = index;
     if (--w->pending == 0) write_done(w);
 }
 
-static void on_committed(struct pwrite_rec *rec, int err, uint64_t index)
+/* Every extent of PT ends with ERR (its blob could not be written). */
+static void part_fail(struct ppart *pt, int err)
 {
-    struct ppart *pt = rec->data;
-    if (err == -ESTALE) err = -EIO; /* a fresh blob id cannot be dead: an index bug */
-    if (err != -EAGAIN) pt->ctx->some_committed = true; /* applied, or maybe applied */
-    part_finish(pt, err, index);
+    struct pwrite_ctx *w = pt->ctx;
+    /* The last extent may free W: count before finishing. */
+    for (uint32_t i = pt->n_ext; i > 0; i--) ext_finish(w, err, 0);
 }
 
+static void on_committed(struct pwrite_rec *rec, int err, uint64_t index)
+{
+    struct pext *x = rec->data;
+    struct pwrite_ctx *w = x->pt->ctx;
+    if (err == -ESTALE) err = -EIO; /* a fresh blob id cannot be dead: an index bug */
+    if (err != -EAGAIN) w->some_committed = true; /* applied, or maybe applied */
+    ext_finish(w, err, index);
+}
+
+/* Queue PT's extents for the next WRITE_BATCH. */
 static void commit_part(struct ppart *pt, uint8_t kind, uint64_t blob_id, uint32_t partition)
 {
     struct pwrite_ctx *w = pt->ctx;
-    pt->rec.cb = on_committed;
-    pt->rec.data = pt;
-    pt->rec.deadline_ms = util_mono_ms() + PIO_WRITE_DEADLINE_MS;
-    pt->rec.w = (struct idx_write){
-        .vol_id = w->m.vol_id,
-        .generation = w->m.generation,
-        .off = w->m.off + pt->off,
-        .len = pt->len,
-        .kind = kind,
-        .blob_id = blob_id,
-        .partition = partition,
-        .blob_off = 0,
-        .blob_len = kind == IDX_W_DATA ? pt->len : 0,
-        .blob_csum = kind == IDX_W_DATA ? pt->csum : 0,
-    };
-    pbatch_add(w->p, &pt->rec);
+    uint64_t deadline = util_mono_ms() + PIO_WRITE_DEADLINE_MS;
+    uint32_t n = pt->n_ext;
+    struct pext *x = &w->exts[pt->first_ext];
+    for (uint32_t i = 0; i < n; i++, x++) {
+        x->rec.cb = on_committed;
+        x->rec.data = x;
+        x->rec.deadline_ms = deadline;
+        x->rec.w = (struct idx_write){
+            .vol_id = w->m.vol_id,
+            .generation = w->m.generation,
+            .off = x->vol_off,
+            .len = x->len,
+            .kind = kind,
+            .blob_id = blob_id,
+            .partition = partition,
+            .blob_off = kind == IDX_W_DATA ? x->blob_off : 0,
+            .blob_len = kind == IDX_W_DATA ? pt->len : 0,
+            .blob_csum = kind == IDX_W_DATA ? pt->csum : 0,
+        };
+    }
+    /* A record can finish inside pbatch_add (a batch that cannot be
+     * encoded fails at once), and the last one to finish frees W: hold a
+     * count until all are queued. */
+    w->pending++;
+    x = &w->exts[pt->first_ext];
+    for (uint32_t i = 0; i < n; i++) pbatch_add(w->p, &x[i].rec);
+    ext_finish(w, 0, 0);
 }
 
 static uint64_t lease_take(struct proxy *p)
@@ -214,7 +252,7 @@ static void on_put(struct pblobs_put *put, int err)
         put_part(pt);
         return;
     }
-    part_finish(pt, err == -ENOSPC ? -ENOSPC : -EAGAIN, 0);
+    part_fail(pt, err == -ENOSPC ? -ENOSPC : -EAGAIN);
 }
 
 static void put_part(struct ppart *pt)
@@ -224,13 +262,13 @@ static void put_part(struct ppart *pt)
     const struct index_part *part = place(p, pt->last_part);
     if (!part) {
         log_warn(p->tag, "no partition with three blob servers up: write refused for now");
-        part_finish(pt, -EAGAIN, 0);
+        part_fail(pt, -EAGAIN);
         return;
     }
     uint64_t id = lease_take(p);
     if (!id) {
         /* The lease ran dry since the write was admitted: wait for ids. */
-        part_finish(pt, -EAGAIN, 0);
+        part_fail(pt, -EAGAIN);
         return;
     }
     pt->put = (struct pblobs_put){
@@ -251,7 +289,7 @@ static void put_part(struct ppart *pt)
 static void write_start_parts(struct pwrite_ctx *w)
 {
     /* A part can fail synchronously (no partition to place it on), and the
-     * last part to finish frees W: hold one count until every part is out. */
+     * last extent to finish frees W: hold one count until every part is out. */
     bool index_only = w->m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
     uint32_t n = w->n_parts;
     w->pending++;
@@ -287,8 +325,7 @@ static void on_lease(struct pcmd *c, int err, uint64_t index, const struct idx_r
             write_start_parts(w);
         } else {
             w->err = err ? err : -EAGAIN;
-            w->pending = 1;
-            part_finish(&w->parts[0], w->err, 0);
+            write_done(w);
         }
     }
 }
@@ -307,6 +344,42 @@ void pio_lease_refill(struct proxy *p)
     pcmd_submit(p, &p->lease.cmd);
 }
 
+/* The I-th extent of M (a plain write is its own single extent). */
+static struct wire_write_ext write_ext(const struct wire_vol_write_req *m, uint32_t i)
+{
+    if (!(m->flags & WIRE_WRITE_SCATTER)) return (struct wire_write_ext){m->off, m->len};
+    struct wire_write_ext x;
+    wire_vol_write_ext(m, i, &x);
+    return x;
+}
+
+/* Cut W's extents into its parts: payload bytes [i*chunk, (i+1)*chunk)
+ * are part i's blob, and an extent that crosses a part boundary becomes
+ * two.  Returns the number of pieces written to W->exts (at most CAP). */
+static uint32_t write_cut(struct pwrite_ctx *w, uint32_t n_wire, uint32_t chunk, uint32_t cap)
+{
+    uint32_t k = 0, pos = 0;
+    for (uint32_t i = 0; i < n_wire; i++) {
+        struct wire_write_ext x = write_ext(&w->m, i);
+        uint64_t vol_off = x.off;
+        uint32_t left = x.len;
+        while (left > 0 && BD_ALWAYS(k < cap)) {
+            uint32_t part = pos / chunk;
+            uint32_t room = (part + 1) * chunk - pos;
+            uint32_t n = BD_MIN(left, room);
+            struct ppart *pt = &w->parts[part];
+            if (pt->n_ext == 0) pt->first_ext = k;
+            pt->n_ext++;
+            w->exts[k++] = (struct pext){.pt = pt, .vol_off = vol_off, .len = n,
+                                         .blob_off = pos - pt->off};
+            vol_off += n;
+            pos += n;
+            left -= n;
+        }
+    }
+    return k;
+}
+
 static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
 {
     struct wire_vol_write_req m;
@@ -314,10 +387,15 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
         conn_reply_error(c, &f->hdr, -EINVAL, 0, "malformed VOL_WRITE");
         return;
     }
-    if (m.off % BD_BLOCK_SIZE || m.len % BD_BLOCK_SIZE) {
-        conn_reply_error(c, &f->hdr, -EINVAL, 0, "offset and length must be multiples of %u",
-                         BD_BLOCK_SIZE);
-        return;
+    uint32_t n_wire = m.flags & WIRE_WRITE_SCATTER ? m.n_ext : 1;
+    struct wire_write_ext last = {0};
+    for (uint32_t i = 0; i < n_wire; i++) {
+        last = write_ext(&m, i);
+        if (last.off % BD_BLOCK_SIZE || last.len % BD_BLOCK_SIZE) {
+            conn_reply_error(c, &f->hdr, -EINVAL, 0,
+                             "offset and length must be multiples of %u", BD_BLOCK_SIZE);
+            return;
+        }
     }
     bool index_only = m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
     if (!index_only && util_xxh3(m.data, m.data_len) != m.csum) {
@@ -338,7 +416,8 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
                          bd_strerror(rc));
         return;
     }
-    if (m.len > v.size || m.off > v.size - m.len) {
+    /* Extents ascend (the codec checked), so the last one is the end. */
+    if (last.len > v.size || last.off > v.size - last.len) {
         conn_reply_error(c, &f->hdr, -ERANGE, 0, "write past the end of %s", v.name);
         return;
     }
@@ -356,26 +435,32 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
     }
     uint32_t chunk = index_only ? m.len : (uint32_t)p->cfg->blob_max_bytes;
     uint32_t n_parts = (m.len + chunk - 1) / chunk;
-    struct pwrite_ctx *w = calloc(1, sizeof(*w) + n_parts * sizeof(struct ppart));
+    uint32_t max_exts = n_wire + n_parts - 1; /* each part boundary splits at most one */
+    struct pwrite_ctx *w = calloc(1, sizeof(*w) + n_parts * sizeof(struct ppart) +
+                                         max_exts * sizeof(struct pext));
     if (!w) {
         conn_reply_error(c, &f->hdr, -ENOMEM, 0, "out of memory");
         return;
     }
+    w->parts = (struct ppart *)(w + 1);
+    w->exts = (struct pext *)(w->parts + n_parts);
     w->p = p;
     w->c = c;
     w->hdr = f->hdr;
     w->body = conn_frame_take(f);
-    w->m = m;
+    w->m = m; /* its data and ext pointers point into the body we now own */
     w->t0_us = util_mono_ns() / 1000;
     w->n_parts = n_parts;
-    w->pending = n_parts;
     for (uint32_t i = 0; i < n_parts; i++) {
         struct ppart *pt = &w->parts[i];
         pt->ctx = w;
         pt->off = i * chunk;
         pt->len = BD_MIN(chunk, m.len - pt->off);
-        pt->csum = index_only ? 0 : n_parts == 1 ? m.csum : util_xxh3(m.data + pt->off, pt->len);
+        pt->csum = index_only ? 0
+                   : n_parts == 1 ? m.csum : util_xxh3(w->m.data + pt->off, pt->len);
     }
+    w->n_exts = write_cut(w, n_wire, chunk, max_exts);
+    w->pending = w->n_exts;
     metric_inc(p->c_writes);
     metric_add(p->c_write_bytes, m.len);
     if (!index_only && p->lease.end - p->lease.next < n_parts) {
@@ -954,7 +1039,6 @@ void pio_fail_all(struct proxy *p, int err)
         struct pwrite_ctx *w = list;
         list = w->next_waiting;
         w->err = err;
-        w->pending = 1;
-        part_finish(&w->parts[0], err, 0);
+        write_done(w);
     }
 }
