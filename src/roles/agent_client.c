@@ -216,7 +216,8 @@ static int send_once(struct agent_call *call)
         call->cc.cb = on_response;
         call->cc.data = call;
         call->link = i;
-        int rc = link_call(cl->links[i], &call->cc, call->type, call->fields, call->fields_len,
+        const uint8_t *fields = call->fields_big ? call->fields_big : call->fields;
+        int rc = link_call(cl->links[i], &call->cc, call->type, fields, call->fields_len,
                            pay, (uint32_t)BD_MIN(per, UINT32_MAX));
         if (rc == 0) {
             call->sending = true;

@@ -65,6 +65,7 @@ struct agent_call {
     bool idempotent;                /* may be resent after an unknown outcome */
     uint64_t deadline_ms;           /* absolute (util_mono_ms); 0: now + io_timeout_ms */
     uint8_t fields[AGENT_CALL_FIELDS]; /* encoded request fields */
+    const uint8_t *fields_big;      /* or, if set, these (caller-owned until CB) */
     size_t fields_len;
     /* Bulk data, referenced: every send takes a reference with
      * payload_ref(payload.arg) and the conn drops it with payload.release.

@@ -1,11 +1,15 @@
 /* agent_ship.c: shipping dirty data to the proxies, acks, and fencing.
  *
  * Picking.  ship_kick() walks the dirty map from a cursor (round robin
- * over the volume) and builds runs of adjacent dirty extents of one kind:
- * DATA runs up to ship_bytes (the proxy's blob size), ZERO and TRIM runs
- * up to 1 GiB (index only).  Every extent fits a run whole because the map
- * cuts versions at those boundaries (io_put_version).  Each run becomes
- * one VOL_WRITE carrying the attach generation; DATA is read back from
+ * over the volume).  DATA extents gather into one ship of up to ship_bytes
+ * (the proxy's blob size) whether adjacent or not: scattered dirty blocks
+ * travel as one scattered VOL_WRITE, one blob and one raft entry instead
+ * of one each, which is what random small writes need.  Its ranges ascend
+ * (the ship closes where the walk wraps to block 0).  ZERO and TRIM travel
+ * as runs of adjacent extents of one kind up to 1 GiB (index only).  Every
+ * extent fits a ship whole because the map cuts versions at those
+ * boundaries (io_put_version).  Each ship becomes one VOL_WRITE carrying
+ * the attach generation; DATA is read back from
  * the journal and every block verified against the checksum taken when
  * it was written (C14) before the ship's own XXH3-64 is computed from the
  * same bytes.  A block that fails is marked LOST (reads fail -EIO), never
@@ -16,7 +20,8 @@
  *
  * Ordering rule.  A block is never shipped while an earlier ship of that
  * block is in flight: an extent overlapping an in-flight ship is skipped,
- * so two versions of a block can never race to the index.
+ * so two versions of a block can never race to the index.  The in-flight
+ * ranges are kept sorted (vol.infl) so that test is a binary search.
  *
  * Acks.  The extents still carrying the ship's id are versions nobody
  * overwrote: they become clean (leave the map), which releases their
@@ -53,6 +58,8 @@
 
 #define SHIP_BACKOFF_MIN_MS 100
 #define SHIP_BACKOFF_MAX_MS 1000
+/* The fields of a VOL_WRITE scattered over CAP ranges. */
+#define SHIP_FIELDS_LEN(cap) (64 + 12 * (size_t)(cap))
 
 /* ---- buffers ------------------------------------------------------------- */
 
@@ -100,13 +107,37 @@ static struct shipbuf *buf_get(struct vol *v)
 
 /* ---- ships --------------------------------------------------------------- */
 
+/* Ranges one ship may carry: a scattered write lists them all. */
+static uint32_t segs_max(const struct vol *v)
+{
+    return (uint32_t)BD_MIN(v->vs->ship_blocks, WIRE_SCATTER_MAX);
+}
+
 static struct ship *ship_new(struct vol *v, int kind)
 {
     struct ship *s = v->free_ships;
-    if (s) v->free_ships = s->next;
-    else s = malloc(sizeof(*s));
-    if (!s) return NULL;
+    if (s) {
+        v->free_ships = s->next;
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (!s) return NULL;
+        s->segs_cap = segs_max(v);
+        s->segs = malloc(s->segs_cap * sizeof(*s->segs));
+        s->fields = malloc(SHIP_FIELDS_LEN(s->segs_cap));
+        if (!s->segs || !s->fields) {
+            free(s->segs);
+            free(s->fields);
+            free(s);
+            return NULL;
+        }
+    }
+    struct ship_seg *segs = s->segs;
+    uint8_t *fields = s->fields;
+    uint32_t cap = s->segs_cap;
     memset(s, 0, sizeof(*s));
+    s->segs = segs;
+    s->fields = fields;
+    s->segs_cap = cap;
     s->v = v;
     s->kind = kind;
     s->id = ++v->next_ship_id;
@@ -127,11 +158,64 @@ static void ship_release(struct ship *s)
     v->free_ships = s;
 }
 
+/* ---- the in-flight ranges ------------------------------------------------ */
+
+static int infl_cmp(const void *a, const void *b)
+{
+    const struct infl_range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Record S's ranges as in flight. */
+static int infl_add(struct vol *v, const struct ship *s)
+{
+    if (v->n_infl + s->n_segs > v->infl_cap) {
+        size_t cap = BD_MAX(v->infl_cap * 2, v->n_infl + s->n_segs);
+        struct infl_range *r = realloc(v->infl, cap * sizeof(*r));
+        if (!r) return -ENOMEM;
+        v->infl = r;
+        v->infl_cap = cap;
+    }
+    for (uint32_t i = 0; i < s->n_segs; i++)
+        v->infl[v->n_infl++] = (struct infl_range){s->segs[i].start,
+                                                   s->segs[i].start + s->segs[i].nblk, s->id};
+    qsort(v->infl, v->n_infl, sizeof(*v->infl), infl_cmp);
+    return 0;
+}
+
+static void infl_remove(struct vol *v, const struct ship *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < v->n_infl; i++)
+        if (v->infl[i].ship_id != s->id) v->infl[k++] = v->infl[i];
+    v->n_infl = k;
+}
+
+/* Is any block of [start, start + nblk) in a ship in flight?  The ranges
+ * are sorted and disjoint, so their ends ascend too: only the last range
+ * that starts before our end can reach us. */
 static bool overlaps_inflight(const struct vol *v, uint64_t start, uint64_t nblk)
 {
-    for (const struct ship *s = v->ships; s; s = s->next)
-        if (start < s->start + s->nblk && s->start < start + nblk) return true;
-    return false;
+    size_t lo = 0, hi = v->n_infl; /* find the first range starting at or after our end */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->infl[mid].start < start + nblk) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo > 0 && v->infl[lo - 1].end > start;
+}
+
+/* Every range of S is dirty again (S failed), or clean (S was acked). */
+static void ship_unship(struct vol *v, const struct ship *s)
+{
+    for (uint32_t i = 0; i < s->n_segs; i++)
+        cache_unship(v->c, s->segs[i].start, s->segs[i].start + s->segs[i].nblk, s->id);
+}
+
+static void ship_clean(struct vol *v, const struct ship *s)
+{
+    for (uint32_t i = 0; i < s->n_segs; i++)
+        cache_clean(v->c, s->segs[i].start, s->segs[i].start + s->segs[i].nblk, s->id);
 }
 
 void ship_mark_lost(struct vol *v, uint64_t start, uint64_t nblk, uint64_t seq, uint64_t seg)
@@ -154,7 +238,8 @@ struct pick {
     struct vol *v;
     struct ship *runs[AGENT_MAX_SHIPS];
     unsigned nruns, room;
-    struct ship *cur;
+    struct ship *cur;         /* ZERO or TRIM run being built: one range */
+    struct ship *data;        /* DATA ship being built: any ranges */
     bool all;
     uint64_t cutoff;          /* age mode: extents born at or before this */
     bool bad;                 /* a block failed its checksum */
@@ -168,10 +253,21 @@ static void close_run(struct pick *p)
     p->cur = NULL;
 }
 
-/* Add E to the current run: DATA is read from the journal and verified. */
-static void run_add(struct pick *p, struct cache_ext *e)
+static void close_data(struct pick *p)
 {
-    struct ship *s = p->cur;
+    if (p->data) p->runs[p->nruns++] = p->data;
+    p->data = NULL;
+}
+
+/* Ships closed or being built, against the room for new ones. */
+static bool room_for_new(const struct pick *p)
+{
+    return p->nruns + (p->cur != NULL) + (p->data != NULL) < p->room;
+}
+
+/* Add E to ship S: DATA is read from the journal and verified. */
+static void run_add(struct pick *p, struct ship *s, struct cache_ext *e)
+{
     if (e->kind == CACHE_DATA && !s->bad) {
         uint8_t *dst = s->buf->data + s->nblk * BD_BLOCK_SIZE;
         int rc = journal_read(p->v->j, e->seg, e->dpos, dst, e->nblk * BD_BLOCK_SIZE);
@@ -190,8 +286,48 @@ static void run_add(struct pick *p, struct cache_ext *e)
             }
         }
     }
+    struct ship_seg *last = s->n_segs ? &s->segs[s->n_segs - 1] : NULL;
+    if (last && last->start + last->nblk == e->start) {
+        last->nblk += e->nblk;
+    } else {
+        if (!s->n_segs) s->start = e->start;
+        s->segs[s->n_segs++] = (struct ship_seg){e->start, e->nblk};
+    }
     e->ship_id = s->id;
     s->nblk += e->nblk;
+}
+
+/* Does E start where S's last range ends? */
+static bool adjoins(const struct ship *s, const struct cache_ext *e)
+{
+    const struct ship_seg *last = &s->segs[s->n_segs - 1];
+    return last->start + last->nblk == e->start;
+}
+
+static bool pick_data(struct pick *p, struct cache_ext *e)
+{
+    struct vol *v = p->v;
+    close_run(p); /* a ZERO or TRIM run is broken by anything else */
+    struct ship *s = p->data;
+    if (s && (s->nblk + e->nblk > v->vs->ship_blocks ||
+              (s->n_segs == s->segs_cap && !adjoins(s, e)))) {
+        close_data(p);
+        s = NULL;
+    }
+    /* Age mode: young extents wait to gather more, unless they extend a
+     * range already being shipped. */
+    if (!p->all && e->born_ms > p->cutoff && !(s && adjoins(s, e)))
+        return s || room_for_new(p);
+    if (!s) {
+        if (!room_for_new(p)) return false;
+        if (!(s = ship_new(v, CACHE_DATA))) {
+            p->nomem = true;
+            return false;
+        }
+        p->data = s;
+    }
+    run_add(p, s, e);
+    return true;
 }
 
 static bool pick_fn(void *arg, struct cache_ext *e)
@@ -200,25 +336,25 @@ static bool pick_fn(void *arg, struct cache_ext *e)
     struct vol *v = p->v;
     if (e->kind == CACHE_LOST || e->ship_id || overlaps_inflight(v, e->start, e->nblk)) {
         close_run(p);
-        return p->nruns < p->room;
+        return p->data || room_for_new(p);
     }
+    if (e->kind == CACHE_DATA) return pick_data(p, e);
     struct ship *s = p->cur;
-    uint64_t cap = e->kind == CACHE_DATA ? v->vs->ship_blocks : AGENT_ZERO_MAX / BD_BLOCK_SIZE;
-    if (s && s->kind == e->kind && s->start + s->nblk == e->start && s->nblk + e->nblk <= cap) {
-        run_add(p, e);
+    uint64_t cap = AGENT_ZERO_MAX / BD_BLOCK_SIZE;
+    if (s && s->kind == e->kind && adjoins(s, e) && s->nblk + e->nblk <= cap) {
+        run_add(p, s, e);
         return true;
     }
     close_run(p);
-    if (p->nruns >= p->room) return false;
+    if (!room_for_new(p)) return p->data != NULL; /* the DATA ship may still fill */
     if (!p->all && e->born_ms > p->cutoff) return true; /* young: let it gather more */
     s = ship_new(v, e->kind);
     if (!s) {
         p->nomem = true;
         return false;
     }
-    s->start = e->start;
     p->cur = s;
-    run_add(p, e);
+    run_add(p, s, e);
     return true;
 }
 
@@ -229,21 +365,30 @@ static void ship_send(struct vol *v, struct ship *s)
     struct agent_vols *vs = v->vs;
     uint64_t len = s->nblk * BD_BLOCK_SIZE;
     if (s->kind == CACHE_DATA && s->nblk > 1) s->csum = util_xxh3(s->buf->data, len);
+    struct wire_write_ext ext[WIRE_SCATTER_MAX];
+    for (uint32_t i = 0; s->n_segs > 1 && i < s->n_segs; i++)
+        ext[i] = (struct wire_write_ext){s->segs[i].start * BD_BLOCK_SIZE,
+                                         (uint32_t)(s->segs[i].nblk * BD_BLOCK_SIZE)};
     struct wire_vol_write_req m = {
         .vol_id = v->vol_id,
         .generation = v->gen,
         .off = s->start * BD_BLOCK_SIZE,
         .len = (uint32_t)len,
         .flags = s->kind == CACHE_ZERO ? WIRE_WRITE_ZERO
-                 : s->kind == CACHE_TRIM ? WIRE_WRITE_TRIM : 0,
+                 : s->kind == CACHE_TRIM ? WIRE_WRITE_TRIM
+                 : s->n_segs > 1 ? WIRE_WRITE_SCATTER : 0,
         .csum = s->kind == CACHE_DATA ? s->csum : 0,
         .data_len = s->kind == CACHE_DATA ? (uint32_t)len : 0,
+        .n_ext = s->n_segs > 1 ? s->n_segs : 0,
+        .ext_in = ext,
     };
     struct agent_call *c = &s->call;
     memset(c, 0, sizeof(*c));
-    int n = wire_encode_vol_write_req(c->fields, sizeof(c->fields), &m);
-    if (!BD_ALWAYS(n > 0)) {
-        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+    int n = m.n_ext ? wire_encode_vol_write_req(s->fields, SHIP_FIELDS_LEN(s->segs_cap), &m)
+                    : wire_encode_vol_write_req(c->fields, sizeof(c->fields), &m);
+    if (m.n_ext) c->fields_big = s->fields;
+    if (!BD_ALWAYS(n > 0) || infl_add(v, s) < 0) {
+        ship_unship(v, s);
         ship_release(s);
         return;
     }
@@ -291,15 +436,18 @@ static bool kick_once(struct vol *v, bool age)
     uint64_t from = v->cursor;
     cache_walk(v->c, from, UINT64_MAX, pick_fn, &p);
     close_run(&p);
-    if (p.nruns < p.room && from > 0 && !p.nomem) {
+    close_data(&p); /* a scattered write's ranges ascend: none across the wrap */
+    if (room_for_new(&p) && from > 0 && !p.nomem) {
         cache_walk(v->c, 0, from, pick_fn, &p);
         close_run(&p);
     }
+    close_data(&p);
     for (unsigned i = 0; i < p.nruns; i++) {
         struct ship *s = p.runs[i];
-        v->cursor = s->start + s->nblk;
+        const struct ship_seg *last = &s->segs[s->n_segs - 1];
+        v->cursor = last->start + last->nblk;
         if (s->bad) {
-            cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+            ship_unship(v, s);
             ship_release(s);
         } else {
             ship_send(v, s);
@@ -400,9 +548,10 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
     while (*pp && *pp != s) pp = &(*pp)->next;
     if (BD_ALWAYS(*pp)) *pp = s->next;
     v->n_ships--;
+    infl_remove(v, s);
     if (err == 0) {
         if (resp.raft_index > v->max_index) v->max_index = resp.raft_index;
-        cache_clean(v->c, s->start, s->start + s->nblk, s->id);
+        ship_clean(v, s);
         v->acks++;
         v->progress_ms = util_mono_ms();
         v->ship_backoff_ms = 0;
@@ -425,12 +574,12 @@ static void on_ship_done(struct agent_call *call, int err, struct conn_frame *f)
         ship_release(s);
         vol_fail(v, -BD_EFENCED, "VOL_WRITE refused as fenced: another agent attached the volume");
     } else if (fatal_write_error(err)) {
-        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_unship(v, s);
         ship_release(s);
         log_error(vs->tag, "vol %s: write refused: %s", v->name, text);
         vol_fail(v, -EIO, "the proxy refused a write");
     } else if (not_applied) {
-        cache_unship(v->c, s->start, s->start + s->nblk, s->id);
+        ship_unship(v, s);
         ship_release(s);
         ship_backoff(v);
         log_info(vs->tag, "vol %s: write not taken (%s); retrying in %u ms", v->name, text,
@@ -461,6 +610,7 @@ void ship_zombify_all(struct vol *v)
         s->zombie = true; /* still referenced by the client until its callback */
     }
     v->n_ships = 0;
+    v->n_infl = 0;
     if (v->c) cache_unship_all(v->c);
 }
 
@@ -469,8 +619,13 @@ void ship_free_vol(struct vol *v)
     while (v->free_ships) {
         struct ship *s = v->free_ships;
         v->free_ships = s->next;
+        free(s->segs);
+        free(s->fields);
         free(s);
     }
+    free(v->infl);
+    v->infl = NULL;
+    v->n_infl = v->infl_cap = 0;
     for (unsigned i = 0; i < v->n_bufs; i++) {
         if (v->bufs[i]->refs == 0) free(v->bufs[i]);
         else v->bufs[i]->owner = NULL; /* a connection still holds it */

@@ -68,11 +68,29 @@ struct shipbuf {
     uint8_t data[];
 };
 
+/* A range of blocks a ship carries. */
+struct ship_seg {
+    uint64_t start, nblk;
+};
+
+/* An in-flight range, in vol.infl (sorted by start; ranges never overlap:
+ * a block is never in two ships at once). */
+struct infl_range {
+    uint64_t start, end;        /* blocks */
+    uint64_t ship_id;
+};
+
+/* One VOL_WRITE in flight.  A DATA ship carries up to ship_blocks blocks
+ * from any number of ranges (segs, ascending: a scattered write); ZERO and
+ * TRIM ships carry one range. */
 struct ship {
     struct vol *v;
     uint64_t id;                /* marks the extents it carries (cache ship_id) */
     uint64_t gen;               /* attach generation it was sent under */
-    uint64_t start, nblk;       /* blocks */
+    uint64_t start, nblk;       /* first block, total blocks */
+    struct ship_seg *segs;      /* capacity segs_cap, kept with the ship when pooled */
+    uint32_t n_segs, segs_cap;
+    uint8_t *fields;            /* a scattered write's encoded fields (agent_ship.c) */
     int kind;                   /* CACHE_DATA, CACHE_ZERO or CACHE_TRIM */
     struct shipbuf *buf;        /* DATA only */
     uint64_t csum;
@@ -147,6 +165,8 @@ struct vol {
     /* shipping */
     struct ship *ships;         /* in flight under the current generation */
     unsigned n_ships;
+    struct infl_range *infl;    /* the ranges of those ships, sorted */
+    size_t n_infl, infl_cap;
     struct ship *free_ships;
     struct shipbuf *free_bufs;
     struct shipbuf **bufs;      /* every buffer made (for teardown) */

@@ -29,6 +29,8 @@ struct fake_vol {
 
 struct fake_write {     /* one VOL_WRITE received */
     uint64_t vol_id, gen, off, len;
+    struct wire_write_ext *ext; /* a scattered write's extents (n_ext), else NULL */
+    uint32_t n_ext;
     uint32_t flags;
     int status;         /* what it was answered (0 OK); -1: never answered */
     bool applied;
