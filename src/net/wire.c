@@ -800,13 +800,15 @@ int wire_encode_vol_write_req(uint8_t *buf, size_t cap, const struct wire_vol_wr
 #define WRITE_EXT_LEN 12 /* u64 off, u32 len */
 void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i, struct wire_write_ext *out)
 {
-    if (m->ext_in) {
+    if (!(m->flags & WIRE_WRITE_SCATTER)) {
+        *out = (struct wire_write_ext){m->off, m->len};
+    } else if (m->ext_in) {
         *out = m->ext_in[i];
-        return;
+    } else {
+        const uint8_t *p = m->ext + (size_t)i * WRITE_EXT_LEN;
+        out->off = util_get_le64(p);
+        out->len = util_get_le32(p + 8);
     }
-    const uint8_t *p = m->ext + (size_t)i * WRITE_EXT_LEN;
-    out->off = util_get_le64(p);
-    out->len = util_get_le32(p + 8);
 }
 /* The extents of a scattered write: non-empty, ascending, non-overlapping,
  * starting at M->off and adding up to M->len. */

@@ -362,6 +362,12 @@ struct wire_vol_write_req {
     const uint8_t *ext;       /* decode side: read with wire_vol_write_ext() */
     const struct wire_write_ext *ext_in; /* encode side */
 };
+/* The extents of a write: a scattered write's list, or the plain write's
+ * own single range. */
+static inline uint32_t wire_vol_write_count(const struct wire_vol_write_req *m)
+{
+    return (m->flags & WIRE_WRITE_SCATTER) ? m->n_ext : 1;
+}
 void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i,
                         struct wire_write_ext *out);
 struct wire_vol_write_resp { uint64_t raft_index; };

@@ -344,15 +344,6 @@ void pio_lease_refill(struct proxy *p)
     pcmd_submit(p, &p->lease.cmd);
 }
 
-/* The I-th extent of M (a plain write is its own single extent). */
-static struct wire_write_ext write_ext(const struct wire_vol_write_req *m, uint32_t i)
-{
-    if (!(m->flags & WIRE_WRITE_SCATTER)) return (struct wire_write_ext){m->off, m->len};
-    struct wire_write_ext x;
-    wire_vol_write_ext(m, i, &x);
-    return x;
-}
-
 /* Cut W's extents into its parts: payload bytes [i*chunk, (i+1)*chunk)
  * are part i's blob, and an extent that crosses a part boundary becomes
  * two.  Returns the number of pieces written to W->exts (at most CAP). */
@@ -360,7 +351,8 @@ static uint32_t write_cut(struct pwrite_ctx *w, uint32_t n_wire, uint32_t chunk,
 {
     uint32_t k = 0, pos = 0;
     for (uint32_t i = 0; i < n_wire; i++) {
-        struct wire_write_ext x = write_ext(&w->m, i);
+        struct wire_write_ext x;
+        wire_vol_write_ext(&w->m, i, &x);
         uint64_t vol_off = x.off;
         uint32_t left = x.len;
         while (left > 0 && BD_ALWAYS(k < cap)) {
@@ -387,10 +379,10 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
         conn_reply_error(c, &f->hdr, -EINVAL, 0, "malformed VOL_WRITE");
         return;
     }
-    uint32_t n_wire = m.flags & WIRE_WRITE_SCATTER ? m.n_ext : 1;
+    uint32_t n_wire = wire_vol_write_count(&m);
     struct wire_write_ext last = {0};
     for (uint32_t i = 0; i < n_wire; i++) {
-        last = write_ext(&m, i);
+        wire_vol_write_ext(&m, i, &last);
         if (last.off % BD_BLOCK_SIZE || last.len % BD_BLOCK_SIZE) {
             conn_reply_error(c, &f->hdr, -EINVAL, 0,
                              "offset and length must be multiples of %u", BD_BLOCK_SIZE);

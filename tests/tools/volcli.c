@@ -136,6 +136,24 @@ static int attach(const char *name, uint64_t *g)
     return rc;
 }
 
+/* Send W (DATA: its payload, data_len bytes) and note the raft index. */
+static int send_write(const struct wire_vol_write_req *w, const uint8_t *data)
+{
+    uint8_t f[1024];
+    int n = wire_encode_vol_write_req(f, sizeof(f), w);
+    if (n < 0) FAIL("encode a write");
+    struct call c;
+    int rc = call(&c, WIRE_VOL_WRITE, f, n, data, w->data_len);
+    if (rc == 0) {
+        struct wire_vol_write_resp r;
+        if (wire_decode_vol_write_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
+            FAIL("malformed write answer");
+        if (r.raft_index > max_index) max_index = r.raft_index;
+    }
+    free(c.body);
+    return rc;
+}
+
 static int vwrite(uint64_t g, uint64_t off, uint32_t len, const uint8_t *data, uint32_t flags,
                   uint64_t csum_override)
 {
@@ -145,18 +163,7 @@ static int vwrite(uint64_t g, uint64_t off, uint32_t len, const uint8_t *data, u
         w.data_len = len;
         w.csum = csum_override ? csum_override : util_xxh3(data, len);
     }
-    uint8_t f[128];
-    int n = wire_encode_vol_write_req(f, sizeof(f), &w);
-    struct call c;
-    int rc = call(&c, WIRE_VOL_WRITE, f, n, data, data ? len : 0);
-    if (rc == 0) {
-        struct wire_vol_write_resp r;
-        if (wire_decode_vol_write_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
-            FAIL("malformed write answer");
-        if (r.raft_index > max_index) max_index = r.raft_index;
-    }
-    free(c.body);
-    return rc;
+    return send_write(&w, data);
 }
 
 /* A scattered write: N extents (offsets absolute), DATA in list order. */
@@ -168,19 +175,7 @@ static int vwritev(uint64_t g, const struct wire_write_ext *ext, uint32_t n, con
                                    .len = total, .flags = WIRE_WRITE_SCATTER,
                                    .csum = util_xxh3(data, total), .data_len = total,
                                    .n_ext = n, .ext_in = ext};
-    uint8_t f[1024];
-    int len = wire_encode_vol_write_req(f, sizeof(f), &w);
-    if (len < 0) FAIL("encode a scattered write");
-    struct call c;
-    int rc = call(&c, WIRE_VOL_WRITE, f, len, data, total);
-    if (rc == 0) {
-        struct wire_vol_write_resp r;
-        if (wire_decode_vol_write_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
-            FAIL("malformed write answer");
-        if (r.raft_index > max_index) max_index = r.raft_index;
-    }
-    free(c.body);
-    return rc;
+    return send_write(&w, data);
 }
 
 /* Read into OUT; if MAP, fill kinds per 4 KiB block (D, Z, H). */

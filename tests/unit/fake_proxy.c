@@ -83,24 +83,12 @@ static uint32_t ranges_of(const struct fake_vol *v, uint64_t a, uint64_t b,
     return n;
 }
 
-/* The I-th extent of M (a plain write is its own single extent). */
-static struct wire_write_ext ext_at(const struct wire_vol_write_req *m, uint32_t i)
-{
-    struct wire_write_ext x = {m->off, m->len};
-    if (m->flags & WIRE_WRITE_SCATTER) wire_vol_write_ext(m, i, &x);
-    return x;
-}
-
-static uint32_t n_exts(const struct wire_vol_write_req *m)
-{
-    return m->flags & WIRE_WRITE_SCATTER ? m->n_ext : 1;
-}
-
 static void apply(struct fake_proxy *fp, struct fake_vol *v, const struct wire_vol_write_req *m)
 {
     uint64_t pos = 0;
-    for (uint32_t i = 0; i < n_exts(m); i++) {
-        struct wire_write_ext x = ext_at(m, i);
+    for (uint32_t i = 0; i < wire_vol_write_count(m); i++) {
+        struct wire_write_ext x;
+        wire_vol_write_ext(m, i, &x);
         if (m->flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) memset(v->data + x.off, 0, x.len);
         else memcpy(v->data + x.off, m->data + pos, x.len);
         memset(v->kind + x.off / 4096,
@@ -124,15 +112,16 @@ static void on_write(struct fake_proxy *fp, struct conn *c, struct conn_frame *f
                                       .len = m.len, .flags = m.flags, .status = -1};
     if (lg && (m.flags & WIRE_WRITE_SCATTER) && (lg->ext = calloc(m.n_ext, sizeof(*lg->ext)))) {
         lg->n_ext = m.n_ext;
-        for (uint32_t i = 0; i < m.n_ext; i++) lg->ext[i] = ext_at(&m, i);
+        for (uint32_t i = 0; i < m.n_ext; i++) wire_vol_write_ext(&m, i, &lg->ext[i]);
     }
     struct fake_vol *v = by_id(fp, m.vol_id);
     int err = 0;
     if (!v) err = -ENOENT;
     else if (m.generation != v->gen) err = -BD_EFENCED;
     else if (m.off % 4096 || m.len % 4096) err = -ERANGE;
-    for (uint32_t i = 0; !err && i < n_exts(&m); i++) {
-        struct wire_write_ext x = ext_at(&m, i);
+    for (uint32_t i = 0; !err && i < wire_vol_write_count(&m); i++) {
+        struct wire_write_ext x;
+        wire_vol_write_ext(&m, i, &x);
         if (x.off % 4096 || x.len % 4096 || x.off + x.len > v->size) err = -ERANGE;
     }
     if (!err && !(m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM)) &&
