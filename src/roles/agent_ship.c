@@ -160,13 +160,8 @@ static void ship_release(struct ship *s)
 
 /* ---- the in-flight ranges ------------------------------------------------ */
 
-static int infl_cmp(const void *a, const void *b)
-{
-    const struct infl_range *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Record S's ranges as in flight. */
+/* Record S's ranges as in flight: both lists ascend, so merge them from
+ * the back, in place. */
 static int infl_add(struct vol *v, const struct ship *s)
 {
     if (v->n_infl + s->n_segs > v->infl_cap) {
@@ -176,10 +171,17 @@ static int infl_add(struct vol *v, const struct ship *s)
         v->infl = r;
         v->infl_cap = cap;
     }
-    for (uint32_t i = 0; i < s->n_segs; i++)
-        v->infl[v->n_infl++] = (struct infl_range){s->segs[i].start,
-                                                   s->segs[i].start + s->segs[i].nblk, s->id};
-    qsort(v->infl, v->n_infl, sizeof(*v->infl), infl_cmp);
+    size_t i = v->n_infl, j = s->n_segs, k = v->n_infl + s->n_segs;
+    while (j > 0) {
+        const struct ship_seg *g = &s->segs[j - 1];
+        if (i > 0 && v->infl[i - 1].start > g->start) {
+            v->infl[--k] = v->infl[--i];
+        } else {
+            v->infl[--k] = (struct infl_range){g->start, g->start + g->nblk, s->id};
+            j--;
+        }
+    }
+    v->n_infl += s->n_segs;
     return 0;
 }
 

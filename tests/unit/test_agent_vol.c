@@ -688,6 +688,47 @@ TEST(no_second_ship_of_a_block_in_flight)
     teardown();
 }
 
+/* The same rule when the block in flight is one range of a scattered
+ * write: its new version waits for that whole write, while a block that
+ * is not in flight ships at once. */
+TEST(no_second_ship_of_a_scattered_block_in_flight)
+{
+    setup();
+    CHECK(start() == 0);
+    struct agent_vol *h = open_vol("vol-a", false, NULL);
+    CHECK(h);
+    fake_proxy_knobs(fp)->hold_writes = true;
+    for (uint64_t b = 10; b <= 30; b += 10) CHECK_EQ(do_write(h, b * BS, BS, 16, 0), 0);
+    struct waiter f1 = {0}, f2 = {0};
+    w_init(&f1, 0, 0);
+    agent_vol_flush(h, &f1.req);
+    pump(100);
+    unsigned cnt, n;
+    CHECK(has_write_at(20 * BS, &cnt) && cnt == 1);
+    const struct fake_write *wl = fake_proxy_writes(fp, &n);
+    CHECK(n == 1 && wl[0].n_ext == 3);                /* one scattered write */
+    CHECK_EQ(do_write(h, 20 * BS, BS, 17, 0), 0);     /* v2 of its middle range */
+    CHECK_EQ(do_write(h, 50 * BS, BS, 17, 0), 0);     /* not in flight */
+    w_init(&f2, 0, 0);
+    agent_vol_flush(h, &f2.req);
+    pump(200);
+    CHECK(has_write_at(20 * BS, &cnt) && cnt == 1);   /* v2 waits */
+    CHECK(has_write_at(50 * BS, &cnt) && cnt == 1);   /* the other block went */
+    fake_proxy_release(fp, 10 * BS);                  /* the scattered write acked */
+    pump(150);
+    CHECK(has_write_at(20 * BS, &cnt) && cnt == 2);   /* now v2 goes */
+    fake_proxy_knobs(fp)->hold_writes = false;
+    fake_proxy_release(fp, UINT64_MAX);
+    CHECK_EQ(wait_w(&f1, 3000), 0);
+    CHECK_EQ(wait_w(&f2, 3000), 0);
+    CHECK(matches(fv->data + 10 * BS, 10 * BS, BS, 16));
+    CHECK(matches(fv->data + 20 * BS, 20 * BS, BS, 17));
+    CHECK(matches(fv->data + 30 * BS, 30 * BS, BS, 16));
+    CHECK(matches(fv->data + 50 * BS, 50 * BS, BS, 17));
+    agent_vol_put(h);
+    teardown();
+}
+
 /* When the journal is full, writes wait (never dropped) and complete as
  * shipping frees space. */
 TEST(backpressure_when_journal_full)
