@@ -45,9 +45,7 @@ cl_port() {
     [ "$low" -gt 21000 ] || low=32768
     for _ in $(seq 1 200); do
         p=$((20000 + RANDOM % (low - 20000)))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && [ ! -e "${TMPDIR:-/tmp}/blockd-port-$p" ]; then
-            : >"${TMPDIR:-/tmp}/blockd-port-$p"
-            cleanup_fn rm -f "${TMPDIR:-/tmp}/blockd-port-$p"
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && port_claim "$p"; then
             printf -v "$1" %s "$p"
             return 0
         fi

@@ -47,17 +47,27 @@ free_port() {
     [ "${eph:-0}" -gt $((lo + 1000)) ] && [ "$eph" -le $hi ] && hi=$((eph - 1))
     for _ in $(seq 1 200); do
         p=$((lo + RANDOM % (hi - lo + 1)))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            # Nothing listening; also make sure no one else took it in this run.
-            if [ ! -e "${TMPDIR:-/tmp}/blockd-port-$p" ]; then
-                : >"${TMPDIR:-/tmp}/blockd-port-$p"
-                cleanup_fn rm -f "${TMPDIR:-/tmp}/blockd-port-$p"
-                echo "$p"
-                return 0
-            fi
+        # Nothing listening, and no other test has claimed it.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && port_claim "$p"; then
+            echo "$p"
+            return 0
         fi
     done
     fail "no free port"
+}
+
+# port_claim PORT: claim PORT for this test (a marker file other tests
+# see), unless another test holds it.  A marker older than an hour is stale
+# and taken over: every test ends within minutes, but one killed, or a
+# claim made inside $(...) (its cleanup list dies with the subshell), leaves
+# its marker behind.
+port_claim() {
+    local m="${TMPDIR:-/tmp}/blockd-port-$1"
+    if [ -e "$m" ] && [ -z "$(find "$m" -mmin +60 2>/dev/null)" ]; then
+        return 1
+    fi
+    touch "$m"
+    cleanup_fn rm -f "$m"
 }
 
 kill_pid() {
