@@ -6,6 +6,11 @@
  *     volume info NAME
  *     volume resize NAME SIZE     grow only
  *     volume rm NAME
+ *     volume detach NAME          force-detach a dead agent (fences it, C10)
+ *     volume clone VOLUME SNAP NEW   a new volume from a snapshot
+ *     snapshot create VOLUME SNAP
+ *     snapshot list VOLUME
+ *     snapshot rm VOLUME SNAP
  *     cluster status
  *
  * Finding the cluster, first match wins: --url (repeatable), $BLOCKD_URL
@@ -49,6 +54,13 @@ static void usage(FILE *f)
                "  volume info NAME           show one volume\n"
                "  volume resize NAME SIZE    grow a volume\n"
                "  volume rm NAME             delete a volume (must not be attached)\n"
+               "  volume detach NAME         force-detach its agent (fences it: its later\n"
+               "                             writes are refused)\n"
+               "  volume clone VOL SNAP NEW  a new volume NEW from snapshot SNAP of VOL\n"
+               "  snapshot create VOL SNAP   snapshot a volume (crash-consistent: what its\n"
+               "                             agent has shipped; flush first)\n"
+               "  snapshot list VOL          list a volume's snapshots\n"
+               "  snapshot rm VOL SNAP       delete a snapshot\n"
                "  cluster status             proxies, raft state, blob servers, partitions\n"
                "\n"
                "The cluster is found from --url, $BLOCKD_URL, or $BLOCKD_DATA/cluster.json\n"
@@ -228,6 +240,18 @@ static void show_cluster(const cJSON *j)
     printf("\nPARTITIONS: %d\n", np);
 }
 
+static void show_snapshots(const cJSON *j)
+{
+    printf("%-32s %12s %14s\n", "SNAPSHOT", "SIZE", "CREATED_INDEX");
+    const cJSON *v;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(j, "snapshots")) {
+        char sz[32];
+        printf("%-32s %12s %14.0f\n", str_field(v, "name", "?"),
+               util_fmt_size((uint64_t)num_field(v, "size"), sz, sizeof(sz)),
+               num_field(v, "created_index"));
+    }
+}
+
 /* A size argument: "10G", "512M", "4096". */
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -251,6 +275,12 @@ static void path_for(char *buf, size_t len, const char *prefix, const char *name
             n += (size_t)snprintf(buf + n, len - n, "%%%02X", *p);
     }
     buf[n] = 0;
+}
+
+static void append(char *buf, size_t len, const char *tail)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s", tail);
 }
 
 int ctl_main(int argc, char **argv)
@@ -336,6 +366,55 @@ int ctl_main(int argc, char **argv)
             if (request(&c, "DELETE", path, NULL, &r) < 0) return 1;
             int rc = finish(&c, &r, NULL);
             if (rc == 0 && !c.json) printf("deleted %s\n", a[2]);
+            return rc;
+        }
+        if (strcmp(a[1], "detach") == 0 && nargs == 3) {
+            path_for(path, sizeof(path), "/v1/volumes/", a[2]);
+            append(path, sizeof(path), "/attachment");
+            if (request(&c, "DELETE", path, NULL, &r) < 0) return 1;
+            return finish(&c, &r, show_volume);
+        }
+        if (strcmp(a[1], "clone") == 0 && nargs == 5) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", a[4]);
+            cJSON *snap = cJSON_AddObjectToObject(o, "snapshot");
+            cJSON_AddStringToObject(snap, "volume", a[2]);
+            cJSON_AddStringToObject(snap, "name", a[3]);
+            char *s = cJSON_PrintUnformatted(o);
+            cJSON_Delete(o);
+            int rc = request(&c, "POST", "/v1/volumes", s, &r);
+            free(s);
+            if (rc < 0) return 1;
+            return finish(&c, &r, show_volume);
+        }
+    } else if (strcmp(a[0], "snapshot") == 0) {
+        if (nargs >= 3) {
+            path_for(path, sizeof(path), "/v1/volumes/", a[2]);
+            append(path, sizeof(path), "/snapshots");
+        }
+        if (strcmp(a[1], "list") == 0 && nargs == 3) {
+            if (request(&c, "GET", path, NULL, &r) < 0) return 1;
+            return finish(&c, &r, show_snapshots);
+        }
+        if (strcmp(a[1], "create") == 0 && nargs == 4) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", a[3]);
+            char *s = cJSON_PrintUnformatted(o);
+            cJSON_Delete(o);
+            int rc = request(&c, "POST", path, s, &r);
+            free(s);
+            if (rc < 0) return 1;
+            rc = finish(&c, &r, NULL);
+            if (rc == 0 && !c.json) printf("snapshot %s of %s created\n", a[3], a[2]);
+            return rc;
+        }
+        if (strcmp(a[1], "rm") == 0 && nargs == 4) {
+            char snap[512];
+            path_for(snap, sizeof(snap), "/", a[3]);
+            append(path, sizeof(path), snap);
+            if (request(&c, "DELETE", path, NULL, &r) < 0) return 1;
+            int rc = finish(&c, &r, NULL);
+            if (rc == 0 && !c.json) printf("deleted snapshot %s of %s\n", a[3], a[2]);
             return rc;
         }
     } else if (strcmp(a[0], "cluster") == 0 && strcmp(a[1], "status") == 0 && nargs == 2) {
