@@ -72,6 +72,7 @@ struct ppropose {
     struct conn *c;
     struct wire_hdr hdr;
     uint64_t index;
+    bool when_decided;         /* a write batch: see pbatch_kick */
 };
 
 static void on_propose_applied(struct fsm_pending *fp, void *arg)
@@ -102,7 +103,8 @@ static void on_proposed(struct consensus_req *req, int status, uint64_t index, v
     if (status == 0) {
         /* Answer once applied here, like a local command (proxy_cmd.c). */
         pp->index = index;
-        fsm_pending_wait(result, on_propose_applied, pp);
+        if (pp->when_decided) fsm_pending_wait_decided(result, on_propose_applied, pp);
+        else fsm_pending_wait(result, on_propose_applied, pp);
         return;
     }
     /* Lost leadership or stopping: the forwarding proxy retries. */
@@ -133,6 +135,7 @@ static void handle_propose(struct proxy *p, struct conn *c, struct conn_frame *f
     }
     pp->c = c;
     pp->hdr = f->hdr;
+    pp->when_decided = cmd.type == IDXCMD_WRITE_BATCH;
     pp->creq.data = pp;
     int rc = consensus_propose(p->cons, &pp->creq, m.cmd, m.cmd_len, on_proposed);
     if (rc < 0) {

@@ -85,11 +85,13 @@ static void on_committed(struct consensus_req *req, int status, uint64_t index, 
     struct pcmd *c = req->data;
     if (status == 0) {
         /* Committed; answer once the index writer has applied it, so that a
-         * read after the answer sees it (fsm.h, asynchronous mode). */
+         * read after the answer sees it (fsm.h, asynchronous mode), or for
+         * WHEN_DECIDED once its result is known. */
         struct fsm_pending *fp = result;
         c->applying = fp;
         c->applied_index = index;
-        fsm_pending_wait(fp, on_entry_applied, c);
+        if (c->when_decided) fsm_pending_wait_decided(fp, on_entry_applied, c);
+        else fsm_pending_wait(fp, on_entry_applied, c);
         return;
     }
     if (status == -BD_ENOTLEADER || (status == -ESHUTDOWN && !c->p->stopping)) {
@@ -327,6 +329,10 @@ static void pbatch_kick(struct proxy *p)
         b->cmd.len = (size_t)len;
         b->cmd.cb = on_batch;
         b->cmd.deadline_ms = deadline;
+        /* The agent's reads carry the write's raft index and wait for this
+         * proxy to apply it (C7): the answer need not wait for the index's
+         * fsync, which would put one more flush in series on every write. */
+        b->cmd.when_decided = true;
         p->batches_in_flight++;
         pcmd_submit(p, &b->cmd);
     }

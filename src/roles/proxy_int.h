@@ -59,6 +59,8 @@ struct pcmd {
     uint8_t *buf;              /* the encoded command; owned by the caller */
     size_t len;
     uint64_t deadline_ms;      /* monotonic; fail with -EAGAIN after it */
+    bool when_decided;         /* answer once the result is decided, before this
+                                * proxy's index commits it (fsm_pending_wait_decided) */
     /* private */
     struct proxy *p;
     struct consensus_req creq;

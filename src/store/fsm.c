@@ -613,7 +613,8 @@ static void txn_abort(struct fsm_txn *t, int rc)
     t->ix->n_dead = 0;
 }
 
-int fsm_apply_batch(struct index *ix, struct fsm_entry *e, uint32_t n)
+int fsm_apply_batch(struct index *ix, struct fsm_entry *e, uint32_t n,
+                    void (*decided)(void *arg), void *arg)
 {
     for (uint32_t i = 0; i < n; i++)
         if (e[i].index == 0 || (i && e[i].index <= e[i - 1].index)) return -EINVAL;
@@ -636,6 +637,7 @@ int fsm_apply_batch(struct index *ix, struct fsm_entry *e, uint32_t n)
         t.meta.applied = e[i].index;
         changed = true;
     }
+    if (decided) decided(arg);
     if (!changed) {
         mdb_cursor_close(t.cur);
         mdb_txn_abort(t.txn);
@@ -648,5 +650,5 @@ int fsm_apply(struct index *ix, uint64_t raft_index, const uint8_t *cmd, size_t 
               struct idx_result *res)
 {
     struct fsm_entry e = {.index = raft_index, .cmd = cmd, .len = len, .res = res};
-    return fsm_apply_batch(ix, &e, 1);
+    return fsm_apply_batch(ix, &e, 1, NULL, NULL);
 }

@@ -46,8 +46,12 @@ struct fsm_entry {
 };
 /* Apply N entries in one write transaction, same semantics per entry as
  * fsm_apply.  0, -EINVAL (indexes not increasing; nothing applied), or a
- * hard error (nothing applied). */
-int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n);
+ * hard error (nothing applied).  DECIDED, if not NULL, runs with ARG once
+ * every entry's result is filled in, before the transaction commits: the
+ * result of a committed raft entry is decided by the log alone (every
+ * replica computes the same one), whatever then happens to this copy. */
+int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n,
+                    void (*decided)(void *arg), void *arg);
 
 /* ---- libraft adapter -------------------------------------------------------------
  *
@@ -91,22 +95,34 @@ int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n);
 
 /* The result of one applied entry, as raft's apply() hands it on. */
 struct fsm_pending {
-    struct idx_result res;     /* first: valid once done */
+    struct idx_result res;     /* first: valid once decided */
     uint64_t index;            /* the raft index of the entry */
     int err;                   /* 0, or -EIO after a hard error */
-    bool done;
-    void (*cb)(struct fsm_pending *p, void *arg); /* set by fsm_pending_wait */
+    bool decided;              /* res is final (the index may not hold it yet) */
+    bool done;                 /* committed to this proxy's index (or failed) */
+    void (*cb)(struct fsm_pending *p, void *arg); /* set by fsm_pending_wait* */
     void *arg;
+    bool cb_when_decided;
     /* private (asynchronous mode) */
     uint8_t *cmd;
     size_t len;
     struct fsm_pending *next;
+    struct fsm_pending *decided_next;
+    int werr;                  /* the writer's verdict, under its lock */
 };
 
 /* Run CB(P, ARG) once P is done: at once if it already is, else on the
- * reactor after the writer thread committed it.  One waiter per entry. */
+ * reactor after the writer thread committed it (readers of this proxy's
+ * index then see it).  One waiter per entry. */
 void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, void *arg),
                       void *arg);
+/* The same, but as soon as P's result is decided, possibly before this
+ * proxy's index has committed it (and paid its fsync): for answers that
+ * need the result and not the visibility, such as a write's, whose reader
+ * waits for the raft index anyway (C7).  If the index commit then fails,
+ * the proxy stops applying; the entry stays committed in the raft log. */
+void fsm_pending_wait_decided(struct fsm_pending *p,
+                              void (*cb)(struct fsm_pending *p, void *arg), void *arg);
 
 struct fsm_applier; /* the index-writer thread (fsm_raft.c) */
 

@@ -7,10 +7,14 @@
  * LMDB fsync covers many entries, and none runs on the reactor), then
  * moves the batch to a done list and pokes the reactor, which marks each
  * entry done, calls on_applied (readers can now see it) and the entry's
- * waiter, and frees it.  Everything is in raft order.
+ * waiter, and frees it.  Everything is in raft order.  Between the apply
+ * and the commit the batch also goes on a decided list (one more poke):
+ * waiters that need only the result (fsm_pending_wait_decided: a write's
+ * answer) run then, without waiting for the commit's fsync.
  *
- *   reactor: apply -> queue ---> writer: fsm_apply_batch ---> done list
- *   reactor: <--- applier_done: on_applied, waiter, free ----'
+ *   reactor: apply -> queue ---> writer: fsm_apply_batch -+-> decided list
+ *                                         (commit)       '-> done list
+ *   reactor: <--- applier_done: decided waiters; on_applied, waiters, free
  *
  * Snapshot and restore first wait until the writer is idle with nothing
  * queued (a condition variable; the writer needs nothing from the reactor
@@ -96,11 +100,41 @@ struct fsm_applier {
     pthread_cond_t idle;           /* the queue drained and nothing is running */
     struct fsm_pending *head, *tail; /* queued */
     struct fsm_pending *done_head, *done_tail; /* committed, not yet delivered */
+    struct fsm_pending *dec_head, *dec_tail;   /* decided (decided_next), not delivered */
     bool running;                  /* the thread holds a batch */
     bool poked;                    /* work is queued on the reactor */
     bool stopping;
     int err;                       /* first hard error; later batches are not applied */
 };
+
+/* The writer's batch whose results are decided (before its commit). */
+struct decided_ctx {
+    struct fsm_applier *ap;
+    struct fsm_pending *batch;
+};
+
+/* Poke the reactor unless a poke is already pending (lock held). */
+static void applier_poke(struct fsm_applier *ap)
+{
+    if (ap->poked) return;
+    ap->poked = true;
+    reactor_complete(ap->rx, &ap->work);
+}
+
+static void on_decided(void *arg)
+{
+    struct decided_ctx *d = arg;
+    struct fsm_applier *ap = d->ap;
+    pthread_mutex_lock(&ap->lock);
+    for (struct fsm_pending *q = d->batch; q; q = q->next) {
+        q->decided_next = NULL;
+        if (ap->dec_tail) ap->dec_tail->decided_next = q;
+        else ap->dec_head = q;
+        ap->dec_tail = q;
+    }
+    applier_poke(ap);
+    pthread_mutex_unlock(&ap->lock);
+}
 
 static void *applier_main(void *arg)
 {
@@ -130,20 +164,20 @@ static void *applier_main(void *arg)
             for (struct fsm_pending *q = batch; q; q = q->next, i++)
                 ents[i] = (struct fsm_entry){.index = q->index, .cmd = q->cmd, .len = q->len,
                                              .res = &q->res};
-            err = fsm_apply_batch(ap->fr->ix, ents, n);
+            struct decided_ctx d = {ap, batch};
+            err = fsm_apply_batch(ap->fr->ix, ents, n, on_decided, &d);
         }
-        for (struct fsm_pending *q = batch; q; q = q->next) q->err = err ? -EIO : 0;
-
         pthread_mutex_lock(&ap->lock);
+        /* The reactor may be reading err of a decided entry right now:
+         * the writer's verdict goes in werr, copied over at delivery. */
+        for (struct fsm_pending *q = batch; q; q = q->next) q->werr = err ? -EIO : 0;
         if (err && !ap->err) ap->err = err;
         ap->running = false;
         if (ap->done_tail) ap->done_tail->next = batch;
         else ap->done_head = batch;
         ap->done_tail = last;
-        bool poke = !ap->poked;
-        ap->poked = true;
         if (!ap->head) pthread_cond_broadcast(&ap->idle);
-        if (poke) reactor_complete(ap->rx, &ap->work);
+        applier_poke(ap);
     }
     pthread_cond_broadcast(&ap->idle);
     pthread_mutex_unlock(&ap->lock);
@@ -155,10 +189,23 @@ static void *applier_main(void *arg)
 static void applier_deliver(struct fsm_applier *ap, bool during_fini)
 {
     pthread_mutex_lock(&ap->lock);
-    struct fsm_pending *list = ap->done_head;
+    struct fsm_pending *list = ap->done_head, *dec = ap->dec_head;
     ap->done_head = ap->done_tail = NULL;
+    ap->dec_head = ap->dec_tail = NULL;
     int err = ap->err;
     pthread_mutex_unlock(&ap->lock);
+    /* Decided first: an entry is on the decided list before it is on the
+     * done list, and the done list frees it. */
+    while (dec) {
+        struct fsm_pending *p = dec;
+        dec = p->decided_next;
+        p->decided = true;
+        if (p->cb && p->cb_when_decided) {
+            void (*cb)(struct fsm_pending *, void *) = p->cb;
+            p->cb = NULL;
+            cb(p, p->arg);
+        }
+    }
     struct fsm_raft *fr = ap->fr;
     if (err && !fr->err) {
         fr->err = err;
@@ -168,6 +215,7 @@ static void applier_deliver(struct fsm_applier *ap, bool during_fini)
     while (list) {
         struct fsm_pending *p = list;
         list = p->next;
+        p->err = p->werr;
         p->done = true;
         if (!p->err && !during_fini && fr->on_applied) fr->on_applied(fr->arg, p->index, &p->res);
         if (p->cb) p->cb(p, p->arg);
@@ -213,6 +261,19 @@ void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, v
     }
     p->cb = cb;
     p->arg = arg;
+    p->cb_when_decided = false;
+}
+
+void fsm_pending_wait_decided(struct fsm_pending *p,
+                              void (*cb)(struct fsm_pending *p, void *arg), void *arg)
+{
+    if (p->decided || p->done) {
+        cb(p, arg);
+        return;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    p->cb_when_decided = true;
 }
 
 int fsm_raft_set_async(struct fsm_raft *fr, struct reactor *rx)

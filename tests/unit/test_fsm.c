@@ -326,18 +326,18 @@ TEST(replay_idempotent)
         uint32_t n = 0;
         for (size_t j = i; j < T.n_log && n < 7; j++, n++)
             e[n] = (struct fsm_entry){j + 1, T.log[j], T.log_len[j], &res[n]};
-        CHECK(fsm_apply_batch(b.ix, e, n) == 0);
+        CHECK(fsm_apply_batch(b.ix, e, n, NULL, NULL) == 0);
     }
     CHECK_EQ(itx_digest(&b), want);
     /* A batch overlapping the applied index skips the old part only. */
     struct fsm_entry e[2] = {{T.n_log, T.log[T.n_log - 1], T.log_len[T.n_log - 1], &res[0]},
                              {T.n_log + 1, T.log[0], T.log_len[0], &res[1]}};
-    CHECK(fsm_apply_batch(b.ix, e, 2) == 0);
+    CHECK(fsm_apply_batch(b.ix, e, 2, NULL, NULL) == 0);
     CHECK_EQ(res[0].status, IDX_SKIPPED);
     CHECK(res[1].status != IDX_SKIPPED);
     CHECK(itx_digest(&b) != want);
     e[1].index = 1;
-    CHECK_EQ(fsm_apply_batch(b.ix, e, 2), -EINVAL); /* indexes must increase */
+    CHECK_EQ(fsm_apply_batch(b.ix, e, 2, NULL, NULL), -EINVAL); /* indexes must increase */
     itx_close(&a);
     itx_close(&b);
     itx_close(&T);
