@@ -280,6 +280,18 @@ void proxy_status_json(struct proxy *p, cJSON *o)
                                                      (double)st.extents
                                                : 0);
         }
+        struct index_space sp;
+        if (index_space(p->rd, &sp) == 0) {
+            /* What the blob servers hold for the index (per copy) against
+             * what volumes and snapshots address: partly overwritten blobs
+             * are the difference (README "Performance"). */
+            cJSON_AddNumberToObject(ix, "blob_bytes", (double)sp.blob_bytes);
+            cJSON_AddNumberToObject(ix, "dead_blob_bytes", (double)sp.dead_bytes);
+            cJSON_AddNumberToObject(ix, "data_bytes", (double)sp.data_bytes);
+            cJSON_AddNumberToObject(ix, "space_amplification",
+                                    sp.data_bytes ? (double)sp.blob_bytes / (double)sp.data_bytes
+                                                  : 0);
+        }
         if (index_digest(p->rd, &digest) == 0) {
             char hex[24];
             snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)digest);

@@ -248,6 +248,18 @@ struct index_stats {
 };
 int index_stats(struct index_reader *rd, struct index_stats *out);
 
+/* Space, by a walk of the extents and blobs (O(records)): what the blob
+ * servers hold for the index (each byte three times) against what the
+ * volumes and snapshots address.  A blob lives until the last extent into
+ * it goes, so BLOB_BYTES / DATA_BYTES above 1 is space held by partly
+ * overwritten blobs. */
+struct index_space {
+    uint64_t blob_bytes;       /* live blobs */
+    uint64_t dead_bytes;       /* dead blobs not yet deleted by GC */
+    uint64_t data_bytes;       /* DATA extents, every layer once */
+};
+int index_space(struct index_reader *rd, struct index_space *out);
+
 /* ---- snapshots (Raft) -------------------------------------------------------------
  *
  * A dump is a self-describing, checksummed stream of every record of every

@@ -41,24 +41,32 @@ static void rec_hdr(uint8_t h[DUMP_REC_HDR], int t, const MDB_val *k, const MDB_
     util_put_le32(h + 3, (uint32_t)v->mv_size);
 }
 
+typedef int walk_fn(void *arg, int t, const MDB_val *k, const MDB_val *v);
+
+/* Walk every record of table T in key order, calling FN. */
+static int walk_table(struct index *ix, MDB_txn *txn, int t, walk_fn *fn, void *arg)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, ix->dbi[t], &cur);
+    if (mrc) return index_mdb_err(mrc);
+    MDB_val k, v;
+    int rc = 0;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if ((rc = fn(arg, t, &k, &v))) break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc) return rc;
+    return mrc == MDB_NOTFOUND ? 0 : index_mdb_err(mrc);
+}
+
 /* Walk every record of every table in digest order, calling FN. */
-static int walk_all(struct index *ix, MDB_txn *txn,
-                    int (*fn)(void *arg, int t, const MDB_val *k, const MDB_val *v), void *arg)
+static int walk_all(struct index *ix, MDB_txn *txn, walk_fn *fn, void *arg)
 {
     for (int t = 0; t < IT_N; t++) {
-        MDB_cursor *cur;
-        int mrc = mdb_cursor_open(txn, ix->dbi[t], &cur);
-        if (mrc) return index_mdb_err(mrc);
-        MDB_val k, v;
-        int rc = 0;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        while (mrc == 0) {
-            if ((rc = fn(arg, t, &k, &v))) break;
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
+        int rc = walk_table(ix, txn, t, fn, arg);
         if (rc) return rc;
-        if (mrc != MDB_NOTFOUND) return index_mdb_err(mrc);
     }
     return 0;
 }
@@ -109,6 +117,33 @@ int index_stats(struct index_reader *rd, struct index_stats *out)
     if (mrc) return index_mdb_err(mrc);
     out->file_pages = (uint64_t)info.me_last_pgno + 1;
     return 0;
+}
+
+static int space_rec(void *arg, int t, const MDB_val *k, const MDB_val *v)
+{
+    struct index_space *sp = arg;
+    if (t == IT_EXTENTS) {
+        struct index_ext e;
+        int rc = index_dec_ext(k, v, &e);
+        if (rc) return rc;
+        if (!(e.flags & INDEX_EXT_ZERO)) sp->data_bytes += e.len;
+    } else {
+        struct index_blob b;
+        int rc = k->mv_size == 8 ? index_dec_blob(index_key_get_u64(k->mv_data), v, &b)
+                                 : -BD_ECORRUPT;
+        if (rc) return rc;
+        if (b.flags & INDEX_BLOB_DEAD) sp->dead_bytes += b.len;
+        else sp->blob_bytes += b.len;
+    }
+    return 0;
+}
+
+int index_space(struct index_reader *rd, struct index_space *out)
+{
+    if (BD_NEVER(!rd->active)) return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    int rc = walk_table(rd->ix, rd->txn, IT_EXTENTS, space_rec, out);
+    return rc ? rc : walk_table(rd->ix, rd->txn, IT_BLOBS, space_rec, out);
 }
 
 /* ---- dump --------------------------------------------------------------------- */
