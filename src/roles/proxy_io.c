@@ -9,9 +9,10 @@
  * ranges, their data back to back) is cut the same way, so scattered 4 KiB
  * blocks share one blob, and each range becomes an extent naming its slice
  * of the blob (blob_off); a range crossing a blob boundary becomes two.
- * The reply carries the raft index that committed it.  A put that fails (a server went down mid-write) is retried on
- * another partition under a new blob id; a write never waits on a down
- * server.  ZERO and TRIM skip the blobs: index only.
+ * The reply carries the raft index that committed it.  A put that fails
+ * (a server went down mid-write) is retried on another partition under a
+ * new blob id; a write never waits on a down server.  ZERO and TRIM skip
+ * the blobs: index only.
  *
  *   VOL_WRITE -> checks -> ids -> 3 x BLOB_PUT per blob -> WRITE_BATCH -> reply
  *
