@@ -277,6 +277,20 @@ static void path_for(char *buf, size_t len, const char *prefix, const char *name
     buf[n] = 0;
 }
 
+/* POST O (consumed) as JSON to PATH. */
+static int post_json(struct ctl *c, const char *path, cJSON *o, struct httpc_resp *r)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) {
+        fprintf(stderr, "blockd ctl: out of memory\n");
+        return -ENOMEM;
+    }
+    int rc = request(c, "POST", path, s, r);
+    free(s);
+    return rc;
+}
+
 static void append(char *buf, size_t len, const char *tail)
 {
     size_t n = strlen(buf);
@@ -347,11 +361,7 @@ int ctl_main(int argc, char **argv)
             cJSON_AddStringToObject(o, "name", a[2]);
             snprintf(body, sizeof(body), "%llu", (unsigned long long)size);
             cJSON_AddStringToObject(o, "size", body); /* a string: exact at any size */
-            char *s = cJSON_PrintUnformatted(o);
-            cJSON_Delete(o);
-            int rc = request(&c, "POST", "/v1/volumes", s, &r);
-            free(s);
-            if (rc < 0) return 1;
+            if (post_json(&c, "/v1/volumes", o, &r) < 0) return 1;
             return finish(&c, &r, show_volume);
         }
         if (strcmp(a[1], "resize") == 0 && nargs == 4) {
@@ -380,11 +390,7 @@ int ctl_main(int argc, char **argv)
             cJSON *snap = cJSON_AddObjectToObject(o, "snapshot");
             cJSON_AddStringToObject(snap, "volume", a[2]);
             cJSON_AddStringToObject(snap, "name", a[3]);
-            char *s = cJSON_PrintUnformatted(o);
-            cJSON_Delete(o);
-            int rc = request(&c, "POST", "/v1/volumes", s, &r);
-            free(s);
-            if (rc < 0) return 1;
+            if (post_json(&c, "/v1/volumes", o, &r) < 0) return 1;
             return finish(&c, &r, show_volume);
         }
     } else if (strcmp(a[0], "snapshot") == 0) {
@@ -399,12 +405,8 @@ int ctl_main(int argc, char **argv)
         if (strcmp(a[1], "create") == 0 && nargs == 4) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", a[3]);
-            char *s = cJSON_PrintUnformatted(o);
-            cJSON_Delete(o);
-            int rc = request(&c, "POST", path, s, &r);
-            free(s);
-            if (rc < 0) return 1;
-            rc = finish(&c, &r, NULL);
+            if (post_json(&c, path, o, &r) < 0) return 1;
+            int rc = finish(&c, &r, NULL);
             if (rc == 0 && !c.json) printf("snapshot %s of %s created\n", a[3], a[2]);
             return rc;
         }
