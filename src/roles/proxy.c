@@ -239,7 +239,7 @@ static void on_accept(int fd, void *arg)
 
 /* ---- status ------------------------------------------------------------------------ */
 
-void proxy_status_json(struct proxy *p, cJSON *o)
+void proxy_status_json(struct proxy *p, cJSON *o, bool full_scan)
 {
     cJSON_AddStringToObject(o, "role", "proxy");
     cJSON_AddNumberToObject(o, "id", (double)p->cfg->id);
@@ -281,7 +281,7 @@ void proxy_status_json(struct proxy *p, cJSON *o)
                                                : 0);
         }
         struct index_space sp;
-        if (index_space(p->rd, &sp) == 0) {
+        if (full_scan && index_space(p->rd, &sp) == 0) {
             /* What the blob servers hold for the index (per copy) against
              * what volumes and snapshots address: partly overwritten blobs
              * are the difference (README "Performance"). */
@@ -292,7 +292,7 @@ void proxy_status_json(struct proxy *p, cJSON *o)
                                     sp.data_bytes ? (double)sp.blob_bytes / (double)sp.data_bytes
                                                   : 0);
         }
-        if (index_digest(p->rd, &digest) == 0) {
+        if (full_scan && index_digest(p->rd, &digest) == 0) {
             char hex[24];
             snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)digest);
             cJSON_AddStringToObject(ix, "digest", hex);

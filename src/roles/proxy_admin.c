@@ -1,7 +1,8 @@
 /* proxy_admin.c: the proxy's admin HTTP API (README "Admin API"; CONTRACT
  * §3 admin HTTP JSON).
  *
- *   GET    /v1/status                       this proxy: raft, index, blob servers
+ *   GET    /v1/status[?scan=1]              this proxy: raft, index, blob servers
+ *                                           (scan=1: also the index digest and space)
  *   GET    /v1/cluster                      proxies, blob servers, partitions
  *   GET    /v1/volumes                      all volumes
  *   POST   /v1/volumes                      {"name", "size"} or {"name", "snapshot":
@@ -65,7 +66,8 @@ static void on_status(struct admin_req *r, void *arg)
 {
     struct proxy *p = arg;
     cJSON *o = cJSON_CreateObject();
-    proxy_status_json(p, o);
+    const char *scan = admin_req_query(r, "scan");
+    proxy_status_json(p, o, scan && strcmp(scan, "1") == 0);
     admin_reply_json(r, 200, o);
 }
 

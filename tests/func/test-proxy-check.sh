@@ -13,6 +13,7 @@
 set -e
 requires curl --version
 requires python3 --version
+requires jq --version
 
 tmp=$(mktmp)
 cluster_setup "$tmp" 3
@@ -30,5 +31,13 @@ out=$(VOLCLI_PROXY=$lead vol_cli check v1 2>&1) || fail "volcli check against th
 echo "$out" | sed 's/^/leader: /'
 out=$(VOLCLI_PROXY=$follower vol_cli check v2 2>&1) || fail "volcli check against a follower: $out"
 echo "$out" | sed 's/^/follower: /'
+# The index walk (digest, space) only on request: it runs on the event loop.
+curl -sf --max-time 5 "http://$la/v1/status" | jq -e '.index | has("digest") | not' >/dev/null ||
+    fail "/v1/status walks the whole index unasked"
+curl -sf --max-time 5 "http://$la/v1/status?scan=1" |
+    jq -e '.index.digest and .index.data_bytes > 0 and .index.blob_bytes >= .index.data_bytes
+           and .index.space_amplification >= 1' >/dev/null ||
+    fail "/v1/status?scan=1: $(curl -sf "http://$la/v1/status?scan=1" | jq -c .index)"
+echo "ok: /v1/status?scan=1 adds the digest and the space figures"
 cluster_stop
 echo "PASS"

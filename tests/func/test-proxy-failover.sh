@@ -24,7 +24,7 @@ uri=$(cluster_uri vol0)
 
 # status_field NAME JQ: a field of a proxy's /v1/status.
 status_field() {
-    curl -s --max-time 5 "http://${CLUSTER_ADMIN[$1]}/v1/status" | jq -r "$2"
+    curl -s --max-time 5 "http://${CLUSTER_ADMIN[$1]}/v1/status?scan=1" | jq -r "$2"
 }
 # converged: every running proxy has applied the same index with the same digest.
 converged() {
