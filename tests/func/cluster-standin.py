@@ -33,8 +33,26 @@ name = os.path.basename(os.path.dirname(config_path))
 cluster_dir = os.path.dirname(os.path.dirname(config_path))
 with open(cfg["admin_token_file"]) as f:
     token = f.read().strip()
+children = []  # nbdkit, for an agent
+
+
+def on_term(signum, frame):
+    # Stop our nbdkit by pid before going: its --exit-with-parent does not
+    # cover a parent killed before nbdkit had set that up (cluster tests
+    # that start and stop at once), which left it orphaned.
+    for c in children:
+        c.terminate()
+        try:
+            c.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            c.kill()
+    sys.exit(0)
+
+
 if os.environ.get("STANDIN_IGNORE_TERM") == name:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def leader_id():
@@ -92,7 +110,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 if role == "agent":
     host, port = sec["nbd_listen"].rsplit(":", 1)
-    subprocess.Popen(["nbdkit", "--exit-with-parent", "-i", host, "-p", port, "memory", "64M"])
+    children.append(subprocess.Popen(["nbdkit", "--exit-with-parent", "-i", host, "-p", port,
+                                      "memory", "64M"]))
 if os.environ.get("STANDIN_SLOW_START") == name:
     time.sleep(3)
 host, port = sec["admin"].rsplit(":", 1)
