@@ -114,9 +114,14 @@ static uint64_t vol_size;
         exit(1);                                                                           \
     } while (0)
 
-static int attach(const char *name, uint64_t *g)
+/* Attach NAME read-write (a new generation, into *G) or, with
+ * WIRE_ATTACH_RO, read-only (G may be NULL); note its id and size. */
+static int attach_as(const char *name, uint32_t flags, uint64_t *g)
 {
-    struct wire_vol_attach_req a = {.name = wire_cstr(name), .agent_id = wire_cstr("volcli")};
+    bool ro = flags & WIRE_ATTACH_RO;
+    struct wire_vol_attach_req a = {.name = wire_cstr(name),
+                                    .agent_id = wire_cstr(ro ? "volcli-ro" : "volcli"),
+                                    .flags = flags};
     uint8_t f[600];
     int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
     struct call c;
@@ -127,13 +132,18 @@ static int attach(const char *name, uint64_t *g)
             FAIL("malformed attach answer");
         vol_id = r.vol_id;
         vol_size = r.size;
-        *g = r.generation;
+        if (g) *g = r.generation;
         if (r.raft_index > max_index) max_index = r.raft_index;
     } else {
         printf("attach: %s\n", c.errtext);
     }
     free(c.body);
     return rc;
+}
+
+static int attach(const char *name, uint64_t *g)
+{
+    return attach_as(name, 0, g);
 }
 
 /* Send W (DATA: its payload, data_len bytes) and note the raft index. */
@@ -214,24 +224,7 @@ static int vread(uint64_t off, uint32_t len, uint8_t *out, char *map)
 /* Read-only attach: the volume's id and size, no new generation. */
 static int attach_ro(const char *name)
 {
-    struct wire_vol_attach_req a = {.name = wire_cstr(name), .agent_id = wire_cstr("volcli-ro"),
-                                    .flags = WIRE_ATTACH_RO};
-    uint8_t f[600];
-    int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
-    struct call c;
-    int rc = call(&c, WIRE_VOL_ATTACH, f, n, NULL, 0);
-    if (rc == 0) {
-        struct wire_vol_attach_resp r;
-        if (wire_decode_vol_attach_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
-            FAIL("malformed attach answer");
-        vol_id = r.vol_id;
-        vol_size = r.size;
-        if (r.raft_index > max_index) max_index = r.raft_index;
-    } else {
-        printf("attach: %s\n", c.errtext);
-    }
-    free(c.body);
-    return rc;
+    return attach_as(name, WIRE_ATTACH_RO, NULL);
 }
 
 static int vflush(uint64_t g)
