@@ -1,7 +1,9 @@
 /* blockd.c: the one binary.
  *
- *   blockd --role=agent|proxy|blob|all --config FILE
+ *   blockd --role=agent|proxy|blob|all --config FILE [--log-format=text|json]
  *   blockd ctl ...            (the admin CLI, see ctl.c)
+ *   blockd cert ...           (the cluster CA, see cert.c)
+ *   blockd --config-doc=markdown|ansible   (config_doc.h)
  *   blockd --help | --version
  *
  * Order of events: parse flags; load and validate the config (any error is
@@ -12,18 +14,29 @@
  * when the last one reports done.  A failed start stops what already
  * started and exits 1.
  *
+ * Under systemd (Type=notify, sd_notify.h): STATUS= says what is starting;
+ * once every instance has started, a timer asks each one's ready() every
+ * 100 ms, STATUS= naming the first that waits and why, until all serve:
+ * then READY=1.  STOPPING=1 goes out when the stop begins, and WATCHDOG=1
+ * every WATCHDOG_USEC/2 from a reactor timer for as long as the loop runs
+ * (a stuck loop stops the pings, and systemd restarts the unit).  None of
+ * this happens, nor costs anything, outside systemd.
+ *
  * Exit status: 0 clean stop, 1 runtime or start failure, 2 usage or config
  * error. */
-#include "bd.h"
-#include "config.h"
+#include "base/bd.h"
+#include "config/config.h"
+#include "cert.h"
+#include "config/config_doc.h"
 #include "ctl.h"
-#include "log.h"
-#include "net/metrics.h"
-#include "net/reactor.h"
-#include "roles/proxy.h"
-#include "roles/blob.h"
+#include "runtime/log.h"
+#include "runtime/metrics.h"
+#include "runtime/reactor.h"
+#include "runtime/sd_notify.h"
+#include "roles/proxy/proxy.h"
+#include "roles/blob/blob.h"
 #include "roles/role.h"
-#include "roles/agent.h"
+#include "roles/agent/agent.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -43,7 +56,12 @@ struct run {
     unsigned n_roles;
     unsigned stopping;    /* instances whose stop has not reported done */
     int next_stop;        /* index of the next instance to stop (reverse order) */
+    struct event *ready_ev;   /* polls the instances' ready() until all serve */
+    char ready_why[256];      /* the last STATUS= sent while waiting */
+    struct sd_notify_watchdog *watchdog;
 };
+
+#define READY_POLL_MS 100
 
 static struct run the_run;
 
@@ -52,17 +70,59 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: blockd --role=agent|proxy|blob|all --config FILE\n"
             "       blockd ctl COMMAND ...   (blockd ctl --help)\n"
+            "       blockd cert COMMAND ...  (blockd cert --help)\n"
+            "       blockd --config-doc=markdown|ansible\n"
             "       blockd --help | --version\n"
             "\n"
             "  --role ROLE     which role instances of the config to run; 'all' runs\n"
             "                  every section (a one-process development cluster)\n"
             "  --config FILE   JSON configuration (see README, Configuration)\n"
             "  --check         validate the config and exit (0 valid, 2 invalid)\n"
+            "  --log-format=F  text or json (one object per line, for log shippers);\n"
+            "                  overrides the config's log.format\n"
+            "  --config-doc=F  print the config keys as the README's tables (markdown)\n"
+            "                  or the ansible role's defaults (ansible)\n"
             "  --help          this text\n"
             "  --version       print the version\n");
 }
 
 static void stop_next(struct role *done_role);
+
+static void log_exposed(void *arg, const char *key, const char *addr)
+{
+    (void)arg;
+    log_warn("blockd", "%s = %s is not on loopback and insecure_plaintext is set: anyone who "
+                       "reaches it is trusted, unauthenticated and unencrypted", key, addr);
+}
+
+static void log_exposed_nbd(void *arg, const char *key, const char *addr)
+{
+    (void)arg;
+    log_warn("blockd", "%s = %s is not on loopback and nbd_tls is not \"require\": a volume "
+                       "attached without a client opens there unauthenticated and unencrypted",
+             key, addr);
+}
+
+/* insecure_plaintext with a listener others can reach: say so, every time
+ * the config is checked and every start. */
+static void warn_exposed(void *arg, const char *key, const char *addr)
+{
+    const char *path = arg;
+    fprintf(stderr,
+            "blockd: warning: %s: %s = %s is not on loopback and insecure_plaintext is set: "
+            "anyone who reaches it is trusted, unauthenticated and unencrypted\n",
+            path, key, addr);
+}
+
+/* An NBD TCP listener others can reach without nbd_tls: require. */
+static void warn_exposed_nbd(void *arg, const char *key, const char *addr)
+{
+    const char *path = arg;
+    fprintf(stderr,
+            "blockd: warning: %s: %s = %s is not on loopback and nbd_tls is not \"require\": "
+            "a volume attached without a client opens there unauthenticated and unencrypted\n",
+            path, key, addr);
+}
 
 /* Stop instances one at a time, last started first: an agent flushes its
  * cache to the proxies before they go away. */
@@ -82,8 +142,39 @@ static void stop_next(struct role *done_role)
 static void on_stop_signal(void *arg)
 {
     (void)arg;
+    if (the_run.ready_ev) event_del(the_run.ready_ev);
+    sd_notify_send("STOPPING=1\nSTATUS=stopping: draining");
     the_run.next_stop = (int)the_run.n_roles - 1;
     stop_next(NULL);
+}
+
+/* Every READY_POLL_MS until every instance serves (role.h ready). */
+static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct run *run = arg;
+    for (unsigned i = 0; i < run->n_roles; i++) {
+        struct role *r = &run->roles[i];
+        char why[192] = "";
+        if (!r->ops->ready || r->ops->ready(r, why, sizeof(why))) continue;
+        char status[sizeof(run->ready_why)];
+        snprintf(status, sizeof(status), "%s: %s", r->tag, why[0] ? why : "not serving yet");
+        if (strcmp(status, run->ready_why) != 0) {
+            /* Each new reason once, in the log and in systemctl status. */
+            memcpy(run->ready_why, status, sizeof(status));
+            log_info("main", "waiting: %s", status);
+            sd_notify_sendf("STATUS=waiting: %s", status);
+        }
+        return;
+    }
+    event_del(run->ready_ev);
+    char tags[256] = "";
+    size_t n = 0;
+    for (unsigned i = 0; i < run->n_roles && n < sizeof(tags); i++)
+        n += (size_t)snprintf(tags + n, sizeof(tags) - n, "%s%s", i ? " " : "", run->roles[i].tag);
+    log_info("main", "ready: %s serve%s", tags, run->n_roles == 1 ? "s" : "");
+    sd_notify_sendf("READY=1\nSTATUS=serving: %s", tags);
 }
 
 static const struct role_ops *find_role(const char *name)
@@ -96,12 +187,16 @@ static const struct role_ops *find_role(const char *name)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "ctl") == 0) return ctl_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "cert") == 0) return cert_main(argc - 1, argv + 1);
     const char *role_name = NULL, *config_path = NULL;
     bool check_only = false;
+    const char *log_format = NULL;
     static const struct option opts[] = {
         {"role", required_argument, NULL, 'r'},   {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},      {"config-doc", required_argument, NULL, 'D'},
+        {"log-format", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "r:c:hV", opts, NULL)) != -1) {
@@ -109,8 +204,18 @@ int main(int argc, char **argv)
         case 'r': role_name = optarg; break;
         case 'c': config_path = optarg; break;
         case 'k': check_only = true; break;
+        case 'L': log_format = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("blockd %s\n", BD_VERSION); return 0;
+        case 'D': {
+            int rc = config_doc_write(stdout, optarg);
+            if (rc == -EINVAL) {
+                fprintf(stderr, "blockd: --config-doc must be markdown or ansible, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            return rc < 0 ? 1 : 0;
+        }
         default: usage(stderr); return 2;
         }
     }
@@ -132,13 +237,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct bd_config cfg;
+    enum log_format flag_format = LOG_FORMAT_TEXT;
+    if (log_format && log_format_parse(log_format, &flag_format) < 0) {
+        fprintf(stderr, "blockd: --log-format must be text or json, not '%s'\n", log_format);
+        return 2;
+    }
+
+    struct cfg cfg;
     char err[1024];
     if (config_load(config_path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "blockd: %s\n", err);
         return 2;
     }
     if (check_only) {
+        config_exposed_plaintext(&cfg, warn_exposed, (void *)config_path);
+        config_exposed_nbd(&cfg, warn_exposed_nbd, (void *)config_path);
         printf("%s: valid\n", config_path);
         config_free(&cfg);
         return 0;
@@ -172,12 +285,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    log_set_format(log_format ? flag_format : cfg.log_format);
     int rc = log_init(cfg.log_file, cfg.log_level);
     if (rc < 0) {
         fprintf(stderr, "blockd: cannot open log %s: %s\n", cfg.log_file, bd_strerror(rc));
         config_free(&cfg);
         return 1;
     }
+    config_exposed_plaintext(&cfg, log_exposed, NULL);
+    config_exposed_nbd(&cfg, log_exposed_nbd, NULL);
     struct run *run = &the_run;
     run->rx = reactor_new();
     run->roles = calloc(total, sizeof(*run->roles));
@@ -186,6 +302,11 @@ int main(int argc, char **argv)
         return 1;
     }
     reactor_on_stop(run->rx, on_stop_signal, NULL);
+    uint64_t wd_usec = sd_notify_watchdog_usec();
+    if (wd_usec) {
+        rc = sd_notify_watchdog_start(run->rx, wd_usec, &run->watchdog);
+        if (rc < 0) log_warn("main", "no systemd watchdog pings: %s", bd_strerror(rc));
+    }
 
     int status = 0;
     for (unsigned i = 0; i < 3 && status == 0; i++) {
@@ -195,6 +316,9 @@ int main(int argc, char **argv)
             struct role *r = &run->roles[run->n_roles];
             r->ops = mods[i];
             err[0] = 0;
+            /* A blob server recovers its segments inside start(): minutes
+             * on a large disk after a crash. */
+            sd_notify_sendf("STATUS=starting %s instance %u of %u", mods[i]->name, k + 1, n);
             rc = mods[i]->start(r, run->rx, &cfg, k, err, sizeof(err));
             if (rc < 0) {
                 fprintf(stderr, "blockd: %s: %s\n", r->tag[0] ? r->tag : mods[i]->name,
@@ -215,8 +339,20 @@ int main(int argc, char **argv)
             reactor_run(run->rx);
         }
     } else {
-        if (reactor_run(run->rx) < 0) status = 1;
+        run->ready_ev = event_new(reactor_base(run->rx), -1, EV_PERSIST, on_ready_poll, run);
+        struct timeval tv = {0, READY_POLL_MS * 1000};
+        if (!run->ready_ev || event_add(run->ready_ev, &tv) < 0) {
+            fprintf(stderr, "blockd: out of memory\n");
+            status = 1;
+            on_stop_signal(NULL);
+            reactor_run(run->rx);
+        } else {
+            on_ready_poll(-1, 0, run); /* most processes serve at once: say so now */
+            if (reactor_run(run->rx) < 0) status = 1;
+        }
     }
+    if (run->ready_ev) event_free(run->ready_ev);
+    sd_notify_watchdog_free(run->watchdog);
     for (unsigned i = run->n_roles; i-- > 0;) run->roles[i].ops->free(&run->roles[i]);
     free(run->roles);
     reactor_free(run->rx);

@@ -9,11 +9,12 @@
  *
  * Replies are counted per code class in metrics; request paths are not
  * logged with their query strings (a token in a query would leak). */
-#include "admin.h"
-#include "../bd.h"
-#include "../log.h"
-#include "../util.h"
-#include "metrics.h"
+#include "net/admin.h"
+#include "base/bd.h"
+#include "runtime/log.h"
+#include "base/util.h"
+#include "runtime/metrics.h"
+#include "net/tls.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -27,7 +28,7 @@ struct route {
     char method[8];
     char *path;       /* without the trailing "*" for prefix routes */
     bool prefix;
-    bool mutating;
+    int scope;        /* enum admin_scope */
     admin_handler fn;
     void *arg;
     struct route *next;
@@ -36,7 +37,9 @@ struct route {
 struct admin {
     struct evhttp *http;
     char tag[32];
-    const char *token;  /* borrowed from the config */
+    struct admin_auth auth;    /* tokens and TLS context borrowed from the config */
+    unsigned n_conns;          /* HTTPS connections open (their SSL not yet freed) */
+    uint64_t refused, last_refuse_log_ms;
     struct route *routes;
     struct admin_req *live; /* requests handed to handlers, not yet replied */
 };
@@ -54,7 +57,7 @@ struct admin_req {
     struct admin_req *next, *prev; /* in a->live */
 };
 
-static struct metric_counter *m_replies[6];
+static struct metrics_counter *m_replies[6];
 
 static const char *method_name(enum evhttp_cmd_type t)
 {
@@ -179,13 +182,22 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     r->req = NULL; /* evhttp frees the request; our later reply only cleans up */
 }
 
-static bool bearer_ok(struct admin *a, struct evhttp_request *req)
+static bool token_is(const char *t, const char *want)
 {
-    if (!a->token || !a->token[0]) return false;
+    return want && want[0] && util_ct_equal(t, strlen(t), want, strlen(want));
+}
+
+/* The scope the request's bearer token grants: ADMIN_WRITE (admin token),
+ * ADMIN_READ (read token) or -1 (none, or wrong). */
+static int bearer_scope(struct admin *a, struct evhttp_request *req)
+{
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0) return false;
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return -1;
     const char *t = h + 7;
-    return util_ct_equal(t, strlen(t), a->token, strlen(a->token));
+    /* Both comparisons always run: timing says nothing about which. */
+    bool admin = token_is(t, a->auth.admin_token);
+    bool read = token_is(t, a->auth.read_token);
+    return admin ? ADMIN_WRITE : read ? ADMIN_READ : -1;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -226,15 +238,23 @@ static void on_request(struct evhttp_request *req, void *arg)
         free(path);
         return;
     }
-    if (match->mutating) {
+    if (match->scope != ADMIN_PUBLIC) {
         if (raw_query && (strstr(raw_query, "token") || strstr(raw_query, "auth"))) {
             send_error_raw(req, 401, "credentials belong in the Authorization header");
             free(path);
             return;
         }
-        if (!bearer_ok(a, req)) {
+        int granted = bearer_scope(a, req);
+        if (granted < 0) {
             log_warn(a->tag, "admin: %s %s refused: missing or wrong bearer token", method, path);
             send_error_raw(req, 401, "a valid bearer token is required");
+            free(path);
+            return;
+        }
+        if (match->scope == ADMIN_WRITE && granted != ADMIN_WRITE) {
+            log_warn(a->tag, "admin: %s %s refused: the read token cannot change anything", method,
+                     path);
+            send_error_raw(req, 403, "this call needs the admin token, not the read token");
             free(path);
             return;
         }
@@ -302,10 +322,47 @@ static void on_metrics(struct admin_req *r, void *arg)
     evbuffer_free(b);
 }
 
+static void on_healthz(struct admin_req *r, void *arg)
+{
+    (void)arg;
+    admin_reply_text(r, 200, "text/plain", "ok\n", 3);
+}
+
+/* ---- HTTPS ---------------------------------------------------------------- */
+
+static void on_tls_conn_freed(void *arg)
+{
+    struct admin *a = arg;
+    if (BD_ALWAYS(a->n_conns > 0)) a->n_conns--;
+}
+
+/* evhttp asks for the bufferevent of every accepted connection (its fd is
+ * set afterwards).  Over the connection limit, the connection still gets
+ * one, refusing in its handshake: evhttp offers no way to turn a
+ * connection away before it has a bufferevent. */
+static struct bufferevent *on_new_bev(struct event_base *base, void *arg)
+{
+    struct admin *a = arg;
+    unsigned max = a->auth.max_conns ? a->auth.max_conns : 64;
+    if (a->n_conns >= max) {
+        a->refused++;
+        uint64_t now = util_mono_ms();
+        if (now - a->last_refuse_log_ms >= 1000) {
+            a->last_refuse_log_ms = now;
+            log_warn(a->tag, "admin: refused a connection: %u open (limit %u); %llu refused so far",
+                     a->n_conns, max, (unsigned long long)a->refused);
+        }
+        return tls_bev_refuse(a->auth.tls, base);
+    }
+    struct bufferevent *bev = tls_bev_server_counted(a->auth.tls, base, -1, on_tls_conn_freed, a);
+    if (bev) a->n_conns++;
+    return bev;
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
-int admin_new(struct reactor *rx, const char *addr, const char *tag, const char *token,
-              struct admin **out)
+int admin_new(struct reactor *rx, const char *addr, const char *tag,
+              const struct admin_auth *auth, struct admin **out)
 {
     if (!m_replies[2]) {
         static const char *const cls[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -336,12 +393,13 @@ int admin_new(struct reactor *rx, const char *addr, const char *tag, const char 
     struct admin *a = calloc(1, sizeof(*a));
     if (!a) return -ENOMEM;
     util_strlcpy(a->tag, tag, sizeof(a->tag));
-    a->token = token;
+    a->auth = *auth;
     a->http = evhttp_new(reactor_base(rx));
     if (!a->http) {
         free(a);
         return -ENOMEM;
     }
+    if (a->auth.tls) evhttp_set_bevcb(a->http, on_new_bev, a);
     evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY);
     evhttp_set_max_headers_size(a->http, 16384);
     evhttp_set_timeout(a->http, 10);
@@ -355,7 +413,8 @@ int admin_new(struct reactor *rx, const char *addr, const char *tag, const char 
         free(a);
         return e;
     }
-    int rc = admin_route(a, "GET", "/metrics", false, on_metrics, NULL);
+    int rc = admin_route(a, "GET", "/metrics", ADMIN_PUBLIC, on_metrics, NULL);
+    if (rc == 0) rc = admin_route(a, "GET", "/healthz", ADMIN_PUBLIC, on_healthz, NULL);
     if (rc < 0) {
         admin_free(a);
         return rc;
@@ -378,7 +437,7 @@ void admin_free(struct admin *a)
     free(a);
 }
 
-int admin_route(struct admin *a, const char *method, const char *path, bool mutating,
+int admin_route(struct admin *a, const char *method, const char *path, int scope,
                 admin_handler fn, void *arg)
 {
     struct route *rt = calloc(1, sizeof(*rt));
@@ -391,7 +450,7 @@ int admin_route(struct admin *a, const char *method, const char *path, bool muta
         free(rt);
         return -ENOMEM;
     }
-    rt->mutating = mutating;
+    rt->scope = scope;
     rt->fn = fn;
     rt->arg = arg;
     struct route **pp = &a->routes;
@@ -400,14 +459,6 @@ int admin_route(struct admin *a, const char *method, const char *path, bool muta
     return 0;
 }
 
-const char *admin_req_path(const struct admin_req *r)
-{
-    return r->path;
-}
-const char *admin_req_method(const struct admin_req *r)
-{
-    return r->method;
-}
 const char *admin_req_tail(const struct admin_req *r)
 {
     return r->tail;

@@ -5,10 +5,22 @@
  * responses (client side) and receive requests and send responses (server
  * side).  Many requests may be in flight; responses are matched by req_id.
  *
- * Handshake: the side that connects sends HELLO first (conn_connect does it
- * for you); the accepting side refuses every other frame until HELLO has
- * arrived with the right cluster hash and auth value, and then asks the
- * owner (ops->on_hello) whether this peer may talk to it.
+ * Handshake: with TLS (auth->tls set, the normal case) the connection
+ * first completes a mutual TLS handshake, in which both ends prove a
+ * certificate of the cluster CA (tls.h); the peer's role and id are the
+ * ones its certificate names.  Then the side that connects sends HELLO
+ * (conn_connect does it for you); the accepting side refuses every other
+ * frame until HELLO has arrived with the right cluster hash and a role and
+ * id equal to its certificate's, and then asks the owner (ops->on_hello)
+ * whether this peer may talk to it.  The connecting side checks that the
+ * peer's certificate names the role (and id) it meant to reach.  Without
+ * TLS (an explicit, insecure configuration) the role and id are what HELLO
+ * claims, and nothing is authenticated.
+ *
+ * Before authentication a connection is held to a deadline
+ * (hello_timeout_ms from accept to HELLO), a small input buffer (one HELLO,
+ * not one maximal frame), and a share of the listener's connection limits
+ * (struct conn_limits), so unauthenticated sockets cost little and go away.
  *
  * Happy path (client):  conn_connect -> HELLO sent -> on_up ->
  *   conn_call(call) ... response frame -> call->cb(call, 0, frame)
@@ -44,8 +56,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reactor.h"
-#include "wire.h"
+#include "runtime/reactor.h"
+#include "net/wire.h"
 
 struct conn;
 
@@ -69,17 +81,35 @@ struct conn_payload {
     void *arg;
 };
 
+struct tls_ctx;
+struct tls_identity;
+
 /* Who we are and whom we accept. */
 struct conn_auth {
     uint64_t cluster_hash; /* XXH3-64 of the cluster id; peers must match */
-    uint64_t auth;         /* conn_auth_value(cluster, secret); peers must match */
     uint64_t node_id;      /* our id in HELLO (0 for agents) */
     uint16_t role;         /* enum wire_role */
     char name[64];         /* our name in HELLO, for the peer's logs */
+    struct tls_ctx *tls;   /* borrowed; NULL: plaintext, nothing authenticated */
 };
-/* Fill AUTH from the cluster id and secret (secret may be empty). */
-void conn_auth_init(struct conn_auth *auth, const char *cluster_id, const char *secret,
+/* Fill AUTH.  TLS (borrowed, may be NULL) must outlive every conn using
+ * AUTH; with TLS, NODE_ID and ROLE must be those of its certificate. */
+void conn_auth_init(struct conn_auth *auth, const char *cluster_id, struct tls_ctx *tls,
                     uint64_t node_id, uint16_t role, const char *name);
+
+/* Limits shared by every connection of one listener: at most MAX_CONNS
+ * open, of which at most MAX_UNAUTH have not finished HELLO.  A connection
+ * over either limit is closed at accept, with a log line at most once a
+ * second.  Zero means no limit.  The owner keeps the struct alive while
+ * any conn of the listener exists. */
+struct conn_limits {
+    unsigned max_conns;
+    unsigned max_unauth;
+    unsigned n_conns;      /* private: current counts */
+    unsigned n_unauth;
+    uint64_t refused;      /* connections refused so far */
+    uint64_t last_log_ms;
+};
 
 /* Test-build fault knobs (CONTRACT.md row 6); all zero is off. */
 struct conn_fault {
@@ -94,6 +124,11 @@ struct conn_opts {
     size_t out_high_water;        /* output bytes before reading stops (64 MiB) */
     uint32_t frame_timeout_ms;    /* a started frame must complete in this time (30 s) */
     uint32_t connect_timeout_ms;  /* client: connect + HELLO deadline (5 s) */
+    uint32_t hello_timeout_ms;    /* server: accept to HELLO, TLS included
+                                   * (10 s or frame_timeout_ms if shorter) */
+    uint16_t expect_role;         /* client: the peer must be this role (0: any) */
+    uint64_t expect_id;           /* client: ... and this node id (0: any) */
+    struct conn_limits *limits;   /* server: the listener's limits (NULL: none) */
     struct conn_fault fault;
 };
 
@@ -161,10 +196,14 @@ void conn_close(struct conn *c, int err);
 
 bool conn_is_up(const struct conn *c);        /* HELLO done and not closed */
 const char *conn_peer(const struct conn *c);  /* "127.0.0.1:7001" */
-uint64_t conn_peer_id(const struct conn *c);  /* the peer's node id from HELLO */
+/* The peer's role and node id: from its certificate with TLS, from its
+ * HELLO without.  Meaningful once the handshake is done. */
+uint64_t conn_peer_id(const struct conn *c);
 uint16_t conn_peer_role(const struct conn *c);
-unsigned conn_pending_calls(const struct conn *c);
-void conn_set_arg(struct conn *c, void *arg);  /* change the ops' ARG */
+/* The peer's identity as its certificate states it (role, node id, and the
+ * id string: an agent's attach identity), or NULL without TLS.  Valid
+ * while the conn is. */
+const struct tls_identity *conn_peer_identity(const struct conn *c);
 
 /* Decode the error body of F (a non-OK response) into a readable line. */
 const char *conn_error_text(const struct conn_frame *f, char *buf, size_t len);

@@ -4,10 +4,10 @@
  * -> WAITING (timer armed, no conn) -> CONNECTING ...  A failure while
  * CONNECTING also goes to WAITING with a doubled delay; reaching UP resets
  * the delay.  The conn's on_close is the only way out of CONNECTING/UP. */
-#include "link.h"
-#include "../bd.h"
-#include "../log.h"
-#include "../util.h"
+#include "net/link.h"
+#include "base/bd.h"
+#include "runtime/log.h"
+#include "base/util.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -145,11 +145,6 @@ const char *link_addr(const struct link *l)
 uint64_t link_peer_id(const struct link *l)
 {
     return l->peer_id;
-}
-
-struct conn *link_conn(struct link *l)
-{
-    return l->up ? l->conn : NULL;
 }
 
 int link_call(struct link *l, struct conn_call *call, uint16_t type, const void *fields,

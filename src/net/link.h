@@ -17,7 +17,7 @@
 
 #include <stdbool.h>
 
-#include "conn.h"
+#include "net/conn.h"
 
 struct link;
 
@@ -38,8 +38,6 @@ bool link_is_up(const struct link *l);
 const char *link_addr(const struct link *l);
 /* The peer's node id from HELLO (0 until first up). */
 uint64_t link_peer_id(const struct link *l);
-/* The current connection if up, else NULL.  Borrowed: valid until on_down. */
-struct conn *link_conn(struct link *l);
 
 /* conn_call on the current connection; -ENOTCONN if it is not up. */
 int link_call(struct link *l, struct conn_call *call, uint16_t type, const void *fields,

@@ -18,13 +18,15 @@
  * libevent and could not be fuzzed or tested byte by byte), and allocating
  * decoded strings (pointers into the caller's payload suffice, and the
  * payload is bounded by NBD_OPT_MAX_LEN before it is read). */
-#include "nbd.h"
-#include "../bd.h"
-#include "../util.h"
+#include "net/nbd.h"
+#include "base/bd.h"
+#include "base/bytes.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#define NBD_MSG_MAX 1024u /* our own messages; the spec allows 4096 */
 
 /* ---- names and error maps ------------------------------------------------- */
 
@@ -153,31 +155,40 @@ static bool str_ok(const uint8_t *p, uint32_t len)
 int nbd_encode_greeting(uint8_t *out, size_t cap, uint16_t hflags)
 {
     if (cap < NBD_GREETING_LEN) return -EMSGSIZE;
-    util_put_be64(out, NBD_MAGIC);
-    util_put_be64(out + 8, NBD_IHAVEOPT);
-    util_put_be16(out + 16, hflags);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_GREETING_LEN);
+    bw_be64(&w, NBD_MAGIC);
+    bw_be64(&w, NBD_IHAVEOPT);
+    bw_be16(&w, hflags);
     return NBD_GREETING_LEN;
 }
 
 int nbd_decode_greeting(const uint8_t *p, size_t len, uint16_t *hflags)
 {
     if (len < NBD_GREETING_LEN) return 0;
-    if (util_get_be64(p) != NBD_MAGIC || util_get_be64(p + 8) != NBD_IHAVEOPT) return -EPROTO;
-    *hflags = util_get_be16(p + 16);
+    struct bytes_r r;
+    br_init(&r, p, NBD_GREETING_LEN);
+    uint64_t magic = br_be64(&r), opt_magic = br_be64(&r);
+    if (magic != NBD_MAGIC || opt_magic != NBD_IHAVEOPT) return -EPROTO;
+    *hflags = br_be16(&r);
     return NBD_GREETING_LEN;
 }
 
 int nbd_encode_client_flags(uint8_t *out, size_t cap, uint32_t cflags)
 {
     if (cap < NBD_CLIENT_FLAGS_LEN) return -EMSGSIZE;
-    util_put_be32(out, cflags);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CLIENT_FLAGS_LEN);
+    bw_be32(&w, cflags);
     return NBD_CLIENT_FLAGS_LEN;
 }
 
 int nbd_decode_client_flags(const uint8_t *p, size_t len, uint32_t *cflags)
 {
     if (len < NBD_CLIENT_FLAGS_LEN) return 0;
-    *cflags = util_get_be32(p);
+    struct bytes_r r;
+    br_init(&r, p, NBD_CLIENT_FLAGS_LEN);
+    *cflags = br_be32(&r);
     return NBD_CLIENT_FLAGS_LEN;
 }
 
@@ -186,18 +197,22 @@ int nbd_decode_client_flags(const uint8_t *p, size_t len, uint32_t *cflags)
 int nbd_encode_opt_hdr(uint8_t *out, size_t cap, uint32_t opt, uint32_t len)
 {
     if (cap < NBD_OPT_HDR_LEN) return -EMSGSIZE;
-    util_put_be64(out, NBD_IHAVEOPT);
-    util_put_be32(out + 8, opt);
-    util_put_be32(out + 12, len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_HDR_LEN);
+    bw_be64(&w, NBD_IHAVEOPT);
+    bw_be32(&w, opt);
+    bw_be32(&w, len);
     return NBD_OPT_HDR_LEN;
 }
 
 int nbd_decode_opt_hdr(const uint8_t *p, size_t len, struct nbd_opt_hdr *h)
 {
     if (len < NBD_OPT_HDR_LEN) return 0;
-    if (util_get_be64(p) != NBD_IHAVEOPT) return -EPROTO;
-    h->opt = util_get_be32(p + 8);
-    h->len = util_get_be32(p + 12);
+    struct bytes_r r;
+    br_init(&r, p, NBD_OPT_HDR_LEN);
+    if (br_be64(&r) != NBD_IHAVEOPT) return -EPROTO;
+    h->opt = br_be32(&r);
+    h->len = br_be32(&r);
     return NBD_OPT_HDR_LEN;
 }
 
@@ -206,10 +221,12 @@ int nbd_encode_opt_go(uint8_t *out, size_t cap, const char *name, uint32_t name_
 {
     size_t need = 4 + (size_t)name_len + 2 + 2 * (size_t)n_info;
     if (cap < need) return -EMSGSIZE;
-    util_put_be32(out, name_len);
-    if (name_len) memcpy(out + 4, name, name_len);
-    util_put_be16(out + 4 + name_len, n_info);
-    for (uint16_t i = 0; i < n_info; i++) util_put_be16(out + 6 + name_len + 2 * i, info[i]);
+    struct bytes_w w;
+    bw_init(&w, out, need);
+    bw_be32(&w, name_len);
+    bw_mem(&w, name, name_len);
+    bw_be16(&w, n_info);
+    for (uint16_t i = 0; i < n_info; i++) bw_be16(&w, info[i]);
     return (int)need;
 }
 
@@ -219,31 +236,37 @@ int nbd_decode_opt_go(const uint8_t *p, uint32_t len, struct nbd_opt_go *g, cons
         *why = "option shorter than 6 bytes";
         return -EINVAL;
     }
-    uint32_t name_len = util_get_be32(p);
+    struct bytes_r r;
+    br_init(&r, p, len);
+    uint32_t name_len = br_be32(&r);
     if (name_len > len - 6) { /* len >= 6: no underflow; no addition to overflow */
         *why = "name length exceeds the option length";
         return -EINVAL;
     }
-    uint16_t n = util_get_be16(p + 4 + name_len);
-    if ((uint64_t)len - 6 - name_len != 2 * (uint64_t)n) {
+    const uint8_t *name = br_take(&r, name_len);
+    uint16_t n = br_be16(&r);
+    if (r.left != 2 * (uint64_t)n) {
         *why = "number of information requests does not match the option length";
         return -EINVAL;
     }
-    if (!str_ok(p + 4, name_len)) {
+    if (!str_ok(name, name_len)) {
         *why = name_len > NBD_NAME_MAX ? "export name longer than 4096 bytes"
                                         : "export name contains NUL";
         return -EINVAL;
     }
-    g->name.ptr = (const char *)p + 4;
+    g->name.ptr = (const char *)name;
     g->name.len = name_len;
     g->n_info = n;
-    g->info = p + 6 + name_len;
+    g->info = r.p;
     return 0;
 }
 
 uint16_t nbd_opt_go_info(const struct nbd_opt_go *g, unsigned i)
 {
-    return i < g->n_info ? util_get_be16(g->info + 2 * i) : 0xffff;
+    if (i >= g->n_info) return 0xffff;
+    struct bytes_r r;
+    br_init(&r, g->info + 2 * (size_t)i, 2);
+    return br_be16(&r);
 }
 
 int nbd_encode_opt_meta(uint8_t *out, size_t cap, const char *name, uint32_t name_len,
@@ -252,18 +275,17 @@ int nbd_encode_opt_meta(uint8_t *out, size_t cap, const char *name, uint32_t nam
     size_t need = 4 + (size_t)name_len + 4;
     for (uint32_t i = 0; i < n_queries; i++) need += 4 + strlen(queries[i]);
     if (cap < need) return -EMSGSIZE;
-    util_put_be32(out, name_len);
-    if (name_len) memcpy(out + 4, name, name_len);
-    size_t o = 4 + name_len;
-    util_put_be32(out + o, n_queries);
-    o += 4;
+    struct bytes_w w;
+    bw_init(&w, out, need);
+    bw_be32(&w, name_len);
+    bw_mem(&w, name, name_len);
+    bw_be32(&w, n_queries);
     for (uint32_t i = 0; i < n_queries; i++) {
         uint32_t ql = (uint32_t)strlen(queries[i]);
-        util_put_be32(out + o, ql);
-        memcpy(out + o + 4, queries[i], ql);
-        o += 4 + ql;
+        bw_be32(&w, ql);
+        bw_mem(&w, queries[i], ql);
     }
-    return (int)o;
+    return (int)w.used;
 }
 
 int nbd_decode_opt_meta(const uint8_t *p, uint32_t len, struct nbd_opt_meta *m, const char **why)
@@ -272,57 +294,60 @@ int nbd_decode_opt_meta(const uint8_t *p, uint32_t len, struct nbd_opt_meta *m, 
         *why = "option shorter than 8 bytes";
         return -EINVAL;
     }
-    uint32_t name_len = util_get_be32(p);
+    struct bytes_r r;
+    br_init(&r, p, len);
+    uint32_t name_len = br_be32(&r);
     if (name_len > len - 8) {
         *why = "name length exceeds the option length";
         return -EINVAL;
     }
-    if (!str_ok(p + 4, name_len)) {
+    const uint8_t *name = br_take(&r, name_len);
+    if (!str_ok(name, name_len)) {
         *why = name_len > NBD_NAME_MAX ? "export name longer than 4096 bytes"
                                         : "export name contains NUL";
         return -EINVAL;
     }
-    uint32_t pos = 4 + name_len;
-    uint32_t n = util_get_be32(p + pos);
-    pos += 4;
-    uint32_t start = pos;
+    uint32_t n = br_be32(&r);
+    const uint8_t *queries = r.p;
     for (uint32_t i = 0; i < n; i++) {
-        if (len - pos < 4) {
+        if (r.left < 4) {
             *why = "query count exceeds the option length";
             return -EINVAL;
         }
-        uint32_t ql = util_get_be32(p + pos);
-        pos += 4;
-        if (ql > len - pos) {
+        uint32_t ql = br_be32(&r);
+        if (ql > r.left) {
             *why = "query length exceeds the option length";
             return -EINVAL;
         }
-        if (!str_ok(p + pos, ql)) {
+        const uint8_t *q = br_take(&r, ql);
+        if (!str_ok(q, ql)) {
             *why = ql > NBD_NAME_MAX ? "query longer than 4096 bytes" : "query contains NUL";
             return -EINVAL;
         }
-        pos += ql;
     }
-    if (pos != len) {
+    if (r.left != 0) {
         *why = "bytes after the last query";
         return -EINVAL;
     }
-    m->name.ptr = (const char *)p + 4;
+    m->name.ptr = (const char *)name;
     m->name.len = name_len;
     m->n_queries = n;
-    m->queries = p + start;
-    m->queries_len = len - start;
+    m->queries = queries;
+    m->queries_len = (uint32_t)(p + len - queries);
     return 0;
 }
 
 bool nbd_opt_meta_next(const struct nbd_opt_meta *m, uint32_t *pos, struct nbd_str *q)
 {
-    if (*pos >= m->queries_len || m->queries_len - *pos < 4) return false;
-    uint32_t ql = util_get_be32(m->queries + *pos);
-    if (ql > m->queries_len - *pos - 4) return false; /* validated by decode; never here */
-    q->ptr = (const char *)m->queries + *pos + 4;
+    if (*pos >= m->queries_len) return false;
+    struct bytes_r r;
+    br_init(&r, m->queries + *pos, m->queries_len - *pos);
+    uint32_t ql = br_be32(&r);
+    const uint8_t *s = br_take(&r, ql); /* validated by decode: never short here */
+    if (r.err) return false;
+    q->ptr = (const char *)s;
     q->len = ql;
-    *pos += 4 + ql;
+    *pos += (uint32_t)r.used;
     return true;
 }
 
@@ -341,23 +366,32 @@ int nbd_decode_opt_export_name(const uint8_t *p, uint32_t len, struct nbd_str *n
 
 /* ---- handshake: option replies ---------------------------------------------- */
 
+static void put_reply_hdr(struct bytes_w *w, uint32_t opt, uint32_t type, uint32_t len)
+{
+    bw_be64(w, NBD_REP_MAGIC);
+    bw_be32(w, opt);
+    bw_be32(w, type);
+    bw_be32(w, len);
+}
+
 int nbd_encode_opt_reply_hdr(uint8_t *out, size_t cap, uint32_t opt, uint32_t type, uint32_t len)
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN) return -EMSGSIZE;
-    util_put_be64(out, NBD_REP_MAGIC);
-    util_put_be32(out + 8, opt);
-    util_put_be32(out + 12, type);
-    util_put_be32(out + 16, len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN);
+    put_reply_hdr(&w, opt, type, len);
     return NBD_OPT_REPLY_HDR_LEN;
 }
 
 int nbd_decode_opt_reply_hdr(const uint8_t *p, size_t len, struct nbd_opt_reply *r)
 {
     if (len < NBD_OPT_REPLY_HDR_LEN) return 0;
-    if (util_get_be64(p) != NBD_REP_MAGIC) return -EPROTO;
-    r->opt = util_get_be32(p + 8);
-    r->type = util_get_be32(p + 12);
-    r->len = util_get_be32(p + 16);
+    struct bytes_r g;
+    br_init(&g, p, NBD_OPT_REPLY_HDR_LEN);
+    if (br_be64(&g) != NBD_REP_MAGIC) return -EPROTO;
+    r->opt = br_be32(&g);
+    r->type = br_be32(&g);
+    r->len = br_be32(&g);
     return NBD_OPT_REPLY_HDR_LEN;
 }
 
@@ -371,18 +405,22 @@ int nbd_encode_rep_server(uint8_t *out, size_t cap, uint32_t opt, const char *na
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN + 4 || cap - NBD_OPT_REPLY_HDR_LEN - 4 < name_len)
         return -EMSGSIZE;
-    nbd_encode_opt_reply_hdr(out, cap, opt, NBD_REP_SERVER, 4 + name_len);
-    util_put_be32(out + 20, name_len);
-    if (name_len) memcpy(out + 24, name, name_len);
-    return (int)(24 + name_len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + 4 + (size_t)name_len);
+    put_reply_hdr(&w, opt, NBD_REP_SERVER, 4 + name_len);
+    bw_be32(&w, name_len);
+    bw_mem(&w, name, name_len);
+    return (int)w.used;
 }
 
 int nbd_decode_rep_server(const uint8_t *p, uint32_t len, struct nbd_str *name)
 {
     if (len < 4) return -EINVAL;
-    uint32_t n = util_get_be32(p);
-    if (n > len - 4) return -EINVAL;
-    name->ptr = (const char *)p + 4;
+    struct bytes_r r;
+    br_init(&r, p, len);
+    uint32_t n = br_be32(&r);
+    if (n > r.left) return -EINVAL;
+    name->ptr = (const char *)r.p;
     name->len = n;
     return 0;
 }
@@ -391,10 +429,12 @@ int nbd_encode_rep_info_export(uint8_t *out, size_t cap, uint32_t opt, uint64_t 
                                uint16_t tflags)
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN + 12) return -EMSGSIZE;
-    nbd_encode_opt_reply_hdr(out, cap, opt, NBD_REP_INFO, 12);
-    util_put_be16(out + 20, NBD_INFO_EXPORT);
-    util_put_be64(out + 22, size);
-    util_put_be16(out + 30, tflags);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + 12);
+    put_reply_hdr(&w, opt, NBD_REP_INFO, 12);
+    bw_be16(&w, NBD_INFO_EXPORT);
+    bw_be64(&w, size);
+    bw_be16(&w, tflags);
     return NBD_OPT_REPLY_HDR_LEN + 12;
 }
 
@@ -402,11 +442,13 @@ int nbd_encode_rep_info_block_size(uint8_t *out, size_t cap, uint32_t opt, uint3
                                    uint32_t pref_block, uint32_t max_payload)
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN + 14) return -EMSGSIZE;
-    nbd_encode_opt_reply_hdr(out, cap, opt, NBD_REP_INFO, 14);
-    util_put_be16(out + 20, NBD_INFO_BLOCK_SIZE);
-    util_put_be32(out + 22, min_block);
-    util_put_be32(out + 26, pref_block);
-    util_put_be32(out + 30, max_payload);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + 14);
+    put_reply_hdr(&w, opt, NBD_REP_INFO, 14);
+    bw_be16(&w, NBD_INFO_BLOCK_SIZE);
+    bw_be32(&w, min_block);
+    bw_be32(&w, pref_block);
+    bw_be32(&w, max_payload);
     return NBD_OPT_REPLY_HDR_LEN + 14;
 }
 
@@ -414,33 +456,37 @@ int nbd_encode_rep_info_str(uint8_t *out, size_t cap, uint32_t opt, uint16_t typ
                             const char *s, uint32_t len)
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN + 2 || cap - NBD_OPT_REPLY_HDR_LEN - 2 < len) return -EMSGSIZE;
-    nbd_encode_opt_reply_hdr(out, cap, opt, NBD_REP_INFO, 2 + len);
-    util_put_be16(out + 20, type);
-    if (len) memcpy(out + 22, s, len);
-    return (int)(22 + len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + 2 + (size_t)len);
+    put_reply_hdr(&w, opt, NBD_REP_INFO, 2 + len);
+    bw_be16(&w, type);
+    bw_mem(&w, s, len);
+    return (int)w.used;
 }
 
 int nbd_decode_rep_info(const uint8_t *p, uint32_t len, struct nbd_info *info)
 {
     if (len < 2) return -EINVAL;
     memset(info, 0, sizeof(*info));
-    info->type = util_get_be16(p);
+    struct bytes_r r;
+    br_init(&r, p, len);
+    info->type = br_be16(&r);
     switch (info->type) {
     case NBD_INFO_EXPORT:
         if (len != 12) return -EINVAL;
-        info->size = util_get_be64(p + 2);
-        info->tflags = util_get_be16(p + 10);
+        info->size = br_be64(&r);
+        info->tflags = br_be16(&r);
         return 0;
     case NBD_INFO_BLOCK_SIZE:
         if (len != 14) return -EINVAL;
-        info->min_block = util_get_be32(p + 2);
-        info->pref_block = util_get_be32(p + 6);
-        info->max_payload = util_get_be32(p + 10);
+        info->min_block = br_be32(&r);
+        info->pref_block = br_be32(&r);
+        info->max_payload = br_be32(&r);
         return 0;
     case NBD_INFO_NAME:
     case NBD_INFO_DESCRIPTION:
-        info->str.ptr = (const char *)p + 2;
-        info->str.len = len - 2;
+        info->str.ptr = (const char *)r.p;
+        info->str.len = (uint32_t)r.left;
         return 0;
     default:
         return 0; /* "The client MUST ignore information replies it does not understand" */
@@ -452,32 +498,36 @@ int nbd_encode_rep_meta_context(uint8_t *out, size_t cap, uint32_t opt, uint32_t
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN + 4 || cap - NBD_OPT_REPLY_HDR_LEN - 4 < name_len)
         return -EMSGSIZE;
-    nbd_encode_opt_reply_hdr(out, cap, opt, NBD_REP_META_CONTEXT, 4 + name_len);
-    util_put_be32(out + 20, id);
-    memcpy(out + 24, name, name_len);
-    return (int)(24 + name_len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + 4 + (size_t)name_len);
+    put_reply_hdr(&w, opt, NBD_REP_META_CONTEXT, 4 + name_len);
+    bw_be32(&w, id);
+    bw_mem(&w, name, name_len);
+    return (int)w.used;
 }
 
 int nbd_decode_rep_meta_context(const uint8_t *p, uint32_t len, uint32_t *id,
                                 struct nbd_str *name)
 {
     if (len < 4) return -EINVAL;
-    *id = util_get_be32(p);
-    name->ptr = (const char *)p + 4;
-    name->len = len - 4;
+    struct bytes_r r;
+    br_init(&r, p, len);
+    *id = br_be32(&r);
+    name->ptr = (const char *)r.p;
+    name->len = (uint32_t)r.left;
     return 0;
 }
-
-#define NBD_MSG_MAX 1024u /* our own messages; the spec allows 4096 */
 
 int nbd_encode_rep_error(uint8_t *out, size_t cap, uint32_t opt, uint32_t type, const char *msg)
 {
     if (cap < NBD_OPT_REPLY_HDR_LEN) return -EMSGSIZE;
     size_t ml = msg ? strlen(msg) : 0;
     ml = BD_MIN(ml, BD_MIN(NBD_MSG_MAX, cap - NBD_OPT_REPLY_HDR_LEN));
-    nbd_encode_opt_reply_hdr(out, cap, opt, type, (uint32_t)ml);
-    if (ml) memcpy(out + NBD_OPT_REPLY_HDR_LEN, msg, ml);
-    return (int)(NBD_OPT_REPLY_HDR_LEN + ml);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_OPT_REPLY_HDR_LEN + ml);
+    put_reply_hdr(&w, opt, type, (uint32_t)ml);
+    bw_mem(&w, msg, ml);
+    return (int)w.used;
 }
 
 int nbd_encode_export_name_reply(uint8_t *out, size_t cap, uint64_t size, uint16_t tflags,
@@ -485,17 +535,21 @@ int nbd_encode_export_name_reply(uint8_t *out, size_t cap, uint64_t size, uint16
 {
     size_t n = no_zeroes ? 10 : NBD_EXPORT_NAME_REPLY_LEN;
     if (cap < n) return -EMSGSIZE;
-    util_put_be64(out, size);
-    util_put_be16(out + 8, tflags);
-    if (!no_zeroes) memset(out + 10, 0, NBD_EXPORT_NAME_REPLY_LEN - 10);
+    struct bytes_w w;
+    bw_init(&w, out, n);
+    bw_be64(&w, size);
+    bw_be16(&w, tflags);
+    if (!no_zeroes) bw_zeros(&w, NBD_EXPORT_NAME_REPLY_LEN - 10);
     return (int)n;
 }
 
 int nbd_decode_export_name_reply(const uint8_t *p, size_t len, uint64_t *size, uint16_t *tflags)
 {
     if (len < 10) return 0;
-    *size = util_get_be64(p);
-    *tflags = util_get_be16(p + 8);
+    struct bytes_r r;
+    br_init(&r, p, 10);
+    *size = br_be64(&r);
+    *tflags = br_be16(&r);
     return 10;
 }
 
@@ -506,6 +560,19 @@ void nbd_hs_init(struct nbd_hs *hs, uint16_t hflags_offered)
     memset(hs, 0, sizeof(*hs));
     hs->hflags_offered = hflags_offered;
     hs->max_options = NBD_MAX_OPTIONS;
+}
+
+void nbd_hs_set_tls(struct nbd_hs *hs, enum nbd_tls_mode mode)
+{
+    hs->tls_mode = (uint8_t)mode;
+}
+
+void nbd_hs_tls_started(struct nbd_hs *hs)
+{
+    hs->tls = true;
+    hs->structured = false;
+    hs->meta_base_alloc = false;
+    hs->meta_name_len = 0;
 }
 
 int nbd_hs_client_flags(struct nbd_hs *hs, uint32_t cflags)
@@ -645,6 +712,17 @@ enum nbd_hs_action nbd_hs_option(struct nbd_hs *hs, const struct nbd_opt_hdr *h,
     *outlen = 0;
     memset(req, 0, sizeof(*req));
     req->opt = h->opt;
+    if (hs->tls_mode == NBD_TLS_REQUIRE && !hs->tls && h->opt != NBD_OPT_STARTTLS &&
+        h->opt != NBD_OPT_ABORT) {
+        /* FORCEDTLS: "If the server receives a request to enter
+         * transmission mode via NBD_OPT_EXPORT_NAME when TLS has not been
+         * initiated, then as this request cannot error, it MUST terminate
+         * the session." */
+        if (h->opt == NBD_OPT_EXPORT_NAME) return NBD_HS_REFUSE;
+        hs->tls_refused++;
+        return reply_err(h->opt, NBD_REP_ERR_TLS_REQD, out, cap, outlen, NBD_HS_REPLY,
+                         "TLS is required: send NBD_OPT_STARTTLS first");
+    }
     switch (h->opt) {
     case NBD_OPT_EXPORT_NAME: {
         const char *why;
@@ -666,8 +744,16 @@ enum nbd_hs_action nbd_hs_option(struct nbd_hs *hs, const struct nbd_opt_hdr *h,
                              "NBD_OPT_STARTTLS takes no data");
         /* NOTLS mode: "MUST respond with NBD_REP_ERR_POLICY (if it does
          * not support TLS for policy reasons)". */
-        return reply_err(h->opt, NBD_REP_ERR_POLICY, out, cap, outlen, NBD_HS_REPLY,
-                         "TLS is not configured on this server");
+        if (hs->tls_mode == NBD_TLS_OFF)
+            return reply_err(h->opt, NBD_REP_ERR_POLICY, out, cap, outlen, NBD_HS_REPLY,
+                             "TLS is not configured on this server");
+        /* "If the server receives NBD_OPT_STARTTLS when TLS has already
+         * been negotiated, it MUST reply with NBD_REP_ERR_INVALID." */
+        if (hs->tls)
+            return reply_err(h->opt, NBD_REP_ERR_INVALID, out, cap, outlen, NBD_HS_REPLY,
+                             "TLS is already negotiated");
+        *outlen = put_ack(h->opt, out, cap);
+        return NBD_HS_STARTTLS;
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
         return hs_info_go(h, p, out, cap, outlen, req);
@@ -740,64 +826,81 @@ void nbd_hs_list_grant(struct nbd_hs *hs, unsigned n_exports)
 int nbd_encode_request(uint8_t *out, size_t cap, const struct nbd_request *r)
 {
     if (cap < NBD_REQUEST_LEN) return -EMSGSIZE;
-    util_put_be32(out, NBD_REQUEST_MAGIC);
-    util_put_be16(out + 4, r->flags);
-    util_put_be16(out + 6, r->type);
-    util_put_be64(out + 8, r->cookie);
-    util_put_be64(out + 16, r->off);
-    util_put_be32(out + 24, r->len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_REQUEST_LEN);
+    bw_be32(&w, NBD_REQUEST_MAGIC);
+    bw_be16(&w, r->flags);
+    bw_be16(&w, r->type);
+    bw_be64(&w, r->cookie);
+    bw_be64(&w, r->off);
+    bw_be32(&w, r->len);
     return NBD_REQUEST_LEN;
 }
 
 int nbd_decode_request(const uint8_t *p, size_t len, struct nbd_request *r)
 {
     if (len < NBD_REQUEST_LEN) return 0;
-    if (util_get_be32(p) != NBD_REQUEST_MAGIC) return -EPROTO;
-    r->flags = util_get_be16(p + 4);
-    r->type = util_get_be16(p + 6);
-    r->cookie = util_get_be64(p + 8);
-    r->off = util_get_be64(p + 16);
-    r->len = util_get_be32(p + 24);
+    struct bytes_r g;
+    br_init(&g, p, NBD_REQUEST_LEN);
+    if (br_be32(&g) != NBD_REQUEST_MAGIC) return -EPROTO;
+    r->flags = br_be16(&g);
+    r->type = br_be16(&g);
+    r->cookie = br_be64(&g);
+    r->off = br_be64(&g);
+    r->len = br_be32(&g);
     return NBD_REQUEST_LEN;
 }
 
 int nbd_encode_simple_reply(uint8_t *out, size_t cap, uint32_t err, uint64_t cookie)
 {
     if (cap < NBD_SIMPLE_REPLY_LEN) return -EMSGSIZE;
-    util_put_be32(out, NBD_SIMPLE_REPLY_MAGIC);
-    util_put_be32(out + 4, err);
-    util_put_be64(out + 8, cookie);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_SIMPLE_REPLY_LEN);
+    bw_be32(&w, NBD_SIMPLE_REPLY_MAGIC);
+    bw_be32(&w, err);
+    bw_be64(&w, cookie);
     return NBD_SIMPLE_REPLY_LEN;
 }
 
 int nbd_decode_simple_reply(const uint8_t *p, size_t len, uint32_t *err, uint64_t *cookie)
 {
     if (len < NBD_SIMPLE_REPLY_LEN) return 0;
-    if (util_get_be32(p) != NBD_SIMPLE_REPLY_MAGIC) return -EPROTO;
-    *err = util_get_be32(p + 4);
-    *cookie = util_get_be64(p + 8);
+    struct bytes_r r;
+    br_init(&r, p, NBD_SIMPLE_REPLY_LEN);
+    if (br_be32(&r) != NBD_SIMPLE_REPLY_MAGIC) return -EPROTO;
+    *err = br_be32(&r);
+    *cookie = br_be64(&r);
     return NBD_SIMPLE_REPLY_LEN;
+}
+
+static void put_chunk_hdr(struct bytes_w *w, const struct nbd_chunk *c)
+{
+    bw_be32(w, NBD_STRUCTURED_REPLY_MAGIC);
+    bw_be16(w, c->flags);
+    bw_be16(w, c->type);
+    bw_be64(w, c->cookie);
+    bw_be32(w, c->len);
 }
 
 int nbd_encode_chunk_hdr(uint8_t *out, size_t cap, const struct nbd_chunk *c)
 {
     if (cap < NBD_CHUNK_HDR_LEN) return -EMSGSIZE;
-    util_put_be32(out, NBD_STRUCTURED_REPLY_MAGIC);
-    util_put_be16(out + 4, c->flags);
-    util_put_be16(out + 6, c->type);
-    util_put_be64(out + 8, c->cookie);
-    util_put_be32(out + 16, c->len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CHUNK_HDR_LEN);
+    put_chunk_hdr(&w, c);
     return NBD_CHUNK_HDR_LEN;
 }
 
 int nbd_decode_chunk_hdr(const uint8_t *p, size_t len, struct nbd_chunk *c)
 {
     if (len < NBD_CHUNK_HDR_LEN) return 0;
-    if (util_get_be32(p) != NBD_STRUCTURED_REPLY_MAGIC) return -EPROTO;
-    c->flags = util_get_be16(p + 4);
-    c->type = util_get_be16(p + 6);
-    c->cookie = util_get_be64(p + 8);
-    c->len = util_get_be32(p + 16);
+    struct bytes_r r;
+    br_init(&r, p, NBD_CHUNK_HDR_LEN);
+    if (br_be32(&r) != NBD_STRUCTURED_REPLY_MAGIC) return -EPROTO;
+    c->flags = br_be16(&r);
+    c->type = br_be16(&r);
+    c->cookie = br_be64(&r);
+    c->len = br_be32(&r);
     return NBD_CHUNK_HDR_LEN;
 }
 
@@ -814,8 +917,10 @@ int nbd_encode_chunk_data_hdr(uint8_t *out, size_t cap, uint16_t flags, uint64_t
     if (cap < NBD_CHUNK_DATA_HDR_LEN || data_len > UINT32_MAX - 8) return -EMSGSIZE;
     struct nbd_chunk c = {.flags = flags, .type = NBD_REPLY_TYPE_OFFSET_DATA, .cookie = cookie,
                           .len = 8 + data_len};
-    nbd_encode_chunk_hdr(out, cap, &c);
-    util_put_be64(out + 20, off);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CHUNK_DATA_HDR_LEN);
+    put_chunk_hdr(&w, &c);
+    bw_be64(&w, off);
     return NBD_CHUNK_DATA_HDR_LEN;
 }
 
@@ -823,9 +928,11 @@ int nbd_decode_chunk_data(const uint8_t *p, uint32_t len, uint64_t *off, const u
                           uint32_t *data_len)
 {
     if (len < 9) return -EINVAL; /* "length MUST be at least 9" */
-    *off = util_get_be64(p);
-    *data = p + 8;
-    *data_len = len - 8;
+    struct bytes_r r;
+    br_init(&r, p, len);
+    *off = br_be64(&r);
+    *data = r.p;
+    *data_len = (uint32_t)r.left;
     return 0;
 }
 
@@ -835,17 +942,21 @@ int nbd_encode_chunk_hole(uint8_t *out, size_t cap, uint16_t flags, uint64_t coo
     if (cap < NBD_CHUNK_HOLE_LEN) return -EMSGSIZE;
     struct nbd_chunk c = {.flags = flags, .type = NBD_REPLY_TYPE_OFFSET_HOLE, .cookie = cookie,
                           .len = 12};
-    nbd_encode_chunk_hdr(out, cap, &c);
-    util_put_be64(out + 20, off);
-    util_put_be32(out + 28, hole_len);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CHUNK_HOLE_LEN);
+    put_chunk_hdr(&w, &c);
+    bw_be64(&w, off);
+    bw_be32(&w, hole_len);
     return NBD_CHUNK_HOLE_LEN;
 }
 
 int nbd_decode_chunk_hole(const uint8_t *p, uint32_t len, uint64_t *off, uint32_t *hole_len)
 {
     if (len != 12) return -EINVAL;
-    *off = util_get_be64(p);
-    *hole_len = util_get_be32(p + 8);
+    struct bytes_r r;
+    br_init(&r, p, len);
+    *off = br_be64(&r);
+    *hole_len = br_be32(&r);
     return *hole_len ? 0 : -EINVAL; /* "MUST be nonzero" */
 }
 
@@ -856,30 +967,38 @@ int nbd_encode_chunk_bs_hdr(uint8_t *out, size_t cap, uint16_t flags, uint64_t c
         return -EMSGSIZE;
     struct nbd_chunk c = {.flags = flags, .type = NBD_REPLY_TYPE_BLOCK_STATUS, .cookie = cookie,
                           .len = 4 + NBD_EXTENT_LEN * n_extents};
-    nbd_encode_chunk_hdr(out, cap, &c);
-    util_put_be32(out + 20, ctx_id);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CHUNK_BS_HDR_LEN);
+    put_chunk_hdr(&w, &c);
+    bw_be32(&w, ctx_id);
     return NBD_CHUNK_BS_HDR_LEN;
 }
 
 void nbd_encode_extent(uint8_t out[NBD_EXTENT_LEN], uint32_t len, uint32_t state)
 {
-    util_put_be32(out, len);
-    util_put_be32(out + 4, state);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_EXTENT_LEN);
+    bw_be32(&w, len);
+    bw_be32(&w, state);
 }
 
 int nbd_decode_chunk_bs(const uint8_t *p, uint32_t len, uint32_t *ctx_id, uint32_t *n_extents)
 {
     /* "length MUST be 4 + (a positive integer multiple of 8)" */
     if (len < 4 + NBD_EXTENT_LEN || (len - 4) % NBD_EXTENT_LEN) return -EINVAL;
-    *ctx_id = util_get_be32(p);
-    *n_extents = (len - 4) / NBD_EXTENT_LEN;
+    struct bytes_r r;
+    br_init(&r, p, len);
+    *ctx_id = br_be32(&r);
+    *n_extents = (uint32_t)(r.left / NBD_EXTENT_LEN);
     return 0;
 }
 
 void nbd_chunk_bs_extent(const uint8_t *p, uint32_t i, uint32_t *len, uint32_t *state)
 {
-    *len = util_get_be32(p + 4 + NBD_EXTENT_LEN * (size_t)i);
-    *state = util_get_be32(p + 8 + NBD_EXTENT_LEN * (size_t)i);
+    struct bytes_r r;
+    br_init(&r, p + 4 + NBD_EXTENT_LEN * (size_t)i, NBD_EXTENT_LEN);
+    *len = br_be32(&r);
+    *state = br_be32(&r);
 }
 
 int nbd_encode_chunk_error(uint8_t *out, size_t cap, uint16_t flags, uint64_t cookie,
@@ -890,20 +1009,24 @@ int nbd_encode_chunk_error(uint8_t *out, size_t cap, uint16_t flags, uint64_t co
     ml = BD_MIN(ml, BD_MIN(NBD_MSG_MAX, cap - NBD_CHUNK_HDR_LEN - 6));
     struct nbd_chunk c = {.flags = flags, .type = NBD_REPLY_TYPE_ERROR, .cookie = cookie,
                           .len = (uint32_t)(6 + ml)};
-    nbd_encode_chunk_hdr(out, cap, &c);
-    util_put_be32(out + 20, err);
-    util_put_be16(out + 24, (uint16_t)ml);
-    if (ml) memcpy(out + 26, msg, ml);
-    return (int)(NBD_CHUNK_HDR_LEN + 6 + ml);
+    struct bytes_w w;
+    bw_init(&w, out, NBD_CHUNK_HDR_LEN + 6 + ml);
+    put_chunk_hdr(&w, &c);
+    bw_be32(&w, err);
+    bw_be16(&w, (uint16_t)ml);
+    bw_mem(&w, msg, ml);
+    return (int)w.used;
 }
 
 int nbd_decode_chunk_error(const uint8_t *p, uint32_t len, uint32_t *err, struct nbd_str *msg)
 {
     if (len < 6) return -EINVAL;
-    *err = util_get_be32(p);
-    uint16_t ml = util_get_be16(p + 4);
-    if (*err == 0 || ml > len - 6) return -EINVAL;
-    msg->ptr = (const char *)p + 6;
+    struct bytes_r r;
+    br_init(&r, p, len);
+    *err = br_be32(&r);
+    uint16_t ml = br_be16(&r);
+    if (*err == 0 || ml > r.left) return -EINVAL;
+    msg->ptr = (const char *)r.p;
     msg->len = ml;
     return 0;
 }
@@ -948,6 +1071,9 @@ int nbd_check_request(const struct nbd_request *r, const struct nbd_export_caps 
         break;
     case NBD_CMD_BLOCK_STATUS:
         break;
+    case NBD_CMD_CACHE:
+        if (!(caps->tflags & NBD_FLAG_SEND_CACHE)) return NBD_EINVAL;
+        break;
     default:
         return NBD_EINVAL; /* unknown, CACHE (not advertised), DISC (handled before) */
     }
@@ -961,7 +1087,8 @@ int nbd_check_request(const struct nbd_request *r, const struct nbd_export_caps 
                                                                               : NBD_EINVAL;
     uint64_t mask = caps->min_block - 1;
     if ((r->off & mask) || (r->len & mask)) return NBD_EINVAL;
-    if ((r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) && r->len > caps->max_payload)
+    if ((r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE || r->type == NBD_CMD_CACHE) &&
+        r->len > caps->max_payload)
         return NBD_EINVAL;
     if (r->len == 0) return NBD_EINVAL;
     return 0;

@@ -2,25 +2,76 @@
  * reactor, no allocation.  The spec is doc/proto.md of
  * NetworkBlockDevice/nbd; section names below quote it.
  *
- * Handshake ("Newstyle negotiation", "Fixed newstyle negotiation"), all
- * integers big endian:
+ * Every integer is big endian; nbd.c writes and reads each message with
+ * the bytes.h cursors (bw_be* / br_be*) in the order of these tables.
  *
- *   S: NBDMAGIC u64 | IHAVEOPT u64 | handshake flags u16        greeting, 18 B
- *   C: client flags u32                                                    4 B
- *   C: IHAVEOPT u64 | option u32 | length u32 | payload          option, 16 B+
- *   S: REP_MAGIC u64 | option u32 | reply type u32 | length u32 | payload
- *                                                            option reply, 20 B+
- *   ... until GO is answered ACK (or EXPORT_NAME, answered:
- *   S: size u64 | transmission flags u16 | 124 zero bytes (unless NO_ZEROES))
+ * Handshake ("Newstyle negotiation", "Fixed newstyle negotiation"): the
+ * server's greeting, the client's flags, then options and their replies
+ * until GO is answered ACK (or EXPORT_NAME is answered with its reply).
+ *
+ *  greeting (S)                 client flags (C)
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     8   NBD_MAGIC          0     4   client flags
+ *    8     8   NBD_IHAVEOPT
+ *   16     2   handshake flags  (NBD_CLIENT_FLAGS_LEN)
+ *  (NBD_GREETING_LEN)
+ *
+ *  option (C)                   option reply (S)
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     8   NBD_IHAVEOPT       0     8   NBD_REP_MAGIC
+ *    8     4   option             8     4   option answered
+ *   12     4   len               12     4   reply type
+ *   16    len  payload           16     4   len
+ *  (NBD_OPT_HDR_LEN + len)       20    len  payload
+ *                               (NBD_OPT_REPLY_HDR_LEN + len)
+ *
+ *  option payloads (n, q: a length read just before)
+ *  INFO, GO                     LIST_ / SET_META_CONTEXT     EXPORT_NAME
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     4   name length n      0     4   name length n      0    len  name
+ *    4     n   name               4     n   name
+ *   4+n    2   count c           4+n    4   count c
+ *   6+n   2c   info types        8+n    -   c queries: 4 length q, q bytes
+ *
+ *  reply payloads
+ *  REP_SERVER                   REP_INFO, NBD_INFO_EXPORT    REP_INFO, NBD_INFO_BLOCK_SIZE
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     4   name length n      0     2   info type          0     2   info type
+ *    4     n   name               2     8   export size        2     4   minimum block
+ *                                10     2   transm. flags      6     4   preferred block
+ *                                                             10     4   maximum payload
+ *  REP_INFO, NBD_INFO_NAME,     REP_META_CONTEXT             REP_ERR_*
+ *  NBD_INFO_DESCRIPTION
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     2   info type          0     4   context id         0    len  message
+ *    2     -   the string         4     -   context name
+ *
+ *  EXPORT_NAME's reply (S), NBD_EXPORT_NAME_REPLY_LEN
+ *  OFFSET SIZE FIELD
+ *    0     8   export size
+ *    8     2   transmission flags
+ *   10   124   zero (absent with NO_ZEROES)
  *
  * Transmission ("Request message", "Simple reply message", "Structured
  * reply chunk message"):
  *
- *   C: 0x25609513 u32 | flags u16 | type u16 | cookie u64 | offset u64 |
- *      length u32 | WRITE payload                              request, 28 B
- *   S: 0x67446698 u32 | error u32 | cookie u64 | READ data  simple reply, 16 B
- *   S: 0x668e33ef u32 | flags u16 | type u16 | cookie u64 | length u32 |
- *      payload                                        structured chunk, 20 B
+ *  request (C)                  simple reply (S)             structured chunk (S)
+ *  OFFSET SIZE FIELD            OFFSET SIZE FIELD            OFFSET SIZE FIELD
+ *    0     4   0x25609513         0     4   0x67446698         0     4   0x668e33ef
+ *    4     2   command flags      4     4   error              4     2   flags
+ *    6     2   type               8     8   cookie             6     2   type
+ *    8     8   cookie            16     -   READ data          8     8   cookie
+ *   16     8   offset           (NBD_SIMPLE_REPLY_LEN)        16     4   len
+ *   24     4   length                                         20    len  payload
+ *   28     -   WRITE data                                    (NBD_CHUNK_HDR_LEN + len)
+ *  (NBD_REQUEST_LEN)
+ *
+ *  chunk payloads
+ *  OFFSET_DATA        OFFSET_HOLE        BLOCK_STATUS              ERROR
+ *  OFF SIZE FIELD     OFF SIZE FIELD     OFF SIZE FIELD            OFF SIZE FIELD
+ *   0   8   offset     0   8   offset     0   4   context id        0   4   error
+ *   8   -   data       8   4   length     4   8e  e extents, each:  4   2   msg length m
+ *                                               4 length, 4 flags   6   m   message
  *
  * Codec rules (as wire.h): nbd_encode_* write into caller storage and
  * return bytes written (or -EMSGSIZE when CAP is short); nbd_decode_* of a
@@ -33,8 +84,19 @@
  * so they are unit-tested without sockets (STYLE.md §7, the select/apply
  * split): nbd_hs_* decide each handshake option and write its reply;
  * nbd_check_request validates a transmission request (nbdkit's
- * validate_request).  The server (src/roles/agent_nbd.c) does the I/O and
+ * validate_request).  The server (src/roles/agent/agent_nbd.c) does the I/O and
  * the volume calls those decisions ask for.
+ *
+ * TLS ("TLS support"): a server in NOTLS mode (NBD_TLS_OFF, nbd_hs_init's
+ * default) answers STARTTLS with ERR_POLICY; with NBD_TLS_ON
+ * (SELECTIVETLS with no TLS-only export) it acknowledges the first
+ * STARTTLS, the server starts TLS, and nbd_hs_tls_started then drops
+ * every negotiated state ("the server MUST NOT preserve any negotiation
+ * state ... issued before this command", nbdkit CVE-2021-3716); with
+ * NBD_TLS_REQUIRE (FORCEDTLS) every other option before TLS but ABORT is
+ * ERR_TLS_REQD, and EXPORT_NAME, which cannot be refused, ends the
+ * session.  What the server must do with plaintext the client sent after
+ * STARTTLS (refuse it) is the server's: the codec never sees those bytes.
  *
  * Bad input and the CVEs it recalls (CONTRACT.md §3 4.1, 4.2):
  *   - an option length above NBD_OPT_MAX_LEN is refused from its header,
@@ -324,9 +386,19 @@ int nbd_decode_export_name_reply(const uint8_t *p, size_t len, uint64_t *size, u
 
 /* ---- handshake decisions ---------------------------------------------------- */
 
+/* TLS policy of a connection ("TLS support", "Server-side requirements"). */
+enum nbd_tls_mode {
+    NBD_TLS_OFF = 0,           /* NOTLS: STARTTLS is ERR_POLICY */
+    NBD_TLS_ON = 1,            /* SELECTIVETLS, no TLS-only export: TLS if the client asks */
+    NBD_TLS_REQUIRE = 2,       /* FORCEDTLS: nothing but STARTTLS and ABORT before TLS */
+};
+
 /* Per-connection negotiation state; zero it, then nbd_hs_init(). */
 struct nbd_hs {
     uint16_t hflags_offered;   /* what our greeting offered */
+    uint8_t tls_mode;          /* enum nbd_tls_mode (nbd_hs_set_tls) */
+    bool tls;                  /* TLS is up (nbd_hs_tls_started) */
+    unsigned tls_refused;      /* options answered ERR_TLS_REQD so far */
     uint32_t cflags;           /* the client's flags, once accepted */
     bool structured;           /* STRUCTURED_REPLY was acknowledged */
     bool meta_base_alloc;      /* SET_META_CONTEXT selected base:allocation */
@@ -345,6 +417,9 @@ enum nbd_hs_action {
     NBD_HS_INFO,        /* look REQ->name up; reply with nbd_hs_encode_export() */
     NBD_HS_GO,          /* look REQ->name up and open it; then as INFO, and transmit */
     NBD_HS_EXPORT_NAME, /* open REQ->name; nbd_encode_export_name_reply or close */
+    NBD_HS_STARTTLS,    /* send OUT (the ACK), then TLS; nbd_hs_tls_started once it is up */
+    NBD_HS_REFUSE,      /* close without a reply: EXPORT_NAME while TLS is required
+                           (not a protocol violation: a policy refusal) */
 };
 
 struct nbd_hs_req {
@@ -366,6 +441,14 @@ struct nbd_export_desc {
 #define NBD_HS_OUT_MAX 2048
 
 void nbd_hs_init(struct nbd_hs *hs, uint16_t hflags_offered);
+/* The connection's TLS policy (before the first option; NBD_TLS_OFF
+ * until called).  The server must be able to start TLS for ON and
+ * REQUIRE. */
+void nbd_hs_set_tls(struct nbd_hs *hs, enum nbd_tls_mode mode);
+/* TLS is up after NBD_HS_STARTTLS: forget STRUCTURED_REPLY and the
+ * metadata context negotiated before it; a second STARTTLS is now
+ * ERR_INVALID. */
+void nbd_hs_tls_started(struct nbd_hs *hs);
 /* Accept the client flags: 0, or -EPROTO (unknown bits, or NO_ZEROES not
  * offered: "the server MUST drop the TCP connection"). */
 int nbd_hs_client_flags(struct nbd_hs *hs, uint32_t cflags);
@@ -466,17 +549,18 @@ struct nbd_export_caps {
 /* Validate request R against CAPS (CONTRACT.md §3 4.2, proto.md "Error
  * values"), in this order:
  *   -EPROTO: a WRITE longer than NBD_MAX_WRITE: close without reading it;
- *   EINVAL: unknown command (CACHE included: not advertised);
+ *   EINVAL: unknown command, or CACHE when NBD_FLAG_SEND_CACHE is not in
+ *           tflags;
  *   EPERM: WRITE, TRIM or WRITE_ZEROES on a read-only export;
  *   EINVAL: a flag unknown, not valid for the command, or not advertised
- *           (FUA, FAST_ZERO, DF: never advertised), or a BLOCK_STATUS
+ *           (FUA, FAST_ZERO, DF: unless in tflags), or a BLOCK_STATUS
  *           without structured replies or base:allocation;
  *   EINVAL: FLUSH or DISC with nonzero offset or length;
  *   ENOSPC (WRITE, WRITE_ZEROES) / EINVAL (others): past the end,
  *           overflow-safe (len > size or off > size - len);
  *   EINVAL: offset or length not a multiple of min_block;
- *   EINVAL: READ or WRITE longer than max_payload (the WRITE payload is
- *           still read and dropped by the caller);
+ *   EINVAL: READ, WRITE or CACHE longer than max_payload (the WRITE
+ *           payload is still read and dropped by the caller);
  *   EINVAL: length 0 ("the behavior of a server on such a request is
  *           unspecified although the server SHOULD NOT disconnect"; nbdkit
  *           refuses them too, and the volume layer takes 1..max_io);

@@ -1,28 +1,27 @@
 /* raftmsg.c: encode and decode libraft messages, side by side (raftmsg.h).
  *
- * Like wire.c, the sticky cursors of src/bytes.h do the byte work: a
+ * Like wire.c, the sticky cursors of src/base/bytes.h do the byte work: a
  * writer fills the head buffer (sized exactly beforehand, so it cannot
  * overflow: an overflow is a bug, checked with BD_NEVER), a reader
- * remembers running past the end.  Each encoder is a list
- * of field writes; the decoder for the same type sits right below it with
- * the same fields in the same order.
+ * remembers running past the end.  Each encoder is a list of field
+ * writes in the order of raftmsg.h's tables; the decoder for the same type
+ * sits right below it with the same fields in the same order.
  *
  * Decoding allocates only after the counts and lengths have been checked
  * against the bytes left in the input: n_entries * 16 header bytes must be
  * there, and the sum of the entries' lengths must be exactly what follows
  * them; a configuration's server count must fit in the bytes left at 11
  * bytes per server; the snapshot length must be exactly the rest. */
-#include "raftmsg.h"
-#include "../bd.h"
-#include "../bytes.h"
-#include "../util.h"
+#include "net/raftmsg.h"
+#include "base/bd.h"
+#include "base/bytes.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ENTRY_HDR_LEN 16  /* term u64, type u16, zero u16, len u32 */
-#define SERVER_MIN_LEN 11 /* id u64, role u8, addr_len u16, then the address */
+#define ENTRY_HDR_LEN 16  /* an entry header (raftmsg.h) */
+#define SERVER_MIN_LEN 11 /* a server of a conf, without its address (raftmsg.h) */
 
 const char *raftmsg_type_name(unsigned type)
 {
@@ -67,8 +66,7 @@ static void conf_put(struct bytes_w *c, const struct raft_configuration *conf)
         bw_u64(c, s->id);
         bw_u8(c, (uint8_t)s->role);
         bw_u16(c, (uint16_t)alen);
-        uint8_t *p = bw_take(c, alen);
-        if (p) memcpy(p, s->address, alen);
+        bw_mem(c, s->address, alen);
     }
 }
 
@@ -190,7 +188,7 @@ int raftmsg_encode(const struct raft_message *m, struct raftmsg_enc *enc)
             const struct raft_entry *e = &a->entries[i];
             bw_u64(&c, e->term);
             bw_u16(&c, e->type);
-            bw_u16(&c, 0);
+            bw_zeros(&c, 2);
             bw_u32(&c, (uint32_t)e->buf.len);
             if (e->buf.len) {
                 enc->iov[enc->n_iov++] = (struct iovec){e->buf.base, e->buf.len};
@@ -277,14 +275,17 @@ static int decode_append_entries(struct bytes_r *g, struct raft_append_entries *
     if (g->err || a->n_entries > RAFTMSG_MAX_ENTRIES ||
         (size_t)a->n_entries * ENTRY_HDR_LEN > g->left)
         return -EPROTO;
-    const uint8_t *hdrs = br_take(g, (size_t)a->n_entries * ENTRY_HDR_LEN);
+    size_t hdrs_len = (size_t)a->n_entries * ENTRY_HDR_LEN;
+    const uint8_t *hdrs = br_take(g, hdrs_len);
+    struct bytes_r h;
+    br_init(&h, hdrs, hdrs_len);
     size_t total = 0;
     for (unsigned i = 0; i < a->n_entries; i++) {
-        const uint8_t *h = hdrs + (size_t)i * ENTRY_HDR_LEN;
-        if (util_get_le64(h) == 0 || !entry_type_ok(util_get_le16(h + 8)) ||
-            util_get_le16(h + 10) != 0)
-            return -EPROTO;
-        total += util_get_le32(h + 12); /* <= 65536 * 4 GiB: no overflow in size_t */
+        uint64_t term = br_u64(&h);
+        uint16_t type = br_u16(&h);
+        br_zeros(&h, 2);
+        total += br_u32(&h); /* <= 65536 * 4 GiB: no overflow in size_t */
+        if (h.err || term == 0 || !entry_type_ok(type)) return -EPROTO;
     }
     if (total != g->left) return -EPROTO;
     if (a->n_entries == 0) return 0;
@@ -299,12 +300,13 @@ static int decode_append_entries(struct bytes_r *g, struct raft_append_entries *
     }
     if (total) memcpy(batch, data, total);
     size_t off = 0;
+    br_init(&h, hdrs, hdrs_len); /* validated above */
     for (unsigned i = 0; i < a->n_entries; i++) {
-        const uint8_t *h = hdrs + (size_t)i * ENTRY_HDR_LEN;
         struct raft_entry *e = &a->entries[i];
-        e->term = util_get_le64(h);
-        e->type = util_get_le16(h + 8);
-        e->buf.len = util_get_le32(h + 12);
+        e->term = br_u64(&h);
+        e->type = br_u16(&h);
+        br_skip(&h, 2);
+        e->buf.len = br_u32(&h);
         e->buf.base = batch + off;
         e->batch = batch;
         off += e->buf.len;

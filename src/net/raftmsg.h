@@ -6,29 +6,56 @@
  * struct wire_raft_req, and the receiver fills message->server_id/address
  * from its own table of known servers.
  *
- * All integers little endian.  Every message starts with
+ * All integers little endian, written and read with the bytes.h
+ * cursors in the order of these tables.  Every message starts with
  *
  *  OFFSET SIZE FIELD
  *    0     2   type       RAFT_IO_* (1..6)
  *    2     2   version    RAFTMSG_VERSION
  *
- * followed by the body of its type:
+ * followed by the body of its type (offsets from the message's start):
  *
- *  APPEND_ENTRIES (1)         term u64, prev_log_index u64, prev_log_term u64,
- *                             leader_commit u64, n_entries u32,
- *                             n_entries x { term u64, type u16, zero u16, len u32 },
- *                             then the n data buffers back to back
- *  APPEND_ENTRIES_RESULT (2)  term u64, rejected u64, last_log_index u64
- *  REQUEST_VOTE (3)           term u64, candidate_id u64, last_log_index u64,
- *                             last_log_term u64, flags u8 (1 disrupt_leader,
- *                             2 pre_vote)
- *  REQUEST_VOTE_RESULT (4)    term u64, vote_granted u8 (0/1), pre_vote u8
- *                             (raft_tribool: 0 unknown, 1 true, 2 false)
- *  INSTALL_SNAPSHOT (5)       term u64, last_index u64, last_term u64,
- *                             conf_index u64, conf (below), data_len u64, data
- *  TIMEOUT_NOW (6)            term u64, last_log_index u64, last_log_term u64
+ *  APPEND_ENTRIES (1)                   APPEND_ENTRIES_RESULT (2)
+ *  OFFSET SIZE  FIELD                   OFFSET SIZE FIELD
+ *    4     8    term                      4     8   term
+ *   12     8    prev_log_index           12     8   rejected
+ *   20     8    prev_log_term            20     8   last_log_index
+ *   28     8    leader_commit
+ *   36     4    n_entries (<= RAFTMSG_MAX_ENTRIES)
+ *   40    16n   n entry headers, each:
+ *                 0  8  term (not 0)
+ *                 8  2  type (RAFT_COMMAND, RAFT_BARRIER, RAFT_CHANGE)
+ *                10  2  zero
+ *                12  4  len
+ *   40+16n  -   the n entries' data, back to back (the lengths' sum)
  *
- *  conf = n u32, n x { id u64, role u8, addr_len u16, addr bytes (no NUL) }
+ *  REQUEST_VOTE (3)                     REQUEST_VOTE_RESULT (4)
+ *  OFFSET SIZE FIELD                    OFFSET SIZE FIELD
+ *    4     8   term                       4     8   term
+ *   12     8   candidate_id              12     1   vote_granted (0 or 1)
+ *   20     8   last_log_index            13     1   pre_vote (raft_tribool:
+ *   28     8   last_log_term                          0 unknown, 1 true, 2 false)
+ *   36     1   flags (1 disrupt_leader,
+ *                     2 pre_vote)
+ *
+ *  INSTALL_SNAPSHOT (5)                 TIMEOUT_NOW (6)
+ *  OFFSET SIZE FIELD                    OFFSET SIZE FIELD
+ *    4     8   term                       4     8   term
+ *   12     8   last_index                12     8   last_log_index
+ *   20     8   last_term                 20     8   last_log_term
+ *   28     8   conf_index
+ *   36     c   conf (below)
+ *   36+c   8   data_len (the rest)
+ *   44+c   -   data
+ *
+ *  conf (also in raftlog snapshot files)
+ *  OFFSET SIZE FIELD
+ *    0     4   n (<= RAFTMSG_MAX_SERVERS)
+ *    4     -   n servers, each:
+ *                0  8  id (not 0)
+ *                8  1  role (RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE)
+ *                9  2  addr_len (1..RAFTMSG_ADDR_MAX)
+ *               11  -  address, addr_len bytes (no NUL)
  *
  * The encoding is canonical: the decoder rejects anything the encoder
  * cannot produce (reserved bits, booleans other than 0/1, trailing bytes,
@@ -49,7 +76,8 @@
  * CHECKLIST when changing the layout: bump RAFTMSG_VERSION (peers with the
  * old version then fail to decode and drop our messages, which is safe for
  * Raft but means a rolling upgrade needs both versions here), update the
- * table above, and regenerate tests/fuzz/corpus/raftmsg with test_raftmsg. */
+ * tables above and the golden bytes in tests/unit/test_raftmsg.c, and
+ * regenerate tests/fuzz/corpus/raftmsg with test_raftmsg. */
 #ifndef BD_RAFTMSG_H
 #define BD_RAFTMSG_H
 

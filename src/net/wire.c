@@ -1,21 +1,22 @@
 /* wire.c: encode and decode every wire message, side by side (see wire.h).
  *
- * Two cursors (src/bytes.h) do all the byte work: `struct bytes_w` writes
- * little-endian integers and strings into a caller buffer and remembers
- * overflow; `struct bytes_r` reads them and remembers underflow.  Both are
- * sticky: after the first
- * error every later call is a no-op, so an encoder or decoder is a straight
- * list of field calls followed by one check.  Each decoder ends with
+ * Two cursors (src/base/bytes.h) do all the byte work, the frame header
+ * and the packed entries included: `struct bytes_w` writes little-endian
+ * integers and strings into a caller buffer and remembers overflow;
+ * `struct bytes_r` reads them and remembers underflow.  Both are sticky:
+ * after the first error every later call is a no-op, so an encoder or
+ * decoder is a straight list of field calls, in the order of the tables
+ * in wire.h, followed by one check.  Each decoder ends with
  * dec_finish(), which fails unless the fields were consumed exactly up to
  * the payload: trailing bytes are an error, not padding.
  *
  * Counted arrays (list entries, map ranges, bad blobs) are validated in
  * the decoder (count * entry size == bytes left) and handed out as a
  * pointer into the body with an accessor, so decoding never allocates. */
-#include "wire.h"
-#include "../bd.h"
-#include "../bytes.h"
-#include "../util.h"
+#include "net/wire.h"
+#include "base/bd.h"
+#include "base/bytes.h"
+#include "base/util.h"
 
 #include <string.h>
 
@@ -101,38 +102,49 @@ static uint32_t csum32(const void *p, size_t n)
     return (uint32_t)util_xxh3(p, n);
 }
 
+/* hdr_csum covers every byte before it. */
+#define HDR_CSUM_OFF 36
+
 void wire_encode_hdr(uint8_t out[WIRE_HDR_LEN], const struct wire_hdr *h, const void *fields,
                      size_t fields_len)
 {
-    util_put_le32(out + 0, WIRE_MAGIC);
-    util_put_le16(out + 4, WIRE_VERSION);
-    util_put_le16(out + 6, h->type);
-    util_put_le16(out + 8, h->flags);
-    util_put_le16(out + 10, h->status);
-    util_put_le32(out + 12, h->len);
-    util_put_le64(out + 16, h->req_id);
-    util_put_le32(out + 24, h->payload_len);
-    util_put_le32(out + 28, csum32(fields, fields_len));
-    util_put_le32(out + 32, 0);
-    util_put_le32(out + 36, csum32(out, 36));
+    struct bytes_w w;
+    bw_init(&w, out, WIRE_HDR_LEN);
+    bw_u32(&w, WIRE_MAGIC);
+    bw_u16(&w, WIRE_VERSION);
+    bw_u16(&w, h->type);
+    bw_u16(&w, h->flags);
+    bw_u16(&w, h->status);
+    bw_u32(&w, h->len);
+    bw_u64(&w, h->req_id);
+    bw_u32(&w, h->payload_len);
+    bw_u32(&w, csum32(fields, fields_len));
+    bw_zeros(&w, 4);
+    BD_NEVER(w.used != HDR_CSUM_OFF);
+    bw_u32(&w, csum32(out, HDR_CSUM_OFF));
+    BD_NEVER(w.err || w.left);
 }
 
 int wire_decode_hdr(const uint8_t in[WIRE_HDR_LEN], struct wire_hdr *h)
 {
-    if (util_get_le32(in) != WIRE_MAGIC) return -EPROTO;
-    if (util_get_le32(in + 36) != csum32(in, 36)) return -EPROTO;
-    h->version = util_get_le16(in + 4);
-    h->type = util_get_le16(in + 6);
-    h->flags = util_get_le16(in + 8);
-    h->status = util_get_le16(in + 10);
-    h->len = util_get_le32(in + 12);
-    h->req_id = util_get_le64(in + 16);
-    h->payload_len = util_get_le32(in + 24);
-    h->fields_csum = util_get_le32(in + 28);
+    struct bytes_r r;
+    br_init(&r, in, WIRE_HDR_LEN);
+    uint32_t magic = br_u32(&r);
+    h->version = br_u16(&r);
+    h->type = br_u16(&r);
+    h->flags = br_u16(&r);
+    h->status = br_u16(&r);
+    h->len = br_u32(&r);
+    h->req_id = br_u64(&r);
+    h->payload_len = br_u32(&r);
+    h->fields_csum = br_u32(&r);
+    br_zeros(&r, 4);
+    uint32_t hdr_csum = br_u32(&r);
+    /* r.err can only mean nonzero reserved bytes (IN is exactly a header). */
+    if (r.err || magic != WIRE_MAGIC || hdr_csum != csum32(in, HDR_CSUM_OFF)) return -EPROTO;
     if (h->version != WIRE_VERSION) return -EPROTO;
     if (h->flags & ~WIRE_F_KNOWN) return -EPROTO;
     if ((h->flags & WIRE_F_RESPONSE) && (h->flags & WIRE_F_ONEWAY)) return -EPROTO;
-    if (util_get_le32(in + 32) != 0) return -EPROTO;
     if (h->len > WIRE_MAX_FRAME) return -EMSGSIZE;
     if (h->payload_len > h->len) return -EPROTO;
     if (h->len - h->payload_len > WIRE_MAX_FIELDS) return -EMSGSIZE;
@@ -239,6 +251,37 @@ int wire_decode_ping_resp(const uint8_t *body, size_t len, size_t payload_len,
     struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->stamp = br_u64(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_clock_req(uint8_t *buf, size_t cap, const struct wire_clock_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->wall_us);
+    return enc_done(&e);
+}
+int wire_decode_clock_req(const uint8_t *body, size_t len, size_t payload_len,
+                          struct wire_clock_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->wall_us = br_u64(&d);
+    return dec_finish(&d);
+}
+int wire_encode_clock_resp(uint8_t *buf, size_t cap, const struct wire_clock_resp *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->wall_us);
+    return enc_done(&e);
+}
+int wire_decode_clock_resp(const uint8_t *body, size_t len, size_t payload_len,
+                           struct wire_clock_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->wall_us = br_u64(&d);
     return dec_finish(&d);
 }
 
@@ -413,7 +456,7 @@ int wire_decode_blob_stat_resp(const uint8_t *body, size_t len, size_t payload_l
 
 /* ---- BLOB_LIST ----------------------------------------------------------- */
 
-#define BLOB_ENTRY_LEN WIRE_BLOB_ENTRY_LEN /* u64 id, u32 len, u64 csum */
+#define BLOB_ENTRY_LEN WIRE_BLOB_ENTRY_LEN /* the blob entry table in wire.h */
 
 int wire_encode_blob_list_req(uint8_t *buf, size_t cap, const struct wire_blob_list_req *m)
 {
@@ -459,27 +502,95 @@ int wire_decode_blob_list_resp(const uint8_t *body, size_t len, size_t payload_l
     m->entries = br_take(&d, (size_t)m->n * BLOB_ENTRY_LEN);
     return dec_finish(&d);
 }
+/* Entry I of a packed array of BLOB_ENTRY_LEN records (BLOB_LIST's answer
+ * and BLOB_PULL carry the same). */
+static void entry_at(const uint8_t *entries, uint32_t i, struct wire_blob_entry *out)
+{
+    struct bytes_r d;
+    br_init(&d, entries + (size_t)i * BLOB_ENTRY_LEN, BLOB_ENTRY_LEN);
+    out->blob_id = br_u64(&d);
+    out->len = br_u32(&d);
+    out->csum = br_u64(&d);
+}
 void wire_blob_list_entry(const struct wire_blob_list_resp *r, uint32_t i,
                           struct wire_blob_entry *out)
 {
-    const uint8_t *p = r->entries + (size_t)i * BLOB_ENTRY_LEN;
-    out->blob_id = util_get_le64(p);
-    out->len = util_get_le32(p + 8);
-    out->csum = util_get_le64(p + 12);
+    entry_at(r->entries, i, out);
 }
 void wire_blob_list_pack(uint8_t *buf, const struct wire_blob_entry *entries, uint32_t n)
 {
+    struct bytes_w e;
+    bw_init(&e, buf, (size_t)n * BLOB_ENTRY_LEN);
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t *p = buf + (size_t)i * BLOB_ENTRY_LEN;
-        util_put_le64(p, entries[i].blob_id);
-        util_put_le32(p + 8, entries[i].len);
-        util_put_le64(p + 12, entries[i].csum);
+        bw_u64(&e, entries[i].blob_id);
+        bw_u32(&e, entries[i].len);
+        bw_u64(&e, entries[i].csum);
     }
+    BD_NEVER(e.err || e.left);
+}
+
+/* ---- BLOB_PULL ------------------------------------------------------------ */
+
+int wire_encode_blob_pull_req(uint8_t *buf, size_t cap, const struct wire_blob_pull_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->partition);
+    bw_u64(&e, m->epoch);
+    bw_u64(&e, m->src_id);
+    put_str(&e, m->src_addr);
+    bw_u32(&e, m->n);
+    if (m->n == 0 || m->n > WIRE_PULL_MAX) e.err = -EMSGSIZE;
+    uint8_t *p = bw_take(&e, (size_t)m->n * BLOB_ENTRY_LEN);
+    if (p && m->entries_in) wire_blob_list_pack(p, m->entries_in, m->n);
+    else if (p) memcpy(p, m->entries, (size_t)m->n * BLOB_ENTRY_LEN);
+    return enc_done(&e);
+}
+int wire_decode_blob_pull_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_blob_pull_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->partition = br_u32(&d);
+    m->epoch = br_u64(&d);
+    m->src_id = br_u64(&d);
+    m->src_addr = get_str(&d);
+    m->n = br_u32(&d);
+    m->entries_in = NULL;
+    if (m->n == 0 || m->n > WIRE_PULL_MAX || m->src_id == 0 || m->src_addr.len == 0 ||
+        m->src_addr.len > 127)
+        br_fail(&d);
+    m->entries = br_take(&d, (size_t)m->n * BLOB_ENTRY_LEN);
+    return dec_finish(&d);
+}
+void wire_blob_pull_entry(const struct wire_blob_pull_req *r, uint32_t i,
+                          struct wire_blob_entry *out)
+{
+    entry_at(r->entries, i, out);
+}
+int wire_encode_blob_pull_resp(uint8_t *buf, size_t cap, const struct wire_blob_pull_resp *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->n);
+    if (m->n > WIRE_PULL_MAX) e.err = -EMSGSIZE;
+    bw_mem(&e, m->status, m->n);
+    return enc_done(&e);
+}
+int wire_decode_blob_pull_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_blob_pull_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->n = br_u32(&d);
+    if (m->n > WIRE_PULL_MAX) br_fail(&d);
+    m->status = br_take(&d, m->n);
+    return dec_finish(&d);
 }
 
 /* ---- BLOB_REPORT --------------------------------------------------------- */
 
-#define BAD_ENTRY_LEN 12 /* u64 id, u32 partition */
+#define BAD_ENTRY_LEN 12 /* the bad blob table in wire.h */
 
 int wire_encode_blob_report_req(uint8_t *buf, size_t cap, const struct wire_blob_report_req *m)
 {
@@ -547,9 +658,10 @@ void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
         *out = r->bad_in[i];
         return;
     }
-    const uint8_t *p = r->bad + (size_t)i * BAD_ENTRY_LEN;
-    out->blob_id = util_get_le64(p);
-    out->partition = util_get_le32(p + 8);
+    struct bytes_r d;
+    br_init(&d, r->bad + (size_t)i * BAD_ENTRY_LEN, BAD_ENTRY_LEN);
+    out->blob_id = br_u64(&d);
+    out->partition = br_u32(&d);
 }
 
 /* ---- NODE_HEARTBEAT ------------------------------------------------------ */
@@ -566,7 +678,23 @@ int wire_encode_node_heartbeat_req(uint8_t *buf, size_t cap,
     bw_u64(&e, m->blobs);
     bw_u32(&e, m->n_bad);
     bw_u32(&e, m->flags);
+    put_str(&e, m->zone);
+    put_str(&e, m->rack);
+    put_str(&e, m->host);
     return enc_done(&e);
+}
+/* A label: up to WIRE_LABEL_MAX of [A-Za-z0-9._-] (the config's rule;
+ * labels become log fields and JSON), empty when not set. */
+static bool label_ok(struct wire_str s)
+{
+    if (s.len > WIRE_LABEL_MAX) return false;
+    for (unsigned i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
 }
 int wire_decode_node_heartbeat_req(const uint8_t *body, size_t len, size_t payload_len,
                                    struct wire_node_heartbeat_req *m)
@@ -580,7 +708,12 @@ int wire_decode_node_heartbeat_req(const uint8_t *body, size_t len, size_t paylo
     m->blobs = br_u64(&d);
     m->n_bad = br_u32(&d);
     m->flags = br_u32(&d);
-    if (m->node_id == 0 || m->addr.len == 0 || m->addr.len > 127) br_fail(&d);
+    m->zone = get_str(&d);
+    m->rack = get_str(&d);
+    m->host = get_str(&d);
+    if (m->node_id == 0 || m->addr.len == 0 || m->addr.len > 127 || !label_ok(m->zone) ||
+        !label_ok(m->rack) || !label_ok(m->host))
+        br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_node_heartbeat_resp(uint8_t *buf, size_t cap,
@@ -589,6 +722,7 @@ int wire_encode_node_heartbeat_resp(uint8_t *buf, size_t cap,
     struct bytes_w e;
     bw_init(&e, buf, cap);
     bw_u64(&e, m->leader_id);
+    put_str(&e, m->proxies);
     return enc_done(&e);
 }
 int wire_decode_node_heartbeat_resp(const uint8_t *body, size_t len, size_t payload_len,
@@ -597,6 +731,7 @@ int wire_decode_node_heartbeat_resp(const uint8_t *body, size_t len, size_t payl
     struct bytes_r d;
     dec_init(&d, body, len, payload_len);
     m->leader_id = br_u64(&d);
+    m->proxies = get_str(&d);
     return dec_finish(&d);
 }
 
@@ -692,6 +827,7 @@ int wire_encode_vol_attach_req(uint8_t *buf, size_t cap, const struct wire_vol_a
     put_str(&e, m->name);
     put_str(&e, m->agent_id);
     bw_u32(&e, m->flags);
+    bw_u64(&e, m->base_generation);
     return enc_done(&e);
 }
 int wire_decode_vol_attach_req(const uint8_t *body, size_t len, size_t payload_len,
@@ -702,8 +838,10 @@ int wire_decode_vol_attach_req(const uint8_t *body, size_t len, size_t payload_l
     m->name = get_str(&d);
     m->agent_id = get_str(&d);
     m->flags = br_u32(&d);
+    m->base_generation = br_u64(&d);
     if (m->name.len == 0 || m->name.len > WIRE_NAME_MAX || m->agent_id.len == 0 ||
-        m->agent_id.len > 64 || (m->flags & ~(uint32_t)(WIRE_ATTACH_RO | WIRE_ATTACH_INFO)))
+        m->agent_id.len > WIRE_ID_MAX ||
+        (m->flags & ~(uint32_t)(WIRE_ATTACH_RO | WIRE_ATTACH_INFO)))
         br_fail(&d);
     return dec_finish(&d);
 }
@@ -717,6 +855,7 @@ int wire_encode_vol_attach_resp(uint8_t *buf, size_t cap, const struct wire_vol_
     bw_u32(&e, m->block_size);
     bw_u32(&e, m->flags);
     bw_u64(&e, m->raft_index);
+    put_str(&e, m->client);
     return enc_done(&e);
 }
 int wire_decode_vol_attach_resp(const uint8_t *body, size_t len, size_t payload_len,
@@ -730,8 +869,9 @@ int wire_decode_vol_attach_resp(const uint8_t *body, size_t len, size_t payload_
     m->block_size = br_u32(&d);
     m->flags = br_u32(&d);
     m->raft_index = br_u64(&d);
+    m->client = get_str(&d);
     if (m->block_size == 0 || (m->block_size & (m->block_size - 1)) ||
-        m->size % m->block_size)
+        m->size % m->block_size || m->client.len > WIRE_ID_MAX)
         br_fail(&d);
     return dec_finish(&d);
 }
@@ -797,7 +937,7 @@ int wire_encode_vol_write_req(uint8_t *buf, size_t cap, const struct wire_vol_wr
     }
     return enc_done(&e);
 }
-#define WRITE_EXT_LEN 12 /* u64 off, u32 len */
+#define WRITE_EXT_LEN 12 /* the write extent table in wire.h */
 void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i, struct wire_write_ext *out)
 {
     if (!(m->flags & WIRE_WRITE_SCATTER)) {
@@ -805,10 +945,26 @@ void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i, struct w
     } else if (m->ext_in) {
         *out = m->ext_in[i];
     } else {
-        const uint8_t *p = m->ext + (size_t)i * WRITE_EXT_LEN;
-        out->off = util_get_le64(p);
-        out->len = util_get_le32(p + 8);
+        struct bytes_r d;
+        br_init(&d, m->ext + (size_t)i * WRITE_EXT_LEN, WRITE_EXT_LEN);
+        out->off = br_u64(&d);
+        out->len = br_u32(&d);
     }
+}
+
+uint64_t wire_vol_write_trace_id(const struct wire_vol_write_req *m)
+{
+    uint8_t b[44];
+    struct bytes_w w;
+    bw_init(&w, b, sizeof(b));
+    bw_u64(&w, m->vol_id);
+    bw_u64(&w, m->generation);
+    bw_u64(&w, m->off);
+    bw_u32(&w, m->len);
+    bw_u32(&w, m->flags);
+    bw_u64(&w, m->csum);
+    uint64_t h = util_xxh3(b, w.used);
+    return h ? h : 1;
 }
 /* The extents of a scattered write: non-empty, ascending, non-overlapping,
  * starting at M->off and adding up to M->len. */
@@ -898,7 +1054,7 @@ int wire_decode_vol_read_req(const uint8_t *body, size_t len, size_t payload_len
     return dec_finish(&d);
 }
 
-#define MAP_ENTRY_LEN 20 /* u64 off, u64 len, u32 kind */
+#define MAP_ENTRY_LEN 20 /* the map range table in wire.h */
 
 /* Encode/decode/validate a counted array of map ranges (VOL_READ, VOL_MAP). */
 static void put_ranges(struct bytes_w *e, uint32_t n, const struct wire_map_range *in,
@@ -919,10 +1075,11 @@ static void put_ranges(struct bytes_w *e, uint32_t n, const struct wire_map_rang
 }
 static void range_at(const uint8_t *packed, uint32_t i, struct wire_map_range *out)
 {
-    const uint8_t *p = packed + (size_t)i * MAP_ENTRY_LEN;
-    out->off = util_get_le64(p);
-    out->len = util_get_le64(p + 8);
-    out->kind = util_get_le32(p + 16);
+    struct bytes_r d;
+    br_init(&d, packed + (size_t)i * MAP_ENTRY_LEN, MAP_ENTRY_LEN);
+    out->off = br_u64(&d);
+    out->len = br_u64(&d);
+    out->kind = br_u32(&d);
 }
 static const uint8_t *get_ranges(struct bytes_r *d, uint32_t *n)
 {
@@ -1018,7 +1175,7 @@ void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i, struct wi
     else range_at(r->ranges, i, out);
 }
 
-/* ---- VOL_FLUSH / VOL_LIST ------------------------------------------------ */
+/* ---- VOL_FLUSH / VOL_BARRIER / AGENT_HELLO / VOL_LIST ------------------------------------------------ */
 
 int wire_encode_vol_flush_req(uint8_t *buf, size_t cap, const struct wire_vol_flush_req *m)
 {
@@ -1053,12 +1210,78 @@ int wire_decode_vol_flush_resp(const uint8_t *body, size_t len, size_t payload_l
     return dec_finish(&d);
 }
 
+int wire_encode_vol_barrier_req(uint8_t *buf, size_t cap, const struct wire_vol_barrier_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->generation);
+    return enc_done(&e);
+}
+int wire_decode_vol_barrier_req(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_vol_barrier_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = br_u64(&d);
+    m->generation = br_u64(&d);
+    return dec_finish(&d);
+}
+int wire_encode_vol_barrier_resp(uint8_t *buf, size_t cap, const struct wire_vol_barrier_resp *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_barrier_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                 struct wire_vol_barrier_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = br_u64(&d);
+    return dec_finish(&d);
+}
+
+int wire_encode_agent_hello_req(uint8_t *buf, size_t cap, const struct wire_agent_hello_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    put_str(&e, m->agent_id);
+    return enc_done(&e);
+}
+int wire_decode_agent_hello_req(const uint8_t *body, size_t len, size_t payload_len,
+                                struct wire_agent_hello_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->agent_id = get_str(&d);
+    if (m->agent_id.len == 0 || m->agent_id.len > WIRE_ID_MAX) br_fail(&d);
+    return dec_finish(&d);
+}
+int wire_encode_agent_hello_resp(uint8_t *buf, size_t cap, const struct wire_agent_hello_resp *m)
+{
+    (void)buf;
+    (void)cap;
+    (void)m;
+    return 0;
+}
+int wire_decode_agent_hello_resp(const uint8_t *body, size_t len, size_t payload_len,
+                                 struct wire_agent_hello_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->unused = 0;
+    return dec_finish(&d);
+}
+
 int wire_encode_vol_list_req(uint8_t *buf, size_t cap, const struct wire_vol_list_req *m)
 {
     struct bytes_w e;
     bw_init(&e, buf, cap);
     bw_u32(&e, m->max);
     put_str(&e, m->after);
+    put_str(&e, m->agent_id);
     return enc_done(&e);
 }
 int wire_decode_vol_list_req(const uint8_t *body, size_t len, size_t payload_len,
@@ -1068,7 +1291,10 @@ int wire_decode_vol_list_req(const uint8_t *body, size_t len, size_t payload_len
     dec_init(&d, body, len, payload_len);
     m->max = br_u32(&d);
     m->after = get_str(&d);
-    if (m->max == 0 || m->max > WIRE_VOLS_MAX || m->after.len > WIRE_NAME_MAX) br_fail(&d);
+    m->agent_id = get_str(&d);
+    if (m->max == 0 || m->max > WIRE_VOLS_MAX || m->after.len > WIRE_NAME_MAX ||
+        m->agent_id.len == 0 || m->agent_id.len > WIRE_ID_MAX)
+        br_fail(&d);
     return dec_finish(&d);
 }
 int wire_encode_vol_list_resp(uint8_t *buf, size_t cap, const struct wire_vol_list_resp *m)
@@ -1082,6 +1308,8 @@ int wire_encode_vol_list_resp(uint8_t *buf, size_t cap, const struct wire_vol_li
             put_str(&e, m->entries_in[i].name);
             bw_u64(&e, m->entries_in[i].vol_id);
             bw_u64(&e, m->entries_in[i].size);
+            bw_u32(&e, m->entries_in[i].flags);
+            put_str(&e, m->entries_in[i].client);
         }
     } else {
         uint8_t *p = bw_take(&e, m->entries_len);
@@ -1100,9 +1328,13 @@ int wire_decode_vol_list_resp(const uint8_t *body, size_t len, size_t payload_le
     m->entries = d.p;
     for (uint32_t i = 0; i < m->n && !d.err; i++) {
         struct wire_str name = get_str(&d);
-        if (name.len == 0 || name.len > WIRE_NAME_MAX) br_fail(&d);
         (void)br_u64(&d);
         (void)br_u64(&d);
+        uint32_t flags = br_u32(&d);
+        struct wire_str client = get_str(&d);
+        if (name.len == 0 || name.len > WIRE_NAME_MAX || (flags & ~(uint32_t)WIRE_ATTACH_RO) ||
+            client.len > WIRE_ID_MAX)
+            br_fail(&d);
     }
     m->entries_len = d.err ? 0 : (size_t)(d.p - m->entries);
     return dec_finish(&d);
@@ -1120,9 +1352,140 @@ int wire_vol_list_next(const struct wire_vol_list_resp *r, size_t *pos, struct w
     out->name = get_str(&d);
     out->vol_id = br_u64(&d);
     out->size = br_u64(&d);
+    out->flags = br_u32(&d);
+    out->client = get_str(&d);
     if (d.err) return 0;
     *pos = (size_t)(d.p - r->entries);
     return 1;
+}
+
+/* ---- VOL_QOS --------------------------------------------------------------- */
+
+static void qos_report_put(struct bytes_w *e, const struct wire_qos_report *q)
+{
+    bw_u64(e, q->vol_id);
+    for (int d = 0; d < 2; d++) bw_u64(e, q->ops[d]);
+    for (int d = 0; d < 2; d++) bw_u64(e, q->bytes[d]);
+    bw_u64(e, q->delayed);
+    bw_u64(e, q->throttled_us);
+    bw_u32(e, q->waiting);
+    for (int d = 0; d < 2; d++) bw_u32(e, q->p50_us[d]);
+    for (int d = 0; d < 2; d++) bw_u32(e, q->p99_us[d]);
+    for (int k = 0; k < QOS_N_KINDS; k++) bw_u64(e, (uint64_t)q->level[k]);
+}
+static void qos_report_get(struct bytes_r *d, struct wire_qos_report *q)
+{
+    q->vol_id = br_u64(d);
+    for (int i = 0; i < 2; i++) q->ops[i] = br_u64(d);
+    for (int i = 0; i < 2; i++) q->bytes[i] = br_u64(d);
+    q->delayed = br_u64(d);
+    q->throttled_us = br_u64(d);
+    q->waiting = br_u32(d);
+    for (int i = 0; i < 2; i++) q->p50_us[i] = br_u32(d);
+    for (int i = 0; i < 2; i++) q->p99_us[i] = br_u32(d);
+    for (int k = 0; k < QOS_N_KINDS; k++) q->level[k] = (int64_t)br_u64(d);
+}
+static void qos_entry_put(struct bytes_w *e, const struct wire_qos_entry *q)
+{
+    bw_u64(e, q->vol_id);
+    bw_u8(e, q->found);
+    qos_put(e, &q->qos);
+}
+static void qos_entry_get(struct bytes_r *d, struct wire_qos_entry *q)
+{
+    q->vol_id = br_u64(d);
+    q->found = br_u8(d);
+    qos_get_valid(d, &q->qos);
+    /* Found: every field; not found: none. */
+    if (q->found > 1 || q->qos.set != (q->found ? QOS_SET_ALL : 0u)) br_fail(d);
+}
+
+int wire_encode_vol_qos_req(uint8_t *buf, size_t cap, const struct wire_vol_qos_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    put_str(&e, m->agent_id);
+    bw_u32(&e, m->n);
+    if (m->n > WIRE_QOS_MAX) e.err = -EMSGSIZE;
+    for (uint32_t i = 0; i < m->n && !e.err; i++) {
+        if (m->reports_in) {
+            qos_report_put(&e, &m->reports_in[i]);
+        } else {
+            uint8_t *p = bw_take(&e, WIRE_QOS_REPORT_LEN);
+            if (p) memcpy(p, m->reports + (size_t)i * WIRE_QOS_REPORT_LEN, WIRE_QOS_REPORT_LEN);
+        }
+    }
+    return enc_done(&e);
+}
+int wire_decode_vol_qos_req(const uint8_t *body, size_t len, size_t payload_len,
+                            struct wire_vol_qos_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->agent_id = get_str(&d);
+    m->n = br_u32(&d);
+    m->reports_in = NULL;
+    if (m->agent_id.len == 0 || m->agent_id.len > WIRE_NAME_MAX || m->n > WIRE_QOS_MAX ||
+        payload_len)
+        br_fail(&d);
+    m->reports = br_take(&d, (size_t)m->n * WIRE_QOS_REPORT_LEN);
+    return dec_finish(&d);
+}
+void wire_vol_qos_report(const struct wire_vol_qos_req *r, uint32_t i, struct wire_qos_report *out)
+{
+    if (r->reports_in) {
+        *out = r->reports_in[i];
+        return;
+    }
+    struct bytes_r d;
+    br_init(&d, r->reports + (size_t)i * WIRE_QOS_REPORT_LEN, WIRE_QOS_REPORT_LEN);
+    qos_report_get(&d, out);
+}
+
+int wire_encode_vol_qos_resp(uint8_t *buf, size_t cap, const struct wire_vol_qos_resp *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u32(&e, m->n);
+    if (m->n > WIRE_QOS_MAX) e.err = -EMSGSIZE;
+    for (uint32_t i = 0; i < m->n && !e.err; i++) {
+        if (m->entries_in) {
+            qos_entry_put(&e, &m->entries_in[i]);
+        } else {
+            uint8_t *p = bw_take(&e, WIRE_QOS_ENTRY_LEN);
+            if (p) memcpy(p, m->entries + (size_t)i * WIRE_QOS_ENTRY_LEN, WIRE_QOS_ENTRY_LEN);
+        }
+    }
+    return enc_done(&e);
+}
+int wire_decode_vol_qos_resp(const uint8_t *body, size_t len, size_t payload_len,
+                             struct wire_vol_qos_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->n = br_u32(&d);
+    m->entries_in = NULL;
+    if (m->n > WIRE_QOS_MAX || payload_len) br_fail(&d);
+    m->entries = br_take(&d, (size_t)m->n * WIRE_QOS_ENTRY_LEN);
+    /* Every entry's limits are validated here, once. */
+    for (uint32_t i = 0; m->entries && i < m->n && !d.err; i++) {
+        struct bytes_r q;
+        struct wire_qos_entry x;
+        br_init(&q, m->entries + (size_t)i * WIRE_QOS_ENTRY_LEN, WIRE_QOS_ENTRY_LEN);
+        qos_entry_get(&q, &x);
+        if (q.err) br_fail(&d);
+    }
+    return dec_finish(&d);
+}
+void wire_vol_qos_entry(const struct wire_vol_qos_resp *r, uint32_t i, struct wire_qos_entry *out)
+{
+    if (r->entries_in) {
+        *out = r->entries_in[i];
+        return;
+    }
+    struct bytes_r d;
+    br_init(&d, r->entries + (size_t)i * WIRE_QOS_ENTRY_LEN, WIRE_QOS_ENTRY_LEN);
+    qos_entry_get(&d, out);
 }
 
 /* ---- names, statuses, round trip ----------------------------------------- */

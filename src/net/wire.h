@@ -22,6 +22,51 @@
  *
  *  body = fields (per-type layout below) | payload (bulk data, or nothing)
  *
+ * Fields.  A message's fields are the members of its struct below, in
+ * declaration order, back to back, no padding (wire.c reads and writes
+ * them with the bytes.h cursors, one call per member):
+ *
+ *    uintN_t members        N/8 bytes, little-endian
+ *    struct wire_str        u16 length, then the bytes (<= WIRE_STR_MAX)
+ *    FOO_len + FOO          u32 length, then the bytes (RAFT chunk,
+ *                           PROPOSE cmd and result) -- except data_len +
+ *                           data, whose bytes are the payload, after
+ *                           every field
+ *    n + packed entries     u32 count, then count entries laid out below
+ *    `unused`, `*_in`       not on the wire (an empty body; the encoder's
+ *                           unpacked input)
+ *
+ * VOL_WRITE carries n_ext and its extents only with WIRE_WRITE_SCATTER.
+ * Packed entries:
+ *
+ *  blob entry (BLOB_LIST,      bad blob (BLOB_REPORT)     map range (VOL_READ,
+ *  BLOB_PULL), 20 bytes        12 bytes                   VOL_MAP), 20 bytes
+ *  OFFSET SIZE FIELD           OFFSET SIZE FIELD          OFFSET SIZE FIELD
+ *    0     8   blob_id           0     8   blob_id          0     8   off
+ *    8     4   len               8     4   partition        8     8   len
+ *   12     8   csum                                        16     4   kind
+ *
+ *  write extent (scattered     volume entry (VOL_LIST), variable:
+ *  VOL_WRITE), 12 bytes          name (struct wire_str), vol_id u64, size u64,
+ *                                flags u32 (WIRE_ATTACH_RO), client (struct
+ *                                wire_str)
+ *  OFFSET SIZE FIELD
+ *    0     8   off
+ *    8     4   len
+ *
+ *  QoS report (VOL_QOS request),   QoS entry (VOL_QOS response),
+ *  WIRE_QOS_REPORT_LEN             WIRE_QOS_ENTRY_LEN
+ *  OFFSET SIZE FIELD               OFFSET SIZE FIELD
+ *    0     8   vol_id                0     8   vol_id
+ *    8    16   ops[2] (r, w)         8     1   found (0 or 1)
+ *   24    16   bytes[2]              9   106   qos (base/qos.h's encoding;
+ *   40     8   delayed                          every field set when found,
+ *   48     8   throttled_us                     none when not)
+ *   56     4   waiting
+ *   60     8   p50_us[2]
+ *   68     8   p99_us[2]
+ *   76    48   level[6] (signed)
+ *
  * Why two checksums: the header checksum lets a receiver reject a frame
  * before trusting `len`; the fields checksum covers offsets, ids and
  * lengths, which no other check would catch.  Bulk data is not hashed per
@@ -47,13 +92,26 @@
  * CHECKLIST when adding or changing a message:
  *   1. add or edit its line in WIRE_MESSAGES and its structs below;
  *   2. write encode and decode side by side in wire.c, same field order;
- *   3. add a round-trip test in tests/unit/test_wire.c (the truncation and
- *      fuzz seed tests pick it up from wire_test_vectors());
+ *   3. add a vector in tests/unit/test_wire.c build_vectors() and its
+ *      golden bytes (the round-trip, truncation and fuzz seed tests pick
+ *      it up from there);
  *   4. bump WIRE_VERSION if an existing layout changed, with a line in the
- *      changelog here.
+ *      changelog here; the golden test fails until its bytes are updated.
  *
  * Changelog:
- *   1  first version.
+ *   1  first version.  Later additions that need no bump (new types only):
+ *      CLOCK (3).
+ *   2  (wave 2) NODE_HEARTBEAT carries the server's failure domains (zone,
+ *      rack, host), and its response the current proxies' addresses;
+ *      BLOB_PULL (16); VOL_LIST asks as an agent (agent_id) and its entries
+ *      carry the assignment (flags, client); VOL_ATTACH's answer carries the
+ *      client; VOL_ATTACH's request carries base_generation (a read-write
+ *      attach is a compare-and-set; its EFENCED answer's hint is the
+ *      volume's generation); VOL_QOS (47, issue 13: QoS limits out, per-volume figures
+ *      back).  Message type codes are never reused or renumbered: a new
+ *      type takes a free code in its group of WIRE_MESSAGES.  Later additions
+ *      that need no bump (new types only): VOL_BARRIER (48), AGENT_HELLO
+ *      (49), for snapshot barriers.
  */
 #ifndef BD_WIRE_H
 #define BD_WIRE_H
@@ -62,18 +120,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/qos.h"
+
 #define WIRE_MAGIC 0x444b4c42u /* bytes 'B','L','K','D' */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_HDR_LEN 40
 /* Largest body: a 16 MiB blob or write plus generous room for fields. */
 #define WIRE_MAX_FRAME ((32u << 20) + 65536u)
 #define WIRE_MAX_FIELDS 65536u /* the fields part of any body */
 #define WIRE_STR_MAX 4096u     /* any string field */
 #define WIRE_NAME_MAX 255u     /* volume names (they become NBD export names) */
+#define WIRE_ID_MAX 64u        /* agent ids and NBD client ids (tls.h TLS_ID_MAX) */
 #define WIRE_LIST_MAX 4096u    /* entries in a BLOB_LIST response */
 #define WIRE_MAP_MAX 2048u     /* ranges in a VOL_MAP response */
 #define WIRE_VOLS_MAX 1024u    /* volumes in a VOL_LIST response */
+#define WIRE_VOLS_PAGE 64u     /* ... as a proxy answers it at most: an agent asks
+                                  for this many and pages on while it gets them */
 #define WIRE_BAD_MAX 1024u     /* bad blobs in a BLOB_REPORT response */
+#define WIRE_PULL_MAX 256u     /* blobs in one BLOB_PULL */
 
 #define WIRE_F_RESPONSE 0x1 /* this frame answers the request with req_id */
 #define WIRE_F_ONEWAY 0x2   /* a request that gets no response */
@@ -84,12 +148,14 @@
 #define WIRE_MESSAGES(X)                                                                   \
     X(1, HELLO, hello)                 /* identify and authenticate a peer */             \
     X(2, PING, ping)                   /* liveness and round-trip time */                 \
+    X(3, CLOCK, clock)                 /* the peer's wall clock (health: clock skew) */  \
     X(10, BLOB_PUT, blob_put)          /* proxy -> blob: store an immutable blob */       \
     X(11, BLOB_GET, blob_get)          /* read a blob or a range of it */                 \
     X(12, BLOB_DELETE, blob_delete)    /* proxy GC -> blob */                             \
     X(13, BLOB_STAT, blob_stat)        /* one blob's metadata */                          \
     X(14, BLOB_LIST, blob_list)        /* a partition's blobs, paged, for repair */       \
     X(15, BLOB_REPORT, blob_report)    /* capacity, health, bad blobs */                  \
+    X(16, BLOB_PULL, blob_pull)        /* proxy -> blob: copy blobs from another server */\
     X(20, NODE_HEARTBEAT, node_heartbeat) /* blob -> proxy: I am up */                    \
     X(30, RAFT, raft)                  /* proxy <-> proxy: one raft message (oneway) */   \
     X(31, PROPOSE, propose)            /* follower proxy -> leader: an index command */   \
@@ -99,7 +165,10 @@
     X(43, VOL_READ, vol_read)                                                             \
     X(44, VOL_MAP, vol_map)            /* data / zero / hole ranges */                    \
     X(45, VOL_FLUSH, vol_flush)        /* fence check before a flush is acked */          \
-    X(46, VOL_LIST, vol_list)          /* volumes, for NBD_OPT_LIST */
+    X(46, VOL_LIST, vol_list)          /* volumes, for NBD_OPT_LIST */                    \
+    X(47, VOL_QOS, vol_qos)            /* QoS limits of attached volumes; their stats */  \
+    X(48, VOL_BARRIER, vol_barrier)    /* proxy -> agent: ship what you acked (C12) */    \
+    X(49, AGENT_HELLO, agent_hello)    /* agent -> proxy, oneway: which agent I am */
 
 enum wire_type {
 #define X(code, NAME, name) WIRE_##NAME = code,
@@ -176,7 +245,9 @@ int wire_check_fields(const struct wire_hdr *hdr, const uint8_t *body);
 enum wire_role { WIRE_ROLE_AGENT = 1, WIRE_ROLE_PROXY = 2, WIRE_ROLE_BLOB = 3, WIRE_ROLE_CTL = 4 };
 
 struct wire_error {           /* the body of every non-OK response */
-    uint64_t hint;            /* ENOTLEADER: leader id (0 unknown); otherwise 0 */
+    uint64_t hint;            /* ENOTLEADER: leader id (0 unknown); EFENCED to a
+                               * read-write VOL_ATTACH: the volume's generation;
+                               * otherwise 0 */
     struct wire_str msg;      /* one line for logs and users */
 };
 
@@ -194,6 +265,13 @@ struct wire_hello_resp {
 
 struct wire_ping_req { uint64_t stamp; };
 struct wire_ping_resp { uint64_t stamp; };
+
+/* CLOCK: any peer answers with its wall clock (conn.c, like PING), so the
+ * asker can estimate the skew as wall_us - (sent + received) / 2 of its
+ * own clock.  Added in version 1 as a new type: an older peer answers
+ * ENOTSUP (skew unknown), never fatal. */
+struct wire_clock_req { uint64_t wall_us; };  /* the asker's wall clock (for its logs) */
+struct wire_clock_resp { uint64_t wall_us; }; /* the answerer's, microseconds since 1970 */
 
 #define WIRE_PUT_COMPRESSIBLE 0x1 /* the server may store it zstd-compressed */
 struct wire_blob_put_req {
@@ -257,6 +335,27 @@ void wire_blob_list_entry(const struct wire_blob_list_resp *r, uint32_t i,
 #define WIRE_BLOB_ENTRY_LEN 20
 void wire_blob_list_pack(uint8_t *buf, const struct wire_blob_entry *entries, uint32_t n);
 
+/* Copy blobs to the receiving server from the server SRC_ID at SRC_ADDR,
+ * blob to blob (rebuilds and moves: the proxy sends only this).  Entries
+ * are packed blob entries (as BLOB_LIST's); each copy is read from the
+ * source, checked against the entry's csum (the index's, C14) and stored
+ * under EPOCH.  The response has one wire status per entry, in order. */
+struct wire_blob_pull_req {
+    uint32_t partition;
+    uint64_t epoch;
+    uint64_t src_id;
+    struct wire_str src_addr;
+    uint32_t n;               /* 1..WIRE_PULL_MAX */
+    const uint8_t *entries;   /* decode side: read with wire_blob_pull_entry() */
+    const struct wire_blob_entry *entries_in; /* encode side */
+};
+struct wire_blob_pull_resp {
+    uint32_t n;
+    const uint8_t *status;    /* n enum wire_status bytes */
+};
+void wire_blob_pull_entry(const struct wire_blob_pull_req *r, uint32_t i,
+                          struct wire_blob_entry *out);
+
 struct wire_bad_blob { uint64_t blob_id; uint32_t partition; };
 struct wire_blob_report_req { uint8_t unused; };
 struct wire_blob_report_resp {
@@ -275,6 +374,7 @@ struct wire_blob_report_resp {
 void wire_blob_report_bad(const struct wire_blob_report_resp *r, uint32_t i,
                           struct wire_bad_blob *out);
 
+#define WIRE_LABEL_MAX 64u   /* a failure-domain label: [A-Za-z0-9._-]*, may be empty */
 struct wire_node_heartbeat_req {
     uint64_t node_id;
     struct wire_str addr;     /* the blob server's wire address */
@@ -283,9 +383,14 @@ struct wire_node_heartbeat_req {
     uint64_t blobs;
     uint32_t n_bad;
     uint32_t flags;           /* bit 0: read-only (out of space or failed) */
+    struct wire_str zone;     /* failure domains, outermost first; each <= WIRE_LABEL_MAX */
+    struct wire_str rack;
+    struct wire_str host;
 };
 struct wire_node_heartbeat_resp {
     uint64_t leader_id;       /* 0 if unknown */
+    struct wire_str proxies;  /* the Raft group's wire addresses, comma-separated
+                                 (empty: unknown): servers heartbeat to these */
 };
 
 /* A raft message, possibly one part of a large one (snapshots). */
@@ -312,20 +417,35 @@ struct wire_propose_resp {
     const uint8_t *result;    /* an encoded command result */
 };
 
+/* VOL_ATTACH is the runtime attach: a proxy grants it only for a volume
+ * assigned to the asking agent (idxcmd.h ASSIGN; the agent is the one its
+ * certificate names), and read-write only if the assignment is.  In the
+ * answer, and in VOL_LIST entries, RO says the assignment is read-only.
+ *
+ * A read-write attach raises the generation from BASE_GENERATION, the
+ * volume's generation as the agent last learned it (0 if never), and only
+ * from it (idxcmd.h ATTACH): a copy of the request that commits late (a
+ * resend to another proxy after a timeout, a proxy's own retry) finds the
+ * generation moved and changes nothing, so it can never fence the attach
+ * the agent was answered.  When the generation is no longer BASE_GENERATION
+ * the answer is EFENCED with the volume's generation as the hint; the agent
+ * may attach again on that base.  Read-only and INFO attaches ignore it. */
 #define WIRE_ATTACH_RO 0x1   /* read-only attach: no generation bump, no writes */
 #define WIRE_ATTACH_INFO 0x2 /* only look the volume up: attach nothing (NBD_OPT_INFO) */
 struct wire_vol_attach_req {
     struct wire_str name;
     struct wire_str agent_id; /* attach identity */
     uint32_t flags;           /* WIRE_ATTACH_* */
+    uint64_t base_generation; /* read-write: the generation this attach raises */
 };
 struct wire_vol_attach_resp {
     uint64_t vol_id;
     uint64_t size;
     uint64_t generation;      /* carried on every write and flush */
     uint32_t block_size;
-    uint32_t flags;           /* WIRE_ATTACH_* granted */
+    uint32_t flags;           /* WIRE_ATTACH_* granted; RO also when assigned read-only */
     uint64_t raft_index;
+    struct wire_str client;   /* the assignment's NBD client ("": any), <= WIRE_ID_MAX */
 };
 
 struct wire_vol_detach_req {
@@ -370,6 +490,13 @@ static inline uint32_t wire_vol_write_count(const struct wire_vol_write_req *m)
 }
 void wire_vol_write_ext(const struct wire_vol_write_req *m, uint32_t i,
                         struct wire_write_ext *out);
+/* The write's trace id (log.h "ship"): a nonzero hash of vol_id,
+ * generation, off, len, flags and csum.  The agent and the proxy compute
+ * it from the same request, so a write can be followed through both logs
+ * with no id on the wire.  A resend under a new generation gets a new id;
+ * the same bytes written to the same place under one attach share one
+ * (the raft index in the log tells those apart). */
+uint64_t wire_vol_write_trace_id(const struct wire_vol_write_req *m);
 struct wire_vol_write_resp { uint64_t raft_index; };
 
 enum wire_map_kind { WIRE_MAP_DATA = 0, WIRE_MAP_ZERO = 1, WIRE_MAP_HOLE = 2 };
@@ -414,10 +541,37 @@ struct wire_vol_flush_req {
 };
 struct wire_vol_flush_resp { uint64_t raft_index; };
 
-struct wire_vol_entry { struct wire_str name; uint64_t vol_id; uint64_t size; };
+/* VOL_BARRIER, the one request a proxy sends an agent (on the connection
+ * the agent made): answered once every write the agent acknowledged to an
+ * NBD client before the request arrived is committed (as for an NBD
+ * FLUSH), with the highest raft index acked to the agent then; or ENOENT
+ * (not attached read-write here), EFENCED (GENERATION is not its attach),
+ * or the flush's error.  The proxy bounds the wait with its call timeout. */
+struct wire_vol_barrier_req {
+    uint64_t vol_id;
+    uint64_t generation;
+};
+struct wire_vol_barrier_resp { uint64_t raft_index; };
+
+/* AGENT_HELLO, oneway, sent by an agent on every connection it makes to a
+ * proxy: the proxy then knows which connection reaches which agent (with
+ * TLS it must equal the certificate's id). */
+struct wire_agent_hello_req { struct wire_str agent_id; };
+struct wire_agent_hello_resp { uint8_t unused; }; /* oneway */
+
+/* A volume assigned to the agent that asked (its assignment's flags and
+ * client as in VOL_ATTACH's answer). */
+struct wire_vol_entry {
+    struct wire_str name;
+    uint64_t vol_id;
+    uint64_t size;
+    uint32_t flags;           /* WIRE_ATTACH_RO */
+    struct wire_str client;   /* "": any client */
+};
 struct wire_vol_list_req {
     uint32_t max;             /* <= WIRE_VOLS_MAX */
     struct wire_str after;    /* names after this one; empty to start */
+    struct wire_str agent_id; /* whose volumes (a peer proxy forwards for an agent) */
 };
 struct wire_vol_list_resp {
     uint32_t n;
@@ -429,6 +583,45 @@ struct wire_vol_list_resp {
  * 0 at the end.  (Entries were validated by the decoder.) */
 int wire_vol_list_next(const struct wire_vol_list_resp *r, size_t *pos,
                        struct wire_vol_entry *out);
+
+/* VOL_QOS: an agent asks for the effective QoS limits (base/qos.h) of the
+ * volumes it has attached, at each attach and every AGENT_QOS_POLL_MS
+ * (that is how a change made through the admin API reaches it live,
+ * issue 13), and reports with the same call each volume's I/O and
+ * throttle figures, which the proxy keeps for GET /v1/volumes/NAME ("qos"."agent").
+ * Counters are since the volume was first attached on that agent; the
+ * latency percentiles are over the last report's interval (0: no I/O). */
+#define WIRE_QOS_MAX 256u          /* volumes in one VOL_QOS */
+#define WIRE_QOS_REPORT_LEN 124u
+#define WIRE_QOS_ENTRY_LEN 115u
+struct wire_qos_report {
+    uint64_t vol_id;
+    uint64_t ops[2];          /* [0] read, [1] write (TRIM and WRITE_ZEROES count) */
+    uint64_t bytes[2];
+    uint64_t delayed;         /* I/Os that waited for the limiter */
+    uint64_t throttled_us;    /* time with at least one I/O waiting */
+    uint32_t waiting;         /* I/Os waiting now */
+    uint32_t p50_us[2], p99_us[2];
+    int64_t level[QOS_N_KINDS]; /* each bucket's credit, in its unit; < 0: debt */
+};
+struct wire_vol_qos_req {
+    struct wire_str agent_id;
+    uint32_t n;               /* <= WIRE_QOS_MAX */
+    const uint8_t *reports;   /* read with wire_vol_qos_report() */
+    const struct wire_qos_report *reports_in; /* encode side */
+};
+struct wire_qos_entry {
+    uint64_t vol_id;
+    uint8_t found;            /* 0: no such volume (any more) */
+    struct qos_limits qos;    /* found: the effective limits */
+};
+struct wire_vol_qos_resp {
+    uint32_t n;               /* <= WIRE_QOS_MAX */
+    const uint8_t *entries;   /* read with wire_vol_qos_entry() */
+    const struct wire_qos_entry *entries_in; /* encode side */
+};
+void wire_vol_qos_report(const struct wire_vol_qos_req *r, uint32_t i, struct wire_qos_report *out);
+void wire_vol_qos_entry(const struct wire_vol_qos_resp *r, uint32_t i, struct wire_qos_entry *out);
 
 /* Encoders and decoders, generated by name from WIRE_MESSAGES. */
 #define X(code, NAME, name)                                                                \

@@ -15,14 +15,21 @@
  *     work, flush state, then call DONE(r) exactly once, on the reactor;
  *   - free() releases what start() made, after stop() completed (or after a
  *     failed start, never).
+ *   - ready() (optional) says whether a started instance serves yet: true
+ *     once it does what its clients need of it (systemd's READY=1 waits
+ *     for every instance of the process; blockd.c asks every 100 ms until
+ *     all say yes, then never again).  False fills WHY with a few words on
+ *     what it waits for (systemd's STATUS=).  It must not block.  Without
+ *     it an instance serves once start() returned.
  *   - callbacks run on the reactor thread only. */
 #ifndef BD_ROLE_H
 #define BD_ROLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "../config.h"
-#include "../net/reactor.h"
+#include "config/config.h"
+#include "runtime/reactor.h"
 
 struct role {
     const struct role_ops *ops;
@@ -32,11 +39,12 @@ struct role {
 
 struct role_ops {
     const char *name;                                    /* "agent", "proxy", "blob" */
-    unsigned (*instances)(const struct bd_config *cfg);  /* how many in CFG */
-    int (*start)(struct role *r, struct reactor *rx, const struct bd_config *cfg,
+    unsigned (*instances)(const struct cfg *cfg);  /* how many in CFG */
+    int (*start)(struct role *r, struct reactor *rx, const struct cfg *cfg,
                  unsigned instance, char *err, size_t errlen);
     void (*stop)(struct role *r, void (*done)(struct role *r));
     void (*free)(struct role *r);
+    bool (*ready)(struct role *r, char *why, size_t whylen);
 };
 
 #endif

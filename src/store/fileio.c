@@ -1,7 +1,7 @@
 /* fileio.c: the POSIX implementation of fileio.h and the fault wrapper. */
-#include "fileio.h"
-#include "../bd.h"
-#include "../util.h"
+#include "store/fileio.h"
+#include "base/bd.h"
+#include "base/util.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -11,18 +11,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int px_open(struct fio *f, const char *path, int flags, int mode)
+static int px_open(struct fileio *f, const char *path, int flags, int mode)
 {
     (void)f;
     int fd = open(path, flags | O_CLOEXEC, mode);
     return fd < 0 ? -errno : fd;
 }
-static int px_close(struct fio *f, int fd)
+static int px_close(struct fileio *f, int fd)
 {
     (void)f;
     return close(fd) < 0 ? -errno : 0;
 }
-static ssize_t px_pread(struct fio *f, int fd, void *buf, size_t len, uint64_t off)
+static ssize_t px_pread(struct fileio *f, int fd, void *buf, size_t len, uint64_t off)
 {
     (void)f;
     ssize_t n;
@@ -30,7 +30,7 @@ static ssize_t px_pread(struct fio *f, int fd, void *buf, size_t len, uint64_t o
     while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
-static ssize_t px_pwritev(struct fio *f, int fd, const struct iovec *iov, int cnt, uint64_t off)
+static ssize_t px_pwritev(struct fileio *f, int fd, const struct iovec *iov, int cnt, uint64_t off)
 {
     (void)f;
     ssize_t n;
@@ -38,33 +38,33 @@ static ssize_t px_pwritev(struct fio *f, int fd, const struct iovec *iov, int cn
     while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
-static int px_fdatasync(struct fio *f, int fd)
+static int px_fdatasync(struct fileio *f, int fd)
 {
     (void)f;
     /* Never retried on error: fsyncgate.  The caller fails stop. */
     return fdatasync(fd) < 0 ? -errno : 0;
 }
-static int px_ftruncate(struct fio *f, int fd, uint64_t len)
+static int px_ftruncate(struct fileio *f, int fd, uint64_t len)
 {
     (void)f;
     return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
 }
-static int px_rename(struct fio *f, const char *from, const char *to)
+static int px_rename(struct fileio *f, const char *from, const char *to)
 {
     (void)f;
     return rename(from, to) < 0 ? -errno : 0;
 }
-static int px_unlink(struct fio *f, const char *path)
+static int px_unlink(struct fileio *f, const char *path)
 {
     (void)f;
     return unlink(path) < 0 ? -errno : 0;
 }
-static int px_fsync_dir(struct fio *f, const char *dir)
+static int px_fsync_dir(struct fileio *f, const char *dir)
 {
     (void)f;
     return util_fsync_dir(dir);
 }
-static int px_size(struct fio *f, int fd, uint64_t *size)
+static int px_size(struct fileio *f, int fd, uint64_t *size)
 {
     (void)f;
     struct stat st;
@@ -73,82 +73,82 @@ static int px_size(struct fio *f, int fd, uint64_t *size)
     return 0;
 }
 
-static const struct fio_ops posix_ops = {
+static const struct fileio_ops posix_ops = {
     .open = px_open, .close = px_close, .pread = px_pread, .pwritev = px_pwritev,
     .fdatasync = px_fdatasync, .ftruncate = px_ftruncate, .rename = px_rename,
     .unlink = px_unlink, .fsync_dir = px_fsync_dir, .size = px_size,
 };
 
-struct fio fio_posix = {.ops = &posix_ops, .impl = NULL};
+struct fileio fileio_posix = {.ops = &posix_ops, .impl = NULL};
 
 /* ---- fault wrapper -------------------------------------------------------- */
 
 struct faulty {
-    struct fio self;
-    struct fio *base;
-    struct fio_faults *faults;
+    struct fileio self;
+    struct fileio *base;
+    struct fileio_faults *faults;
     _Atomic uint64_t syncs;
 };
 
-static struct faulty *F(struct fio *f)
+static struct faulty *F(struct fileio *f)
 {
     return f->impl;
 }
-static int ft_open(struct fio *f, const char *p, int fl, int m)
+static int ft_open(struct fileio *f, const char *p, int fl, int m)
 {
     return F(f)->base->ops->open(F(f)->base, p, fl, m);
 }
-static int ft_close(struct fio *f, int fd)
+static int ft_close(struct fileio *f, int fd)
 {
     return F(f)->base->ops->close(F(f)->base, fd);
 }
-static ssize_t ft_pread(struct fio *f, int fd, void *b, size_t l, uint64_t o)
+static ssize_t ft_pread(struct fileio *f, int fd, void *b, size_t l, uint64_t o)
 {
     return F(f)->base->ops->pread(F(f)->base, fd, b, l, o);
 }
-static ssize_t ft_pwritev(struct fio *f, int fd, const struct iovec *iov, int n, uint64_t o)
+static ssize_t ft_pwritev(struct fileio *f, int fd, const struct iovec *iov, int n, uint64_t o)
 {
     if (F(f)->faults->enospc) return -ENOSPC;
     return F(f)->base->ops->pwritev(F(f)->base, fd, iov, n, o);
 }
-static int ft_fdatasync(struct fio *f, int fd)
+static int ft_fdatasync(struct fileio *f, int fd)
 {
     uint64_t n = ++F(f)->syncs;
     uint64_t after = F(f)->faults->fsync_eio_after;
     if (after && n >= after) return -EIO;
     return F(f)->base->ops->fdatasync(F(f)->base, fd);
 }
-static int ft_ftruncate(struct fio *f, int fd, uint64_t l)
+static int ft_ftruncate(struct fileio *f, int fd, uint64_t l)
 {
     return F(f)->base->ops->ftruncate(F(f)->base, fd, l);
 }
-static int ft_rename(struct fio *f, const char *a, const char *b)
+static int ft_rename(struct fileio *f, const char *a, const char *b)
 {
     return F(f)->base->ops->rename(F(f)->base, a, b);
 }
-static int ft_unlink(struct fio *f, const char *p)
+static int ft_unlink(struct fileio *f, const char *p)
 {
     return F(f)->base->ops->unlink(F(f)->base, p);
 }
-static int ft_fsync_dir(struct fio *f, const char *d)
+static int ft_fsync_dir(struct fileio *f, const char *d)
 {
     uint64_t n = ++F(f)->syncs;
     uint64_t after = F(f)->faults->fsync_eio_after;
     if (after && n >= after) return -EIO;
     return F(f)->base->ops->fsync_dir(F(f)->base, d);
 }
-static int ft_size(struct fio *f, int fd, uint64_t *s)
+static int ft_size(struct fileio *f, int fd, uint64_t *s)
 {
     return F(f)->base->ops->size(F(f)->base, fd, s);
 }
 
-static const struct fio_ops faulty_ops = {
+static const struct fileio_ops faulty_ops = {
     .open = ft_open, .close = ft_close, .pread = ft_pread, .pwritev = ft_pwritev,
     .fdatasync = ft_fdatasync, .ftruncate = ft_ftruncate, .rename = ft_rename,
     .unlink = ft_unlink, .fsync_dir = ft_fsync_dir, .size = ft_size,
 };
 
-struct fio *fio_faulty_new(struct fio *base, struct fio_faults *faults)
+struct fileio *fileio_faulty_new(struct fileio *base, struct fileio_faults *faults)
 {
     struct faulty *ft = calloc(1, sizeof(*ft));
     if (!ft) return NULL;
@@ -159,14 +159,14 @@ struct fio *fio_faulty_new(struct fio *base, struct fio_faults *faults)
     return &ft->self;
 }
 
-void fio_faulty_free(struct fio *f)
+void fileio_faulty_free(struct fileio *f)
 {
     if (f) free(f->impl);
 }
 
 /* ---- helpers -------------------------------------------------------------- */
 
-int fio_pread_full(struct fio *f, int fd, void *buf, size_t len, uint64_t off)
+int fileio_pread_full(struct fileio *f, int fd, void *buf, size_t len, uint64_t off)
 {
     uint8_t *p = buf;
     while (len > 0) {
@@ -180,13 +180,13 @@ int fio_pread_full(struct fio *f, int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-int fio_pwrite_full(struct fio *f, int fd, const void *buf, size_t len, uint64_t off)
+int fileio_pwrite_full(struct fileio *f, int fd, const void *buf, size_t len, uint64_t off)
 {
     struct iovec iov = {(void *)buf, len};
-    return fio_pwritev_full(f, fd, &iov, 1, off);
+    return fileio_pwritev_full(f, fd, &iov, 1, off);
 }
 
-int fio_pwritev_full(struct fio *f, int fd, struct iovec *iov, int n, uint64_t off)
+int fileio_pwritev_full(struct fileio *f, int fd, struct iovec *iov, int n, uint64_t off)
 {
     /* Advances IOV in place past what was written. */
     while (n > 0) {

@@ -15,16 +15,16 @@
  * executable (every library's calls land here), so run it from the plain
  * build, not under ASan.  Syscalls per append: strace -c -e trace=%file,
  * pwritev bench_agent append 10000. */
-#include "bd.h"
-#include "config.h"
-#include "log.h"
-#include "net/reactor.h"
-#include "roles/agent_vol.h"
+#include "base/bd.h"
+#include "config/config.h"
+#include "runtime/log.h"
+#include "runtime/reactor.h"
+#include "roles/agent/agent_vol.h"
 #include "store/fileio.h"
-#include "store/journal.h"
-#include "util.h"
+#include "store/journal/journal.h"
+#include "base/util.h"
 
-#include "../unit/fake_proxy.h"
+#include "../unit/agent_cluster.h"
 
 #include <event2/event.h>
 #include <fcntl.h>
@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -79,7 +80,7 @@ static void bench_append(long n)
     char dir[300];
     snprintf(dir, sizeof(dir), "%s/append", tmp);
     uint64_t need = (uint64_t)n * (JOURNAL_ENT_OVERHEAD + 4096) + (64u << 20);
-    struct journal_opts o = {.fio = &fio_posix, .dir = dir, .tag = "bench", .vol_id = 1,
+    struct journal_opts o = {.fio = &fileio_posix, .dir = dir, .tag = "bench", .vol_id = 1,
                              .name = "bench", .cap_bytes = BD_MAX(need * 2, 128u << 20),
                              .seg_bytes = 64u << 20};
     struct journal *j;
@@ -106,11 +107,11 @@ static void bench_append(long n)
 static struct reactor *rx;
 
 struct w {
-    struct agent_req req;
+    struct agent_vol_req req;
     int done, err;
 };
 
-static void on_req(struct agent_req *r, int err)
+static void on_req(struct agent_vol_req *r, int err)
 {
     struct w *w = r->data;
     w->done = 1;
@@ -123,32 +124,52 @@ static void run_until(int *flag)
 }
 
 struct ow {
-    struct agent_open_req req;
+    struct agent_vols_open_req req;
     int done;
     struct agent_vol *h;
 };
 
-static void on_open(struct agent_open_req *r, int err, struct agent_vol *h)
+static void on_open(struct agent_vols_open_req *r, int err, struct agent_vol *h)
 {
     struct ow *o = r->data;
     o->done = 1;
     o->h = err ? NULL : h;
 }
 
-static void setup_agent(struct fake_proxy **fpp, struct agent_vols **vsp, struct bd_config *top,
-                        struct cfg_agent *cfg, uint64_t cache_bytes, const char *cache)
+/* The cluster the agent attaches to: the real proxy and blob servers in
+ * this process (agent_cluster.h), with one 64 MiB volume "vol" attached to
+ * the agent "bench". */
+static struct agent_cluster *cluster;
+static uint64_t vol_id;
+
+static void cluster_up(const char *name)
 {
-    static struct conn_auth auth;
-    char addr[300];
-    snprintf(addr, sizeof(addr), "unix:%s/p.sock", tmp);
-    conn_auth_init(&auth, "bench", "", 1, WIRE_ROLE_PROXY, "fake");
-    *fpp = fake_proxy_new(rx, addr, &auth);
-    fake_proxy_add_vol(*fpp, "vol", 64u << 20);
-    memset(top, 0, sizeof(*top));
-    util_strlcpy(top->cluster_id, "bench", sizeof(top->cluster_id));
+    char dir[300], err[256] = "";
+    snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+    struct agent_cluster_opts co = {.dir = dir};
+    struct agent_cluster_vol v;
+    if (mkdir(dir, 0700) < 0 || agent_cluster_new(rx, &co, &cluster, err, sizeof(err)) < 0 ||
+        agent_cluster_create_volume(cluster, "vol", 64u << 20) < 0 ||
+        agent_cluster_attach(cluster, "vol", "bench", false, false) < 0 ||
+        agent_cluster_volume(cluster, "vol", &v) < 0) {
+        fprintf(stderr, "cluster: %s\n", err);
+        abort();
+    }
+    vol_id = v.id;
+}
+
+static void cluster_down(void)
+{
+    agent_cluster_free(cluster);
+    cluster = NULL;
+}
+
+static void setup_agent(struct agent_vols **vsp, struct cfg_agent *cfg, uint64_t cache_bytes,
+                        const char *cache)
+{
     memset(cfg, 0, sizeof(*cfg));
     util_strlcpy(cfg->id, "bench", sizeof(cfg->id));
-    util_strlcpy(cfg->proxies[0], addr, sizeof(cfg->proxies[0]));
+    util_strlcpy(cfg->proxies[0], agent_cluster_proxy_addr(cluster, 0), sizeof(cfg->proxies[0]));
     cfg->n_proxies = 1;
     util_strlcpy(cfg->cache_dir, cache, sizeof(cfg->cache_dir));
     cfg->cache_bytes = cache_bytes;
@@ -157,7 +178,7 @@ static void setup_agent(struct fake_proxy **fpp, struct agent_vols **vsp, struct
     cfg->io_timeout_ms = 30000;
     cfg->ship_bytes = 1u << 20;
     char err[256];
-    if (agent_vols_new(rx, top, cfg, "bench", vsp, err, sizeof(err)) < 0) {
+    if (agent_vols_new(rx, agent_cluster_cfg(cluster), cfg, NULL, "bench", vsp, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         abort();
     }
@@ -165,18 +186,21 @@ static void setup_agent(struct fake_proxy **fpp, struct agent_vols **vsp, struct
 
 static void bench_path(long n)
 {
-    struct fake_proxy *fp;
     struct agent_vols *vs;
-    struct bd_config top;
     struct cfg_agent cfg;
     char cache[300];
     snprintf(cache, sizeof(cache), "%s/cache", tmp);
-    setup_agent(&fp, &vs, &top, &cfg, 2ull << 30, cache);
+    cluster_up("path");
+    setup_agent(&vs, &cfg, 2ull << 30, cache);
     struct ow o = {.req = {.cb = on_open}};
     o.req.data = &o;
     agent_vols_open(vs, "vol", false, &o.req);
     run_until(&o.done);
     if (!o.h) abort();
+    /* Nothing ships (high water 100 %, flush age 1 h): the cluster is not
+     * needed any more, and its roles' timers would only add their own
+     * allocations to the counts below. */
+    cluster_down();
     static uint8_t buf[4096];
     struct w w = {.req = {.cb = on_req, .len = 4096, .wbuf = buf}};
     w.req.data = &w;
@@ -222,7 +246,6 @@ static void bench_path(long n)
            "read\n", (double)dt / 1e3 / (double)n, (double)n_alloc / (double)n);
     agent_vol_put(o.h);
     agent_vols_free(vs);
-    fake_proxy_free(fp);
 }
 
 /* ---- replay --------------------------------------------------------------- */
@@ -252,10 +275,11 @@ static void bench_replay(uint64_t mib, uint64_t kib)
     uint64_t cache_bytes = bytes + bytes / 8 + (512u << 20);
     char cache[300], dir[400];
     snprintf(cache, sizeof(cache), "%s/rcache", tmp);
-    /* The fake proxy's first volume has id 100: name the journal after it. */
-    snprintf(dir, sizeof(dir), "%s/%016llx", cache, 100ull);
+    /* Name the journal after the cluster's volume, as the agent would. */
+    cluster_up("replay");
+    snprintf(dir, sizeof(dir), "%s/%016llx", cache, (unsigned long long)vol_id);
     uint64_t seg = BD_MIN(BD_MAX(cache_bytes / 8, 512u << 10), 64u << 20);
-    struct journal_opts o = {.fio = &fio_posix, .dir = dir, .tag = "bench", .vol_id = 100,
+    struct journal_opts o = {.fio = &fileio_posix, .dir = dir, .tag = "bench", .vol_id = vol_id,
                              .name = "vol", .cap_bytes = cache_bytes, .seg_bytes = seg};
     struct journal *j;
     if (journal_create(&o, &j) < 0) abort();
@@ -281,17 +305,15 @@ static void bench_replay(uint64_t mib, uint64_t kib)
         journal_close(j);
     }
     /* The agent's start-up replay: journal scan plus building the map. */
-    struct fake_proxy *fp;
     struct agent_vols *vs;
-    struct bd_config top;
     struct cfg_agent cfg;
     uint64_t t0 = util_mono_ns();
-    setup_agent(&fp, &vs, &top, &cfg, cache_bytes, cache);
+    setup_agent(&vs, &cfg, cache_bytes, cache);
     double s = (double)(util_mono_ns() - t0) / 1e9;
     printf("agent start-up replay (scan + dirty map), warm: %.3f s = %.2f s per GiB\n", s,
            s * 1024.0 / (double)mib);
     agent_vols_free(vs);
-    fake_proxy_free(fp);
+    cluster_down();
     free(buf);
     free(cs);
 }

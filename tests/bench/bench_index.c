@@ -1,25 +1,54 @@
 /* bench_index.c: index figures for the report (not a test):
  *   1. bytes of index per extent: N random 4 KiB writes (each its own blob,
  *      the worst case: one extent record and one blob record per write) in
- *      group-committed WRITE_BATCHes of 128, then LMDB pages in use x page
- *      size / extents;
+ *      WRITE_BATCHes of 1024, 8 entries per transaction (the writer
+ *      thread's grouping), then LMDB pages in use x page size / extents;
  *   2. apply throughput with MDB_NOMETASYNC (one fsync per entry): entries/s
- *      and writes/s for batches of 1, 16 and 128 writes per entry.
+ *      and writes/s for batches of 1, 16 and 128 writes per entry;
+ *   3. the Raft snapshot of it: the dump (as fsm_raft.c takes it, one read
+ *      txn) written to a file, its size, and loading it into a fresh index
+ *      (what a new proxy does when it installs the leader's snapshot);
+ *   4. deleting the volume: its first (budgeted) entry and the REAP
+ *      entries that free the rest.
  * Usage: bench_index [DIR [N_EXTENTS]]  (default $TMPDIR or /tmp, 1000000).
- * DIR must be on the disk you want to measure (not tmpfs). */
+ * DIR must be on the disk you want to measure (not tmpfs).  With
+ * BENCH_INDEX_KEEP=1 the index is left in DIR/bench-index-PID/ (for
+ * scripts/bench-shape's proxy catch-up run) and step 4 is skipped. */
 #include "idxtest.h"
-#include "util.h"
+#include "base/util.h"
 
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
 static uint64_t rng = 42;
 
+#define CHECK_ST(x)                                                                        \
+    do {                                                                                   \
+        if ((x) != IDXCMD_ST_OK) {                                                         \
+            fprintf(stderr, "bench_index: %s failed\n", #x);                               \
+            return 1;                                                                      \
+        }                                                                                  \
+    } while (0)
+
+static int dump_to_fd(void *arg, const void *buf, size_t len)
+{
+    int fd = *(int *)arg;
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 /* Apply ENTRIES WRITE_BATCHes of B random 4 KiB DATA writes to VOL. */
 static int random_writes(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blocks,
                          uint32_t b, uint32_t entries, uint64_t *blob)
 {
-    static struct idx_write w[IDXCMD_MAX_WRITES];
+    static struct idxcmd_write w[IDXCMD_MAX_WRITES];
     for (uint32_t e = 0; e < entries; e++) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < b; i++) {
@@ -30,9 +59,46 @@ static int random_writes(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blo
         uint32_t m = 0; /* drop same-block duplicates: a batch may not overlap */
         for (uint32_t i = 0; i < n; i++)
             if (!m || w[i].off != w[m - 1].off) w[m++] = w[i];
-        if (itx_writes(t, w, m) != IDX_OK) return -1;
+        if (itx_writes(t, w, m) != IDXCMD_ST_OK || t->res.st[0] != IDXCMD_ST_OK) return -1;
     }
     return 0;
+}
+
+/* Fill: ENTRIES WRITE_BATCHes of 1024 random 4 KiB writes, applied 8 per
+ * transaction as the proxy's index writer groups them (fsm_raft.c), so the
+ * fill measures apply, not one fsync per entry.  Returns seconds, or -1. */
+static double fill(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blocks,
+                   uint32_t entries, uint64_t *blob)
+{
+    enum { B = IDXCMD_MAX_WRITES, K = 8 };
+    static struct idxcmd_write w[B];
+    static uint8_t bufs[K][IDXCMD_MAX_LEN];
+    static struct idxcmd_result res[K];
+    uint64_t t0 = util_mono_ns();
+    for (uint32_t e = 0; e < entries;) {
+        struct fsm_entry ents[K];
+        uint32_t k = 0;
+        for (; k < K && e < entries; k++, e++) {
+            uint32_t n = 0;
+            for (uint32_t i = 0; i < B; i++)
+                w[n++] = itx_data(vol, gen, (util_rand64(&rng) % blocks) * BS, BS, (*blob)++, 0,
+                                  BS);
+            qsort(w, n, sizeof(*w), idxcmd_write_cmp);
+            uint32_t m = 0;
+            for (uint32_t i = 0; i < n; i++)
+                if (!m || w[i].off != w[m - 1].off) w[m++] = w[i];
+            struct idxcmd c = {.type = IDXCMD_WRITE_BATCH};
+            c.u.write_batch.n = m;
+            c.u.write_batch.in = w;
+            int len = idxcmd_encode(bufs[k], sizeof(bufs[k]), &c);
+            if (len < 0) return -1;
+            ents[k] = (struct fsm_entry){t->next++, bufs[k], (size_t)len, &res[k]};
+        }
+        if (fsm_apply_batch(t->ix, ents, k, NULL, NULL)) return -1;
+        for (uint32_t q = 0; q < k; q++)
+            if (res[q].status != IDXCMD_ST_OK || res[q].st[0] != IDXCMD_ST_OK) return -1;
+    }
+    return (double)(util_mono_ns() - t0) / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -41,15 +107,23 @@ int main(int argc, char **argv)
     uint64_t n_ext = argc > 2 ? strtoull(argv[2], NULL, 0) : 1000000;
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/bench-index-%d", base, (int)getpid());
+    /* About 110 bytes per extent in the tables: a map of 400 per extent
+     * (at least 1 GiB) leaves the writes well below INDEX_LIMIT. */
+    uint64_t map = n_ext * 400 > (1ull << 30) ? n_ext * 400 : 1ull << 30;
     struct itx t;
-    if (itx_open(&t, dir, "bench")) return 1;
-    if (itx_cluster(&t) || itx_create(&t, "big", 64ull << 40) != IDX_OK) return 1;
+    if (itx_open_sized(&t, dir, "bench", map)) return 1;
+    if (itx_cluster(&t) || itx_create(&t, "big", 64ull << 40) != IDXCMD_ST_OK) return 1;
+    /* Blob ids for every write below (itx_cluster leased the first 2^20). */
+    for (uint64_t have = IDXCMD_MAX_ALLOC; have < n_ext + 400000; have += IDXCMD_MAX_ALLOC) {
+        struct idxcmd a = {.type = IDXCMD_ALLOC_BLOB_IDS};
+        a.u.alloc_blob_ids.count = IDXCMD_MAX_ALLOC;
+        if (itx_cmd(&t, &a) != IDXCMD_ST_OK) return 1;
+    }
     uint64_t vol, gen, blob = 1;
-    if (itx_attach(&t, "big", "bench", &vol, &gen) != IDX_OK) return 1;
-    uint64_t t0 = util_mono_ns();
-    if (random_writes(&t, vol, gen, (64ull << 40) / BS, 128, (uint32_t)(n_ext / 128), &blob))
-        return 1;
-    double secs = (double)(util_mono_ns() - t0) / 1e9;
+    if (itx_attach(&t, "big", "bench", &vol, &gen) != IDXCMD_ST_OK) return 1;
+    double secs = fill(&t, vol, gen, (64ull << 40) / BS, (uint32_t)(n_ext / IDXCMD_MAX_WRITES),
+                       &blob);
+    if (secs < 0) return 1;
     struct index_stats st;
     index_read_begin(t.rd);
     index_stats(t.rd, &st);
@@ -59,9 +133,12 @@ int main(int argc, char **argv)
            (unsigned long long)st.pages, st.page_size,
            (double)st.pages * st.page_size / 1048576.0,
            (double)st.file_pages * st.page_size / 1048576.0);
-    printf("index bytes per extent: %.1f (tables), %.1f (file); filled in %.1f s\n",
+    printf("index bytes per extent: %.1f (tables), %.1f (file); filled in %.1f s: %.0f "
+           "extents/s applied (1024 writes per entry, 8 entries per transaction, as the "
+           "index writer groups them)\n",
            (double)st.pages * st.page_size / (double)st.extents,
-           (double)st.file_pages * st.page_size / (double)st.extents, secs);
+           (double)st.file_pages * st.page_size / (double)st.extents, secs,
+           (double)st.extents / secs);
     index_read_begin(t.rd);
     uint64_t d0 = util_mono_ns();
     uint64_t digest;
@@ -78,8 +155,66 @@ int main(int argc, char **argv)
         printf("apply, %3u writes/entry: %7.0f entries/s, %8.0f writes/s\n", sizes[k],
                entries[k] / el, entries[k] * sizes[k] / el);
     }
+
+    /* 3. The snapshot: dump to a file, then load into a fresh index. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/dump", dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    if (fd < 0) return 1;
+    index_read_begin(t.rd);
+    uint64_t s0 = util_mono_ns();
+    if (index_dump(t.rd, dump_to_fd, &fd)) return 1;
+    fsync(fd);
+    double dump_s = (double)(util_mono_ns() - s0) / 1e9;
+    index_read_end(t.rd);
+    off_t dump_len = lseek(fd, 0, SEEK_END);
+    close(fd);
+    printf("snapshot (dump in one read txn, written and fsynced): %.1f s, %.1f MiB (%.1f bytes "
+           "per extent)\n", dump_s, (double)dump_len / 1048576.0,
+           (double)dump_len / (double)(st.extents ? st.extents : 1));
+    char dir2[600];
+    snprintf(dir2, sizeof(dir2), "%s/installed", dir);
+    struct itx t2;
+    if (itx_open_sized(&t2, dir2, "bench", map)) return 1;
+    uint8_t *buf = malloc((size_t)dump_len);
+    fd = open(path, O_RDONLY);
+    if (!buf || fd < 0 || read(fd, buf, (size_t)dump_len) != dump_len) return 1;
+    close(fd);
+    uint64_t l0 = util_mono_ns(), applied;
+    if (index_load(t2.ix, buf, (size_t)dump_len, &applied)) return 1;
+    printf("install (load the dump into a fresh index, one txn, checked against its digest): "
+           "%.1f s\n", (double)(util_mono_ns() - l0) / 1e9);
+    free(buf);
+    itx_close(&t2);
+    unlink(path);
+
+    /* 4. Delete the volume: a budgeted first entry, then REAP entries. */
+    if (!getenv("BENCH_INDEX_KEEP")) {
+        CHECK_ST(itx_detach(&t, vol, gen, "bench"));
+        CHECK_ST(itx_assign(&t, "big", "", "", 0)); /* unassigned: deletable */
+        uint64_t x0 = util_mono_ns();
+        CHECK_ST(itx_delete(&t, "big"));
+        double first = (double)(util_mono_ns() - x0) / 1e9;
+        unsigned reaps = 0;
+        uint64_t r0 = util_mono_ns();
+        for (;;) {
+            struct idxcmd c = {.type = IDXCMD_REAP};
+            c.u.reap.budget = IDXCMD_REAP_BUDGET;
+            CHECK_ST(itx_cmd(&t, &c));
+            reaps++;
+            if (!t.res.id) break;
+        }
+        double rs = (double)(util_mono_ns() - r0) / 1e9;
+        printf("delete of the volume: first entry %.1f ms, then %u REAP entries of %u extents, "
+               "%.1f ms each (%.0f extents/s freed)\n", first * 1e3, reaps, IDXCMD_REAP_BUDGET,
+               rs * 1e3 / reaps, (double)reaps * IDXCMD_REAP_BUDGET / rs);
+    }
     itx_close(&t);
-    char cmd[600];
+    if (getenv("BENCH_INDEX_KEEP")) {
+        printf("index kept in %s\n", dir);
+        return 0;
+    }
+    char cmd[1300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;
 }

@@ -10,7 +10,12 @@ int main(void)
     T_NBD(nbd_set_strict_mode(h, 0));
     char buf[4096] = {0};
     T_EXPECT_ERRNO(h, nbd_pread(h, buf, 4096, 0, 1u << 9), EINVAL);               /* unknown */
-    T_EXPECT_ERRNO(h, nbd_pread(h, buf, 4096, 0, LIBNBD_CMD_FLAG_DF), EINVAL); /* not advertised */
+    if (nbd_can_df(h) > 0) T_NBD(nbd_pread(h, buf, 4096, 0, LIBNBD_CMD_FLAG_DF));
+    else T_EXPECT_ERRNO(h, nbd_pread(h, buf, 4096, 0, LIBNBD_CMD_FLAG_DF), EINVAL);
+    if (nbd_can_cache(h) > 0) {
+        T_NBD(nbd_cache(h, 4096, 0, 0));
+        T_EXPECT_ERRNO(h, nbd_cache(h, 4096, 0, 1u << 9), EINVAL); /* unknown */
+    }
     T_EXPECT_ERRNO(h, nbd_pread(h, buf, 4096, 0, LIBNBD_CMD_FLAG_REQ_ONE), EINVAL);
     T_EXPECT_ERRNO(h, nbd_pwrite(h, buf, 4096, 0, LIBNBD_CMD_FLAG_DF), EINVAL);
     T_EXPECT_ERRNO(h, nbd_pwrite(h, buf, 4096, 0, LIBNBD_CMD_FLAG_NO_HOLE), EINVAL);

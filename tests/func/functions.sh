@@ -3,12 +3,14 @@
 #   . "$(dirname "$0")/functions.sh"
 #   requires nbdinfo --version        # skip (exit 77) if a tool is missing
 #   tmp=$(mktmp)                      # a temp dir removed at exit
-#   port=$(free_port)                 # a free loopback TCP port
+#   port=$(free_port)                 # a free loopback TCP port, claimed
 #   cleanup_fn kill_pid $pid          # run at exit, in reverse order
 #   wait_for 10 "nbdinfo --size nbd://127.0.0.1:$port/vol0"   # bounded wait
+#   skip "why" / fail "why"           # exit 77 / exit 1
 #
 # Every process a test starts is stopped by pid at exit; every wait has a
 # timeout; ports come from free_port so parallel tests do not collide.
+# blockd processes are started through cluster.sh, which does all of this.
 
 set -u
 : "${BLOCKD:?BLOCKD must point at the blockd binary}"
@@ -16,11 +18,13 @@ set -u
 
 _cleanups=()
 cleanup_fn() { _cleanups+=("$*"); }
+# At exit the cleanups run in reverse order.  They see the test's status in
+# TEST_EXIT_STATUS (to print logs on failure) and may set it to 1 to fail a
+# test that found a fault only while stopping (a sanitizer report).
 _run_cleanups() {
-    local rc=$?
-    TEST_EXIT_STATUS=$rc   # cleanups may look (e.g. print logs on failure)
+    TEST_EXIT_STATUS=$?
     for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" || true; done
-    exit $rc
+    exit "$TEST_EXIT_STATUS"
 }
 trap _run_cleanups EXIT
 
@@ -29,15 +33,19 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 requires() { "$@" >/dev/null 2>&1 || skip "requires: $*"; }
 
+# mktmp: print a new temp dir, removed at exit.  Its name carries the
+# test's pid, so the removal (registered here, in the test's own shell)
+# also covers dirs made inside $(...), whose own cleanup list dies with
+# the subshell.  It runs last, after every process is stopped.
 mktmp() {
-    local d
-    d=$(mktemp -d "${TMPDIR:-/tmp}/blockd-test.XXXXXX")
-    cleanup_fn rm -rf "$d"
-    echo "$d"
+    mktemp -d "${TMPDIR:-/tmp}/blockd-test.$$.XXXXXX"
 }
+_tmp_release() { rm -rf "${TMPDIR:-/tmp}"/blockd-test.$$.*; }
+cleanup_fn _tmp_release
 
-# A free TCP port on 127.0.0.1 in 20000-59999, chosen at random and checked
-# by binding it; the caller binds it soon after.  Ports in the kernel's
+# free_port: print a free TCP port on 127.0.0.1 in 20000-59999, chosen at
+# random, checked by connecting to it and claimed for this test (see
+# port_claim); the caller binds it soon after.  Ports in the kernel's
 # ephemeral range (ip_local_port_range, usually from 32768) are avoided:
 # the kernel hands those to port-0 binds and outgoing connections, which
 # could take the port between this check and the caller's bind.
@@ -56,20 +64,34 @@ free_port() {
     fail "no free port"
 }
 
-# port_claim PORT: claim PORT for this test (a marker file other tests
-# see), unless another test holds it.  A marker older than an hour is stale
-# and taken over: every test ends within minutes, but one killed, or a
-# claim made inside $(...) (its cleanup list dies with the subshell), leaves
-# its marker behind.
+# port_claim PORT: claim PORT for this test, unless another live test holds
+# it.  The claim is a marker file holding the test's pid ($$, which a
+# $(...) subshell shares, so a claim made inside one is still this test's),
+# created atomically (noclobber), and released at exit.  A marker whose
+# test is gone (killed before its cleanup ran), or older than an hour (its
+# pid reused), is stale and taken over.
 port_claim() {
-    local m="${TMPDIR:-/tmp}/blockd-port-$1"
-    if [ -e "$m" ] && [ -z "$(find "$m" -mmin +60 2>/dev/null)" ]; then
+    local m="${TMPDIR:-/tmp}/blockd-port-$1" owner
+    ( set -C; echo $$ >"$m" ) 2>/dev/null && return 0
+    owner=$(cat "$m" 2>/dev/null)
+    if [ -n "$owner" ] && [ -d "/proc/$owner" ] && [ -z "$(find "$m" -mmin +60 2>/dev/null)" ]; then
         return 1
     fi
-    touch "$m"
-    cleanup_fn rm -f "$m"
+    rm -f "$m"
+    ( set -C; echo $$ >"$m" ) 2>/dev/null
 }
 
+# _port_release: at exit, remove every marker this test made.
+_port_release() {
+    local m
+    for m in "${TMPDIR:-/tmp}"/blockd-port-*; do
+        [ "$(cat "$m" 2>/dev/null)" = $$ ] && rm -f "$m"
+    done
+    return 0
+}
+cleanup_fn _port_release
+
+# kill_pid PID: SIGTERM, up to 10 s for it to go, then SIGKILL.
 kill_pid() {
     local pid=$1
     kill -TERM "$pid" 2>/dev/null || return 0

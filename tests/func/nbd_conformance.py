@@ -7,11 +7,14 @@
 # Environment (see nbd-functions.sh): NBD_TEST_HOST, NBD_TEST_PORT,
 # NBD_TEST_EXPORT (writable, >= 64 MiB), NBD_TEST_RO_EXPORT (optional),
 # NBD_TEST_UNIX (optional socket path), NBD_TEST_ADMIN (optional: the test
-# server's status, to see FUA reach the volume layer).
+# server's status, to see FUA reach the volume layer; over HTTPS when
+# NBD_TEST_ADMIN_CA names the CA, with the bearer token read from the file
+# NBD_TEST_ADMIN_TOKEN_FILE names: a real agent's admin endpoint).
 import errno
 import json
 import os
 import random
+import ssl
 import sys
 import traceback
 import urllib.request
@@ -83,9 +86,19 @@ def status_at(h, off):
 
 
 def admin_status():
+    """The server's /v1/status: over HTTPS with the token when
+    NBD_TEST_ADMIN_CA names the cluster CA (a real agent), else plain HTTP
+    (the test server)."""
     if not ADMIN:
         return None
-    with urllib.request.urlopen("http://%s/v1/status" % ADMIN, timeout=5) as r:
+    ca = os.environ.get("NBD_TEST_ADMIN_CA")
+    req = urllib.request.Request("%s://%s/v1/status" % ("https" if ca else "http", ADMIN))
+    tok = os.environ.get("NBD_TEST_ADMIN_TOKEN_FILE")
+    if tok:
+        with open(tok) as f:
+            req.add_header("Authorization", "Bearer " + f.read().strip())
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
+    with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
         return json.load(r)
 
 
@@ -115,13 +128,14 @@ def info_then_go():
     mn = h.get_block_size(nbd.SIZE_MINIMUM)
     pref = h.get_block_size(nbd.SIZE_PREFERRED)
     mx = h.get_block_size(nbd.SIZE_MAXIMUM)
-    assert mn == 4096 and pref >= 4096 and pref & (pref - 1) == 0, (mn, pref)
-    assert mx >= 1 * MiB and mx % mn == 0 and mx <= 32 * MiB, mx
-    assert size % mn == 0
+    # any alignment (partial blocks are read-modify-written), 4 KiB preferred
+    assert mn == 1 and pref == 4096, (mn, pref)
+    assert mx >= 1 * MiB and mx % pref == 0 and mx <= 32 * MiB, mx
+    assert size % pref == 0
     h.opt_go()
     assert (h.get_size(), h.is_read_only(), h.can_multi_conn()) == (size, ro, mc)
     assert h.can_flush() and h.can_fua() and h.can_trim() and h.can_zero()
-    assert h.can_fast_zero() and h.can_multi_conn() and not h.can_df()
+    assert h.can_fast_zero() and h.can_multi_conn() and h.can_df() and h.can_cache()
     h.shutdown()
 
 
@@ -310,6 +324,88 @@ def max_payload_and_split_trim():
     h.zero(span, 32 * MiB)
     assert h.pread(4096, 32 * MiB + span - 4096) == bytes(4096)
     h.trim(span, 32 * MiB)
+    h.shutdown()
+
+
+@test
+def unaligned_512_and_1_byte():
+    """512- and 1-byte aligned reads and writes, zeroes and trims match a
+    model; sectors of one 4 KiB block written in flight together (each a
+    read-modify-write of the same block) all land."""
+    h = connect()
+    h.set_strict_mode(0)
+    rnd = random.Random(int(os.environ.get("TEST_SEED", "1")))
+    base, span = 48 * MiB, 256 * 1024
+    h.pwrite(bytes(span), base)
+    model = bytearray(span)
+    for i in range(300):
+        align = 512 if i % 2 == 0 else 1
+        off = rnd.randrange(0, span // align) * align
+        n = min(span - off, rnd.choice([1, 2, 7, 511, 512, 1024, 3000, 4096, 9000]))
+        n = max(align, n - n % align)
+        if off + n > span:
+            continue
+        op = rnd.random()
+        if op < 0.6:
+            data = os.urandom(n)
+            h.pwrite(data, base + off, nbd.CMD_FLAG_FUA if rnd.random() < 0.1 else 0)
+            model[off:off + n] = data
+        elif op < 0.7:
+            h.zero(n, base + off)
+            model[off:off + n] = bytes(n)
+        elif op < 0.75:
+            h.trim(n, base + off)  # advisory: trims only whole blocks; reread below
+            a0, a1 = -(-(base + off) // 4096) * 4096, (base + off + n) // 4096 * 4096
+            if a1 > a0:
+                model[a0 - base:a1 - base] = h.pread(a1 - a0, a0)
+        else:
+            assert h.pread(n, base + off) == bytes(model[off:off + n]), (off, n)
+    assert h.pread(span, base) == bytes(model)
+    # eight 512-byte sectors of each of 16 blocks, all in flight at once
+    cookies = []
+    for blk in range(16):
+        for sec in rnd.sample(range(8), 8):
+            off = blk * 4096 + sec * 512
+            data = os.urandom(512)
+            model[off:off + 512] = data
+            cookies.append(h.aio_pwrite(data, base + off))
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+    for c in cookies:
+        assert h.aio_command_completed(c)
+    h.flush()
+    assert h.pread(span, base) == bytes(model)
+    # unaligned past the end: the clear errors aligned requests get
+    size = h.get_size()
+    expect_errno(lambda: h.pread(512, size - 100), errno.EINVAL)
+    expect_errno(lambda: h.pwrite(bytes(512), size - 100), errno.ENOSPC)
+    h.shutdown()
+
+
+@test
+def df_and_cache():
+    """A READ with DF comes in one chunk even over holes; CACHE of a range
+    succeeds, CACHE longer than the maximum payload is EINVAL."""
+    h = connect()
+    h.set_strict_mode(0)
+    off = 56 * MiB
+    h.zero(256 * 1024, off)
+    data = os.urandom(5000)
+    h.pwrite(data, off + 64 * 1024 + 3)
+    want = bytes(64 * 1024 + 3) + data + bytes(256 * 1024 - 64 * 1024 - 3 - 5000)
+    chunks = []
+
+    def chunk(buf, o, status, err):
+        chunks.append((o, bytes(buf), status))
+        return 0
+
+    h.pread_structured(256 * 1024 - 1, off + 1, chunk, nbd.CMD_FLAG_DF)
+    assert len(chunks) == 1 and chunks[0][2] == nbd.READ_DATA, [(o, s) for o, _, s in chunks]
+    assert chunks[0][0] == off + 1 and chunks[0][1] == want[1:], chunks[0][0]
+    h.cache(1 * MiB + 17, off - 5)
+    mx = h.get_block_size(nbd.SIZE_MAXIMUM)
+    expect_errno(lambda: h.cache(mx + 4096, 0), errno.EINVAL)
+    h.pread(4096, 0)
     h.shutdown()
 
 

@@ -8,8 +8,11 @@
 # FLUSH, READ, and requests the spec says fail the same way everywhere:
 # past the end (ENOSPC for writes, EINVAL otherwise) and length 0 (an error
 # from both, EINVAL from ours: see both()).
-# Unaligned requests are left out on purpose: nbdkit memory advertises a
-# minimum block size of 1, we advertise 4096, so they differ by design.
+# Both advertise a minimum block size of 1: a third of the writes, zeroes
+# and reads are 512- or 1-byte aligned (for ours a read-modify-write of
+# the 4 KiB blocks they touch).  TRIM stays aligned: ours trims only the
+# whole blocks inside an unaligned range (advisory; nbdkit memory zeroes
+# the bytes), so what reads back after one differs by design.
 # On a mismatch the seed and the last 40 operations are printed.
 import os
 import random
@@ -63,7 +66,11 @@ def both(desc, fa, fb, zero_len=False):
         sys.exit(1)
 
 
-def rand_range(max_blocks=64):
+def rand_range(max_blocks=64, unaligned=False):
+    if unaligned and rnd.random() < 1 / 3:
+        u = rnd.choice([1, 512])
+        n = max(u, rnd.randint(1, max_blocks * B) // u * u)
+        return rnd.randrange(0, (size - n) // u + 1) * u, n
     n = rnd.randint(1, max_blocks)
     off = rnd.randrange(0, size // B - n + 1) * B
     return off, n * B
@@ -72,13 +79,13 @@ def rand_range(max_blocks=64):
 for i in range(n_ops):
     op = rnd.random()
     if op < 0.30:
-        off, n = rand_range()
+        off, n = rand_range(unaligned=True)
         data = os.urandom(n)
         fl = nbd.CMD_FLAG_FUA if rnd.random() < 0.2 else 0
         both("write %d+%d fua=%d" % (off, n, fl), lambda: a.pwrite(data, off, fl),
              lambda: b.pwrite(data, off, fl))
     elif op < 0.40:
-        off, n = rand_range(256)
+        off, n = rand_range(256, unaligned=True)
         fl = nbd.CMD_FLAG_NO_HOLE if rnd.random() < 0.5 else 0
         both("zero %d+%d flags=%d" % (off, n, fl), lambda: a.zero(n, off, fl),
              lambda: b.zero(n, off, fl))
@@ -88,11 +95,11 @@ for i in range(n_ops):
     elif op < 0.52:
         both("flush", a.flush, b.flush)
     elif op < 0.88:
-        off, n = rand_range()
+        off, n = rand_range(unaligned=True)
         both("read %d+%d" % (off, n), lambda: a.pread(n, off), lambda: b.pread(n, off))
     else:
         kind = rnd.randrange(8)
-        off = [size, size - B, 2**64 - 512, 2**64 - B][rnd.randrange(4)]
+        off = [size, size - B, 2**64 - 512, 2**64 - B, size - 100][rnd.randrange(5)]
         n = [B, 2 * B][rnd.randrange(2)]
         if off >= size or off + n > size:
             pass

@@ -3,8 +3,10 @@
 # its journal, three times.  After each restart every write the agent had
 # acknowledged must read back (the journal is replayed and shipped), and no
 # block may hold data older than its last acknowledged write, another
-# block's data or garbage.  A long flush age keeps data dirty in the cache
-# when the kill lands.  Also reports journal replay time (agent log).
+# block's data or garbage.  A long flush age and no flush or FUA in the
+# workload (either makes the agent ship everything it holds) keep data
+# dirty in the cache when the kill lands; the test fails if none is.  Also
+# reports journal replay time (agent log).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbdkit.sh"
 . "$(dirname "$0")/cluster.sh"
@@ -23,14 +25,16 @@ uri=$(cluster_uri vol0)
 init=zero
 for k in 1 2 3; do
     s=$((seed + k))
-    # Mostly writes, few flushes: lots of acknowledged, unflushed data.
+    # Writes, trims and zeroes, never a flush: acknowledged, unflushed data.
     "$BLOCKD_FSX" --uri "$uri" --seed "$s" --log "$tmp/fsx-$k.log" --op-timeout 30 \
-        --duration 30 --init "$init" --mix flush=1,reconnect=0 --out-dir "$tmp" \
-        >"$tmp/fsx-$k.out" 2>&1 &
+        --duration 30 --init "$init" --mix flush=0,fua=0,multiconn=0,reconnect=0 \
+        --out-dir "$tmp" >"$tmp/fsx-$k.out" 2>&1 &
     fsx=$!
     sleep 3
-    dirty=$(curl -s "http://${CLUSTER_ADMIN[agent1]}/v1/status" | jq '.volumes.dirty_bytes // 0')
+    dirty=$(cluster_field agent1 /v1/status '.volumes.dirty_bytes // 0')
     cluster_kill agent1
+    # Nothing dirty would make this a plain restart test.
+    [ "$dirty" -gt 0 ] || fail "kill $k: no unshipped data in the agent's cache at the kill"
     wait $fsx || rc=$?
     [ "${rc:-0}" -eq 3 ] || [ "${rc:-0}" -eq 0 ] ||
         { tail -20 "$tmp/fsx-$k.out"; fail "fsx failed before the kill"; }

@@ -13,7 +13,9 @@ requires /usr/bin/python3 -c 'import nbd'
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktmp)
 
-cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 >/dev/null 2>&1
+# The errors-* programs expect a server without TLS (errors-starttls):
+# test-nbd-tls.sh tests the agent with it.
+cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 --set 'agent.nbd_tls="off"' >/dev/null 2>&1
 cluster_start >/dev/null
 cluster_wait_ready 30
 # Each script gets a fresh volume of the size it was written for (they
@@ -22,7 +24,8 @@ for v in copy256:256M conf:96M nbdcopy:64M qemu:64M fio:64M diff:64M err:64M big
     cluster_create_volume "${v%%:*}" "${v#*:}" >/dev/null
 done
 export NBD_TEST_URI="nbd://${CLUSTER_NBD[agent1]}" NBD_TEST_BIG_EXPORT=big0
-export NBD_TEST_ADMIN="${CLUSTER_ADMIN[agent1]}"
+export NBD_TEST_ADMIN="${CLUSTER_ADMIN[agent1]}" NBD_TEST_ADMIN_CA="$CLUSTER_CA" \
+    NBD_TEST_ADMIN_TOKEN_FILE="$CLUSTER_READ_TOKEN_FILE"
 
 n=0
 bad=0

@@ -6,12 +6,14 @@
 # error reply -- while a client on another connection keeps storing and
 # reading blobs, and nothing stored is harmed.
 . "$(dirname "$0")/functions.sh"
-. "$(dirname "$0")/blob-lib.sh"
+. "$(dirname "$0")/cluster.sh"
 set -e
 
 tmp=$(mktmp)
-blob_setup "$tmp"
-blob_run
+cluster_init "$tmp/c" --proxies 0 --blobs 1 --agents 0 --set blob.heartbeat_ms=100
+cluster_start
+cluster_wait_ready 20
+cli() { cluster_blobcli blob1 "$@"; }
 
 # A well-behaved client works through all of it.
 cli storm --count 3000 --inflight 16 --size 4096 --start-id 1000 --acked "$tmp/acked" \
@@ -25,15 +27,19 @@ for round in 1 2 3; do
     done
 done
 
-# A peer of another cluster, or with the wrong secret, is refused.
-out=$("$BLOBCLI" --cluster other --addr "$BLOB_ADDR" --timeout-ms 3000 report 2>&1 || true)
-[[ $out == *error* ]] || fail "other cluster was served: $out"
-out=$("$BLOBCLI" --cluster functest --secret wrong --addr "$BLOB_ADDR" --timeout-ms 3000 report 2>&1 || true)
-[[ $out == *error* ]] || fail "wrong secret was served: $out"
+# A peer without a certificate, or with one of another cluster's CA, is
+# refused at its TLS handshake.
+out=$("$BLOBCLI" --cluster "$CLUSTER_ID" --addr "${CLUSTER_WIRE[blob1]}" --timeout-ms 3000 report 2>&1 || true)
+[[ $out == *error* ]] || fail "a peer without TLS was served: $out"
+"$BLOCKD" cert ca --dir "$tmp/other-ca" --cluster "$CLUSTER_ID" >/dev/null
+"$BLOCKD" cert issue --ca "$tmp/other-ca" --role ctl --id blobcli --out "$tmp/other" >/dev/null
+out=$("$BLOBCLI" --cluster "$CLUSTER_ID" --ca "$CLUSTER_CA" --cert "$tmp/other.pem" --key "$tmp/other.key" \
+    --addr "${CLUSTER_WIRE[blob1]}" --timeout-ms 3000 report 2>&1 || true)
+[[ $out == *error* ]] || fail "a certificate of another CA was served: $out"
 
 # Raw bytes from bash: random garbage, then an oversized header.
 for i in 1 2 3; do
-    exec 3<>"/dev/tcp/127.0.0.1/$BLOB_PORT"
+    exec 3<>"/dev/tcp/${CLUSTER_WIRE[blob1]/://}"
     head -c 4096 /dev/urandom >&3 || true
     exec 3>&-
 done
@@ -41,6 +47,8 @@ done
 wait "$storm" || fail "storm failed: $(cat "$tmp/storm.out")"
 grep -q "ok 3000 failed 0" "$tmp/storm.out" || fail "storm: $(cat "$tmp/storm.out")"
 cli verify --ids "$tmp/acked" --size 4096 | grep -q "ok 3000 failed 0" || fail "verify"
-kill -0 "$BLOB_PID" || fail "the server died"
-grep -q "protocol" "$tmp/blob.log" || grep -q "closing" "$tmp/blob.log" || fail "no log line for bad frames"
+cluster_running blob1 || fail "the server died"
+log=$CLUSTER_DIR/blob1/blockd.log
+grep -q "protocol" "$log" || grep -q "closing" "$log" || fail "no log line for bad frames"
+cluster_stop_all
 echo "blob bad input: all cases handled, server kept serving"

@@ -5,13 +5,16 @@
 # deleted: never again); stale epochs fenced; compression transparent to
 # GET; a clean SIGTERM keeps everything; and the admin endpoints.
 . "$(dirname "$0")/functions.sh"
-. "$(dirname "$0")/blob-lib.sh"
+. "$(dirname "$0")/cluster.sh"
 set -e
 requires curl --version
 
 tmp=$(mktmp)
-blob_setup "$tmp" '"compression": "auto", "segment_bytes": "2M", "max_blob_bytes": "1M"'
-blob_run
+cluster_init "$tmp/c" --proxies 0 --blobs 1 --agents 0 --set blob.heartbeat_ms=100 \
+    --set blob.compression='"auto"' --set blob.segment_bytes='"2M"' --set blob.max_blob_bytes='"1M"'
+cluster_start
+cluster_wait_ready 20
+cli() { cluster_blobcli blob1 "$@"; }
 
 # expect NEEDLE CMD...: CMD's output contains NEEDLE (its exit status aside).
 expect() {
@@ -65,18 +68,18 @@ expect ok cli delete --id 22 --partition 6                         # already del
 
 # Report and admin status agree.
 cli report | grep -q '^blobs=9$' || fail "report: $(cli report)"
-[ "$(status_field blobs)" = 9 ] || fail "status blobs: $(status_field blobs)"
-[ "$(status_field failed)" = false ] || fail "status failed"
-curl -sf "http://$BLOB_ADMIN/metrics" | grep -q 'blockd_blob_requests_total{role="blob.7",op="put"}' ||
+[ "$(cluster_field blob1 /v1/status .blobs)" = 9 ] || fail "status blobs: $(cluster_status blob1)"
+[ "$(cluster_field blob1 /v1/status .failed)" = false ] || fail "status failed"
+cluster_get blob1 /metrics | grep -q 'blockd_blob_requests_total{role="blob.11",op="put"}' ||
     fail "metrics lack per-op request counts"
-curl -sf "http://$BLOB_ADMIN/metrics" | grep -q 'blockd_blob_commit_batches_total' ||
+cluster_get blob1 /metrics | grep -q 'blockd_blob_commit_batches_total' ||
     fail "metrics lack group-commit counts"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$BLOB_ADMIN/v1/nope")" = 404 ] || fail "404"
+[ "$(cluster_curl -o /dev/null -w '%{http_code}' "$(cluster_url blob1 /v1/nope)")" = 404 ] || fail "404"
 
 # A clean stop and restart keeps everything.
-kill -TERM "$BLOB_PID"
-wait "$BLOB_PID" || fail "blockd exited with status $? on SIGTERM"
-blob_run
+cluster_stop blob1 || fail "blockd did not stop cleanly on SIGTERM"
+cluster_start blob1
+cluster_wait_ready 20
 expect verified cli get --id 1 --size 100000
 expect verified cli get --id 3 --size 1M --compressible
 expect status=ENOENT cli get --id 22 --partition 6

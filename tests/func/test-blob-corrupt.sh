@@ -7,24 +7,29 @@
 # through BLOB_REPORT and /v1/status, every other blob reads back intact,
 # and a put of the right bytes heals a bad blob, also across a restart.
 . "$(dirname "$0")/functions.sh"
-. "$(dirname "$0")/blob-lib.sh"
+. "$(dirname "$0")/cluster.sh"
 set -e
 requires curl --version
 
 tmp=$(mktmp)
-blob_setup "$tmp" '"segment_bytes": "1M", "max_blob_bytes": "64K", "scrub_bytes_per_sec": "64M"'
-blob_run
+cluster_init "$tmp/c" --proxies 0 --blobs 1 --agents 0 --set blob.heartbeat_ms=100 \
+    --set blob.segment_bytes='"1M"' --set blob.max_blob_bytes='"64K"' \
+    --set blob.scrub_bytes_per_sec='"64M"'
+cluster_start
+cluster_wait_ready 20
+cli() { cluster_blobcli blob1 "$@"; }
+bad_blobs() { cluster_field blob1 /v1/status .bad_blobs; }
 
 size=10000
 rec=10080            # align8(64-byte header + 3 chunk checksums + 10000 bytes)
 for id in $(seq 1 110); do cli put --id "$id" --size $size >/dev/null; done
-kill -TERM "$BLOB_PID"
-wait "$BLOB_PID"
+cluster_stop blob1 || fail "unclean stop"
 
 # 104 records fit in the first 1 MiB segment; blob 105 starts the second.
-seg1=$tmp/data/p1/0000000000000001.seg
-seg2=$tmp/data/p1/0000000000000002.seg
-[ -f "$tmp/data/p1/0000000000000001.idx" ] || fail "first segment was not sealed"
+data=$CLUSTER_DIR/blob1/data
+seg1=$data/p1/0000000000000001.seg
+seg2=$data/p1/0000000000000002.seg
+[ -f "$data/p1/0000000000000001.idx" ] || fail "first segment was not sealed"
 [ -f "$seg2" ] || fail "no second segment"
 
 # flip FILE OFFSET: xor one byte with 0x55 in place.
@@ -37,7 +42,8 @@ flip "$seg1" $((64 + 6 * rec + 76 + 5000))   # data of blob 7
 flip "$seg1" $((64 + 11 * rec + 20))         # header of blob 12
 flip "$seg2" $((64 + 1 * rec + 76 + 9000))   # data of blob 106
 
-blob_run
+cluster_start
+cluster_wait_ready 20
 for id in 7 12 106; do
     out=$(cli get --id "$id" --size $size || true)
     [[ $out == *status=ECSUM* ]] || fail "blob $id: expected a checksum error, got: $out"
@@ -50,21 +56,22 @@ wait_for 20 "[ \$(cli report | grep -c '^bad ') -eq 3 ]"
 cli report | grep -q '^bad 7 1$' || fail "blob 7 not reported: $(cli report)"
 cli report | grep -q '^bad 12 1$' || fail "blob 12 not reported: $(cli report)"
 cli report | grep -q '^bad 106 1$' || fail "blob 106 not reported: $(cli report)"
-[ "$(status_field bad_blobs)" = 3 ] || fail "status bad_blobs $(status_field bad_blobs)"
-wait_for 20 "curl -sf http://$BLOB_ADMIN/v1/status | grep -q '\"passes\":[[:space:]]*[1-9]'"
-grep -q "is bad" "$tmp/blob.log" || fail "no log line for the bad blobs"
+[ "$(bad_blobs)" = 3 ] || fail "status bad_blobs $(bad_blobs)"
+wait_for 20 "cluster_status blob1 | grep -q '\"passes\":[[:space:]]*[1-9]'"
+grep -q "is bad" "$CLUSTER_DIR/blob1/blockd.log" || fail "no log line for the bad blobs"
 
 # The proxy's repair: a put of the same bytes heals; other bytes do not.
 cli put --id 7 --size $size --seed 9 | grep -q status=EIMMUTABLE || fail "heal with other bytes"
 cli put --id 7 --size $size | grep -q stored_len || fail "heal refused"
 cli get --id 7 --size $size | grep -q verified || fail "healed blob 7 does not read back"
-[ "$(status_field bad_blobs)" = 2 ] || fail "bad_blobs after heal $(status_field bad_blobs)"
+[ "$(bad_blobs)" = 2 ] || fail "bad_blobs after heal $(bad_blobs)"
 
-kill -TERM "$BLOB_PID"
-wait "$BLOB_PID"
-blob_run
+cluster_stop blob1 || fail "unclean stop"
+cluster_start
+cluster_wait_ready 20
 cli get --id 7 --size $size | grep -q verified || fail "heal lost at restart"
-[ "$(status_field bad_blobs)" = 2 ] || fail "bad list not durable: $(status_field bad_blobs)"
+[ "$(bad_blobs)" = 2 ] || fail "bad list not durable: $(bad_blobs)"
 out=$(cli get --id 12 --size $size || true)
 [[ $out == *status=ECSUM* ]] || fail "blob 12 after restart: $out"
+cluster_stop_all
 echo "blob corruption: 3 flipped bytes detected, reported, never served; heal works"

@@ -6,17 +6,20 @@
 # checksum, and the server takes new puts.  The storm tool writes each
 # acknowledged id to a file the moment its ack arrives.
 . "$(dirname "$0")/functions.sh"
-. "$(dirname "$0")/blob-lib.sh"
+. "$(dirname "$0")/cluster.sh"
 set -e
 
 tmp=$(mktmp)
-blob_setup "$tmp" '"segment_bytes": "8M", "max_blob_bytes": "1M", "compression": "auto"'
+cluster_init "$tmp/c" --proxies 0 --blobs 1 --agents 0 --set blob.heartbeat_ms=100 \
+    --set blob.segment_bytes='"8M"' --set blob.max_blob_bytes='"1M"' --set blob.compression='"auto"'
+cli() { cluster_blobcli blob1 "$@"; }
 sizes=(4096 1000 65536 262144)
 seed=${TEST_SEED:-$RANDOM}
 echo "seed $seed"
 
 for round in 0 1 2 3; do
-    blob_run
+    cluster_start
+    cluster_wait_ready 20
     size=${sizes[$round]}
     acked=$tmp/acked.$round
     : >"$acked"
@@ -28,12 +31,12 @@ for round in 0 1 2 3; do
     cleanup_fn "kill $storm 2>/dev/null"
     want=$((200 + (seed + round * 37) % 400))
     wait_for 30 "[ \$(wc -l <'$acked') -ge $want ]"
-    kill -KILL "$BLOB_PID"
-    wait "$BLOB_PID" 2>/dev/null || true
+    cluster_kill blob1
     wait "$storm" 2>/dev/null || true
     echo "round $round: killed after $(wc -l <"$acked") acknowledged puts of $size bytes"
     # Every earlier round's blobs too, after each restart.
-    blob_run
+    cluster_start
+    cluster_wait_ready 20
     for r in $(seq 0 "$round"); do
         extra=()
         [ $((r % 2)) = 1 ] && extra=(--compressible)
@@ -43,8 +46,7 @@ for round in 0 1 2 3; do
     done
     cli put --id $((round * 1000000 + 999999)) --size 100 | grep -q stored_len ||
         fail "no puts after restart"
-    kill -TERM "$BLOB_PID"
-    wait "$BLOB_PID" || fail "unclean stop"
+    cluster_stop blob1 || fail "unclean stop"
 done
-grep -h "cutting\|torn" "$tmp/blob.log" || true
+grep -h "cutting\|torn" "$CLUSTER_DIR/blob1/blockd.log" || true
 echo "blob kill: every acknowledged blob survived 4 SIGKILLs"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # C10 (CONTRACT row 4, pause): a stale agent is fenced.  Agent 1 writes and
 # flushes, then writes more that stays in its cache, and is paused
-# (SIGSTOP).  Agent 2 is refused the volume while agent 1 holds it; an
-# operator force-detaches agent 1 (DELETE /v1/volumes/vol0/attachment), agent
-# 2 attaches (a new generation), overwrites everything and flushes.  Agent 1
-# resumes: its stale cached writes must be refused (fenced at the Raft
-# commit), never reach the volume, and its client must get errors; agent 2's
-# data must stand.
+# (SIGSTOP).  Agent 2 is refused the volume (it is attached to agent 1);
+# attaching it to agent 2 is refused while agent 1 has it, until the
+# operator forces it (`blockd ctl volume attach vol0 agent2 --force`),
+# which fences agent 1; agent 2 attaches (a new generation), overwrites
+# everything and flushes.  Agent 1 resumes: its stale cached writes must be
+# refused (fenced at the Raft commit), never reach the volume, and its
+# client must get errors; agent 2's data must stand.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/cluster.sh"
 set -e
@@ -43,16 +44,18 @@ cleanup_fn kill_pid $a1
 wait_for 20 "grep -q written $tmp/a1.out"
 cluster_pause agent1
 
-# Agent 2 is refused while agent 1 holds the attach.
+# Agent 2 is refused: vol0 is attached to agent 1.
 if "$py" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1])' "$uri2" 2>"$tmp/refused"; then
-    fail "agent 2 attached a volume agent 1 holds"
+    fail "agent 2 served a volume attached to agent 1"
 fi
-echo "agent 2 refused while agent 1 holds vol0: $(tail -1 "$tmp/refused")"
+echo "agent 2 refused vol0 (attached to agent 1): $(tail -1 "$tmp/refused")"
 
-tok=$(cat "$CLUSTER_TOKEN_FILE")
-code=$(curl -s -o "$tmp/detach" -w '%{http_code}' -X DELETE -H "Authorization: Bearer $tok" \
-    "http://${CLUSTER_ADMIN[proxy1]}/v1/volumes/vol0/attachment")
-[ "$code" = 200 ] || fail "force-detach: HTTP $code $(cat "$tmp/detach")"
+if cluster_ctl volume attach vol0 agent2 2>"$tmp/busy"; then
+    fail "vol0 was attached to agent 2 while agent 1 has it"
+fi
+grep -q "HTTP 409" "$tmp/busy" || fail "attach elsewhere: $(cat "$tmp/busy")"
+cluster_ctl volume attach vol0 agent2 --force | grep -q "^vol0 .* agent2" ||
+    fail "the forced attach to agent 2"
 
 "$py" - "$uri2" <<'PY' || fail "agent 2 could not take over"
 import nbd, sys

@@ -39,7 +39,7 @@ cluster_start "$leader"
 echo "restarted blob2 and $leader"
 wait $fiopid || { cat "$tmp/fio.out"; tail -c 3000 "$tmp/fio.json"; fail "fio failed"; }
 # fio does not fail on a failed flush; the agent counts every error reply.
-errs=$(curl -s "http://${CLUSTER_ADMIN[agent1]}/metrics" |
+errs=$(cluster_get agent1 /metrics |
     awk '/^blockd_nbd_request_errors_total/ {s += $2} END {print s + 0}')
 [ "$errs" = 0 ] || fail "the agent answered $errs NBD requests with an error"
 python3 - "$tmp/fio.json" <<'PY'

@@ -10,6 +10,7 @@ set -e
 requires nbdcopy --version
 requires curl --version
 requires nbdsh --version
+requires nbdinfo --version
 
 for p in 7101 7102 7103 7201 7202 7203 8101 8102 8103 8201 8202 8203 8301 10809; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -27,6 +28,10 @@ tok=$(cat "$BLOCKD_DATA/admin.token" 2>/dev/null || true)
 
 timeout 180 "$qs" --detach >"$tmp/qs1.log" 2>&1 || { cat "$tmp/qs1.log"; fail "quickstart failed"; }
 grep -q "NBD URI:  $uri" "$tmp/qs1.log" || fail "quickstart did not print the URI"
+# vol0 is attached to the agent, which gives it its own socket.
+sock=$BLOCKD_DATA/vols/vol0.sock
+grep -q "vol0's socket:  $sock" "$tmp/qs1.log" || fail "quickstart did not print vol0's socket"
+nbdinfo --size "nbd+unix:///?socket=$sock" | grep -qx 1073741824 || fail "vol0's own socket"
 tok=$(cat "$BLOCKD_DATA/admin.token")
 [ "$(stat -c %a "$BLOCKD_DATA/admin.token")" = 600 ] || fail "admin token not 0600"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["processes"])==7
@@ -66,9 +71,12 @@ api=127.0.0.1:8102 # a follower or the leader: any proxy answers
 code() { # code METHOD PATH [BODY] [extra curl args...]
     local m=$1 p=$2 b=${3:-}
     shift 3 2>/dev/null || shift $#
-    curl -s -o "$tmp/body" -w '%{http_code}' -X "$m" "$@" ${b:+--data-binary "$b"} "http://$api$p"
+    curl -s --cacert "$ca" -o "$tmp/body" -w '%{http_code}' -X "$m" "$@" ${b:+--data-binary "$b"} \
+        "https://$api$p"
 }
+ca=$BLOCKD_DATA/tls/ca/ca.pem
 auth=(-H "Authorization: Bearer $tok" -H "Content-Type: application/json")
+rd=(-H "Authorization: Bearer $tok")
 expect() { # expect CODE METHOD PATH BODY [curl args...]
     local want=$1
     shift
@@ -76,16 +84,21 @@ expect() { # expect CODE METHOD PATH BODY [curl args...]
     got=$(code "$@")
     [ "$got" = "$want" ] || fail "$2 $3 ${4:-}: HTTP $got, expected $want ($(cat "$tmp/body"))"
 }
-expect 200 GET /v1/status ""
+# HTTPS only, a token for every call but /metrics and /healthz (issue 12).
+expect 401 GET /v1/volumes ""
+expect 200 GET /healthz ""
+plain=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$api/healthz" || true)
+[ "$plain" != 200 ] || fail "the admin API answered plain HTTP"
+expect 200 GET /v1/status "" "${rd[@]}"
 grep -q '"raft"' "$tmp/body" || fail "status has no raft section"
-expect 200 GET /v1/cluster ""
-expect 200 GET /v1/volumes ""
+expect 200 GET /v1/cluster "" "${rd[@]}"
+expect 200 GET /v1/volumes "" "${rd[@]}"
 expect 200 GET /metrics ""
 grep -q '^blockd_raft_term' "$tmp/body" || fail "metrics have no raft term"
 ! grep -q "$tok" "$tmp/body" || fail "the token appears in /metrics"
 expect 201 POST /v1/volumes '{"name": "api-1", "size": "1G"}' "${auth[@]}"
 grep -q '"name":[[:space:]]*"api-1"' "$tmp/body" || fail "create body"
-expect 200 GET /v1/volumes/api-1 ""
+expect 200 GET /v1/volumes/api-1 "" "${rd[@]}"
 expect 409 POST /v1/volumes '{"name": "api-1", "size": 4096}' "${auth[@]}"
 expect 400 POST /v1/volumes '{"name": "api-2", "size": 4097}' "${auth[@]}"
 grep -q size "$tmp/body" || fail "400 does not name the field"
@@ -107,28 +120,43 @@ expect 401 POST /v1/volumes '{"name": "api-3", "size": 4096}' -H "Authorization:
 expect 401 POST "/v1/volumes?token=$tok" '{"name": "api-3", "size": 4096}' -H "Content-Type: application/json"
 expect 415 POST /v1/volumes '{"name": "api-3", "size": 4096}' -H "Authorization: Bearer $tok" -H "Content-Type: text/plain"
 head -c 70000 /dev/zero | tr '\0' ' ' >"$tmp/big"
-got=$(curl -s -o /dev/null -w '%{http_code}' -X POST "${auth[@]}" --data-binary @"$tmp/big" "http://$api/v1/volumes")
+got=$(curl -s --cacert "$ca" -o /dev/null -w '%{http_code}' -X POST "${auth[@]}" --data-binary @"$tmp/big" "https://$api/v1/volumes")
 [ "$got" = 413 ] || fail "oversized body: HTTP $got"
-expect 404 GET /v1/volumes/nope ""
-expect 404 GET /v1/nothing ""
+expect 404 GET /v1/volumes/nope "" "${rd[@]}"
+expect 404 GET /v1/nothing "" "${rd[@]}"
 expect 405 PUT /v1/volumes '{}' "${auth[@]}"
 expect 200 PATCH /v1/volumes/api-1 '{"size": "2G"}' "${auth[@]}"
 expect 409 PATCH /v1/volumes/api-1 '{"size": 4096}' "${auth[@]}"
 expect 201 POST /v1/volumes/api-1/snapshots '{"name": "s1"}' "${auth[@]}"
-expect 200 GET /v1/volumes/api-1/snapshots ""
+expect 200 GET /v1/volumes/api-1/snapshots "" "${rd[@]}"
 grep -q '"s1"' "$tmp/body" || fail "snapshot not listed"
 expect 201 POST /v1/volumes '{"name": "api-clone", "snapshot": {"volume": "api-1", "name": "s1"}}' "${auth[@]}"
 expect 204 DELETE /v1/volumes/api-clone "" "${auth[@]}"
 expect 204 DELETE /v1/volumes/api-1/snapshots/s1 "" "${auth[@]}"
-# A volume attached by the agent (a client holds it open): deleting it is a
-# conflict.
+# Attachments (README "Security"): the agent serves a volume only once it
+# is attached to it; attaching it elsewhere is a conflict unless forced;
+# an attached volume cannot be deleted.
 expect 201 POST /v1/volumes '{"name": "held", "size": "64M"}' "${auth[@]}"
+if nbdinfo --size nbd://127.0.0.1:10809/held >/dev/null 2>&1; then
+    fail "the agent served a volume attached to no agent"
+fi
+expect 400 POST /v1/volumes/held/attach '{"agent": "a/b"}' "${auth[@]}"
+expect 400 POST /v1/volumes/held/attach '{"agent": "local-agent", "read_only": 1}' "${auth[@]}"
+expect 400 POST /v1/volumes/held/attach '{"agent": "local-agent", "extra": 1}' "${auth[@]}"
+expect 404 POST /v1/volumes/nope/attach '{"agent": "local-agent"}' "${auth[@]}"
+expect 200 POST /v1/volumes/held/attach '{"agent": "local-agent"}' "${auth[@]}"
+grep -q '"attached_to":[[:space:]]*"local-agent"' "$tmp/body" || fail "attach body: $(cat "$tmp/body")"
+expect 409 POST /v1/volumes/held/attach '{"agent": "elsewhere"}' "${auth[@]}"
+grep -q "attached to agent local-agent" "$tmp/body" || fail "409 does not say where: $(cat "$tmp/body")"
 nbdsh -u nbd://127.0.0.1:10809/held -c 'import time; time.sleep(20)' &
 holder=$!
 cleanup_fn kill_pid $holder
-wait_for 15 "curl -s http://$api/v1/volumes/held | grep -q '\"attached_to\":[[:space:]]*\"local-agent\"'"
+wait_for 15 "curl -s --cacert '$ca' -H 'Authorization: Bearer $tok' https://$api/v1/volumes/held | grep -q '\"writer\":[[:space:]]*\"local-agent\"'"
 expect 409 DELETE /v1/volumes/held "" "${auth[@]}"
 kill $holder; wait $holder 2>/dev/null || true
+expect 200 DELETE "/v1/volumes/held/attach?force=1" "" "${auth[@]}"
+grep -q '"attached_to":[[:space:]]*""' "$tmp/body" || fail "detach body: $(cat "$tmp/body")"
+expect 204 DELETE /v1/volumes/held "" "${auth[@]}"
 expect 204 DELETE /v1/volumes/api-1 "" "${auth[@]}"
 expect 404 DELETE /v1/volumes/api-1 "" "${auth[@]}"
 

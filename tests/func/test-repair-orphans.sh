@@ -3,7 +3,7 @@
 # commit never happened) are deleted after the orphan grace, never before,
 # and live blobs are untouched (defends C13, C9).
 . "$(dirname "$0")/functions.sh"
-. "$(dirname "$0")/cluster-lib.sh"
+. "$(dirname "$0")/cluster.sh"
 set -e
 requires curl --version
 requires python3 --version
@@ -11,36 +11,39 @@ requires python3 --version
 GRACE=40000   # the smallest grace the config accepts (twice the write deadline)
 MIB=8
 tmp=$(mktmp)
-cluster_setup "$tmp" 3 "\"repair_interval_ms\": 500, \"orphan_grace_ms\": $GRACE"
+cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 0 \
+    --set proxy.node_timeout_ms=1500 --set proxy.election_timeout_ms=1000 \
+    --set blob.heartbeat_ms=200 --set blob.segment_bytes='"32M"' --set blob.max_blob_bytes='"4M"' \
+    --set proxy.repair_interval_ms=500 --set proxy.orphan_grace_ms=$GRACE
 cluster_start
-vol_create v 1G
-vol_write v 41 "$MIB"
-wait_for 20 every_partition_in_sync "$MIB"
+cluster_wait_ready 30
+repair_field() { cluster_field leader /v1/status ".repair.$1"; }
+cluster_create_volume v 1G --attach volcli
+cluster_vol_write v 41 "$MIB"
+wait_for 20 cluster_in_sync "$MIB"
 
-live0=$(for p in $(part_ids); do blob_ids 1 "$p"; done | wc -l)
+live() { for p in $(cluster_partitions | cut -d' ' -f1); do cluster_blob_ids blob1 "$p"; done | wc -l; }
+live0=$(live)
 
 # Orphans: huge ids no lease ever reaches, in a partition that exists, at
 # its current epoch; on one server or on all three of its members.
-part=$(part_ids | head -1)
-read -r -a members <<<"$(part_members "$part")"
-epoch=$(cluster_json | python3 -c '
-import json, sys
-print([p["epoch"] for p in json.load(sys.stdin)["partitions"] if p["id"] == int(sys.argv[1])][0])' "$part")
+read -r part epoch m1 m2 m3 <<<"$(cluster_partitions | head -1)"
+members=("$(cluster_node_name "$m1")" "$(cluster_node_name "$m2")" "$(cluster_node_name "$m3")")
 base=$(((1 << 62) + (1 << 40)))
 orphans=()
 for k in 1 2 3; do
     id=$((base + k))
-    blob_cli $((members[0] - 10)) put --id "$id" --partition "$part" --epoch "$epoch" --size 8192 --seed "$k" >/dev/null
-    orphans+=("$((members[0] - 10)):$id")
+    cluster_blobcli "${members[0]}" put --id "$id" --partition "$part" --epoch "$epoch" --size 8192 --seed "$k" >/dev/null
+    orphans+=("${members[0]}:$id")
 done
 for m in "${members[@]}"; do
     id=$((base + 10))
-    blob_cli $((m - 10)) put --id "$id" --partition "$part" --epoch "$epoch" --size 4096 >/dev/null
-    orphans+=("$((m - 10)):$id")
+    cluster_blobcli "$m" put --id "$id" --partition "$part" --epoch "$epoch" --size 4096 >/dev/null
+    orphans+=("$m:$id")
 done
 t0=$SECONDS
 
-present() { blob_cli "${1%%:*}" stat --id "${1##*:}" >/dev/null 2>&1; }
+present() { cluster_blobcli "${1%%:*}" stat --id "${1##*:}" >/dev/null 2>&1; }
 
 # Half the grace later (many passes): nothing deleted yet.
 sleep $((GRACE / 2000))
@@ -60,11 +63,11 @@ echo "orphans deleted after $elapsed s; counter $(repair_field orphans_deleted)"
 [ "$(repair_field orphans_deleted)" -ge "${#orphans[@]}" ] || fail "orphan counter too low"
 
 # Live blobs untouched: same count, three copies, data reads back.
-live1=$(for p in $(part_ids); do blob_ids 1 "$p"; done | wc -l)
+live1=$(live)
 [ "$live0" = "$live1" ] || fail "blob server 1 listed $live0 blobs before, $live1 after"
-every_partition_in_sync "$MIB"
-vol_verify v 41 "$MIB"
-curl -sf "http://$(leader_admin)/metrics" | grep -q '^blockd_proxy_repair_orphans_deleted_total{.*} [1-9]' ||
+cluster_in_sync "$MIB" || fail "replicas differ"
+cluster_vol_verify v 41 "$MIB"
+cluster_get leader /metrics | grep -q '^blockd_proxy_repair_orphans_deleted_total{.*} [1-9]' ||
     fail "the orphan counter is not in /metrics"
-cluster_stop
+cluster_stop_all
 echo "PASS"

@@ -6,7 +6,7 @@
  * decodes re-encodes to the same bytes (idxcmd_roundtrip says -EILSEQ
  * otherwise, and we abort).  Every write of a decoded WRITE_BATCH is read
  * back through the accessor. */
-#include "store/idxcmd.h"
+#include "store/index/idxcmd.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (idxcmd_decode(copy, size, &c) == 0) {
             if (c.type == IDXCMD_WRITE_BATCH)
                 for (uint32_t i = 0; i < c.u.write_batch.n; i++) {
-                    struct idx_write w;
+                    struct idxcmd_write w;
                     idxcmd_write_get(&c, i, &w);
                     if (w.len == 0 || w.off + w.len < w.off) abort();
                 }

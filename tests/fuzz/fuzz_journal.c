@@ -15,10 +15,11 @@
  *     block checksums replay reported: replay never hands out garbage;
  *   - replay is idempotent: a second replay (after the first cut any
  *     torn tail) reports exactly the same records. */
-#include "log.h"
+#include "base/bytes.h"
+#include "runtime/log.h"
 #include "store/fileio.h"
-#include "store/journal.h"
-#include "util.h"
+#include "store/journal/journal.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ static void on_rec(void *arg, const struct journal_rec *r)
 
 static int replay(struct rec *out, unsigned *n)
 {
-    struct journal_opts o = {.fio = &fio_posix, .dir = dir, .tag = "fuzz",
+    struct journal_opts o = {.fio = &fileio_posix, .dir = dir, .tag = "fuzz",
                              .cap_bytes = 1u << 20, .seg_bytes = 64u << 10};
     struct journal *j;
     int rc = journal_open(&o, &j);
@@ -106,27 +107,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cleanup();
     if (mkdir(dir, 0700) < 0) abort();
-    if (size < 1) return 0;
-    unsigned nseg = 1 + data[0] % 3;
-    data++;
-    size--;
+    struct bytes_r in;
+    br_init(&in, data, size);
+    unsigned nseg = 1 + br_u8(&in) % 3;
+    if (in.err) return 0;
     for (unsigned i = 1; i <= nseg; i++) {
-        size_t len = size;
+        size_t len = in.left;
         if (i < nseg) {
-            if (size < 2) break;
-            len = util_get_le16(data);
-            data += 2;
-            size -= 2;
-            if (len > size) len = size;
+            if (in.left < 2) break;
+            len = br_u16(&in);
+            if (len > in.left) len = in.left;
         }
+        const uint8_t *bytes = br_take(&in, len);
         char p[600];
         snprintf(p, sizeof(p), "%s/%016x.seg", dir, i);
         FILE *f = fopen(p, "wb");
         if (!f) abort();
-        if (len && fwrite(data, 1, len, f) != len) abort();
+        if (len && fwrite(bytes, 1, len, f) != len) abort();
         fclose(f);
-        data += len;
-        size -= len;
     }
     static struct rec second[MAX_RECS];
     unsigned n2 = 0;

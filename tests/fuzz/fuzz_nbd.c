@@ -17,12 +17,12 @@
  * pump loop is bounded), and the back end never sees a request that
  * breaks agent_vol.h (agent_vol_mem counts violations: abort on any). */
 #include "../unit/agent_vol_mem.h"
-#include "bd.h"
-#include "log.h"
+#include "base/bd.h"
+#include "runtime/log.h"
 #include "net/nbd.h"
-#include "net/reactor.h"
-#include "roles/agent_nbd.h"
-#include "util.h"
+#include "runtime/reactor.h"
+#include "roles/agent/agent_nbd.h"
+#include "base/bytes.h"
 
 #include <event2/event.h>
 #include <fcntl.h>
@@ -179,24 +179,28 @@ static void codec_record(uint8_t kind, const uint8_t *p, uint32_t len, struct nb
             nbd_encode_request(b, sizeof(b), &r);
             if (memcmp(b, p, sizeof(b)) != 0) abort();
             struct nbd_export_caps c = {.size =
-                                            len > 40 ? util_get_be64(p + 28) & ~4095ull : 1u << 20,
-                                        .min_block = 4096,
+                                            len > 40 ? bytes_get_be64(p + 28) & ~4095ull : 1u << 20,
+                                        .min_block = (len & 4) ? 1 : 4096,
                                         .max_payload = 65536,
-                                        .tflags = len > 42 ? util_get_be16(p + 36) : 0x1ed,
+                                        .tflags = len > 42 ? bytes_get_be16(p + 36) : 0x1ed,
                                         .structured = len & 1,
                                         .meta_base_alloc = len & 2};
             int rc = nbd_check_request(&r, &c);
-            /* an accepted request lies inside the export, aligned */
+            /* an accepted request lies inside the export, aligned to
+             * min_block; READ, WRITE and CACHE no longer than max_payload */
             if (rc == 0 && r.type != NBD_CMD_FLUSH &&
-                (r.len == 0 || r.off > c.size || r.len > c.size - r.off || r.off % 4096 ||
-                 r.len % 4096))
+                (r.len == 0 || r.off > c.size || r.len > c.size - r.off ||
+                 r.off % c.min_block || r.len % c.min_block))
+                abort();
+            if (rc == 0 && (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE ||
+                            r.type == NBD_CMD_CACHE) && r.len > c.max_payload)
                 abort();
         }
         break;
     }
     default: { /* an option through the handshake decisions */
         if (len < 8) break;
-        struct nbd_opt_hdr h = {.opt = util_get_be32(p), .len = util_get_be32(p + 4)};
+        struct nbd_opt_hdr h = {.opt = bytes_get_be32(p), .len = bytes_get_be32(p + 4)};
         size_t n = 0;
         struct nbd_hs_req req;
         if (nbd_hs_header(hs, &h, out, sizeof(out), &n) == NBD_HS_CLOSE) break;
@@ -222,7 +226,7 @@ static void codec_mode(const uint8_t *data, size_t size)
     nbd_hs_client_flags(&hs, size ? data[0] & 3 : 1);
     while (size >= 3) {
         uint8_t kind = data[0];
-        uint32_t len = util_get_be16(data + 1);
+        uint32_t len = bytes_get_be16(data + 1);
         data += 3;
         size -= 3;
         if (len > size) len = (uint32_t)size;

@@ -5,7 +5,8 @@
  * reassembling WIRE_RAFT frames.  Property: no crash, leak or undefined
  * behaviour; and any input that decodes re-encodes to exactly the same
  * bytes (the encoding is canonical), else abort.  Seeds in
- * tests/fuzz/corpus/raftmsg come from test_raftmsg's vectors. */
+ * tests/fuzz/corpus/raftmsg come from test_raftmsg's vectors
+ * (tests/fuzz/gen-corpus). */
 #include "net/raftmsg.h"
 
 #include <stdlib.h>

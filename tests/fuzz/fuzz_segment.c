@@ -14,11 +14,12 @@
  *      decompression must refuse frames that lie about their size.
  * Property: no crash, hang, leak or undefined behaviour; the round trips
  * hold (abort otherwise).  Seeds come from tests/unit/test_segment.c
- * (run it with SEGMENT_CORPUS_DIR set). */
-#include "bd.h"
-#include "store/blobstore_int.h"
-#include "store/segment.h"
-#include "util.h"
+ * (tests/fuzz/gen-corpus). */
+#include "base/bd.h"
+#include "base/bytes.h"
+#include "store/blob/blobstore_int.h"
+#include "store/blob/segment.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +40,21 @@ static void fuzz_scan(const uint8_t *data, size_t size)
     struct seg_scan s = {.src = &src, .store_id = STORE, .partition = PART,
                          .max_data = MAX_DATA, .verify_data = true, .start = SEG_HDR_LEN};
     if (seg_scan_init(&s) < 0) return;
-    struct seg_rec r;
+    struct seg_scan_rec r;
     uint64_t last_end = SEG_HDR_LEN;
-    uint8_t *meta = malloc(BS_META_MAX);
+    uint8_t *meta = malloc(BLOBSTORE_META_MAX);
     while (seg_scan_next(&s, &r) == 1) {
-        if (r.off < last_end || r.off + r.len > size || r.len != rec_total_len(r.h.stored_len))
+        if (r.off < last_end || r.off + r.len > size || r.len != seg_rec_total_len(r.h.stored_len))
             abort();
         last_end = r.off + r.len;
-        size_t ml = rec_meta_len(r.h.stored_len);
+        size_t ml = seg_rec_meta_len(r.h.stored_len);
         const uint8_t *stored = data + r.off + ml;
         if (r.data_ok) {
-            rec_encode(meta, &r.h, stored);
+            seg_rec_encode(meta, &r.h, stored);
             if (memcmp(meta, r.meta, ml) != 0) abort();
-            if ((r.h.flags & REC_F_COMPRESSED) && dctx) {
+            if ((r.h.flags & SEG_REC_F_COMPRESSED) && dctx) {
                 uint8_t *raw = malloc(r.h.raw_len + 1);
-                if (bs_decompress(dctx, raw, r.h.raw_len, stored, r.h.stored_len) == 0)
+                if (blobstore_read_decompress(dctx, raw, r.h.raw_len, stored, r.h.stored_len) == 0)
                     (void)util_xxh3(raw, r.h.raw_len);
                 free(raw);
             }
@@ -66,28 +67,28 @@ static void fuzz_scan(const uint8_t *data, size_t size)
 
 static void fuzz_record(const uint8_t *data, size_t size)
 {
-    struct rec_hdr h;
-    if (size < REC_HDR_LEN || rec_decode_hdr(data, MAX_DATA, &h) < 0) return;
-    size_t ml = rec_meta_len(h.stored_len);
-    if (ml > size || rec_check_meta(data, &h) < 0) return;
+    struct seg_rec_hdr h;
+    if (size < SEG_REC_HDR_LEN || seg_rec_decode_hdr(data, MAX_DATA, &h) < 0) return;
+    size_t ml = seg_rec_meta_len(h.stored_len);
+    if (ml > size || seg_rec_check_meta(data, &h) < 0) return;
     size_t avail = BD_MIN(size - ml, (size_t)h.stored_len);
-    (void)rec_check_chunks(data, &h, 0, data + ml, avail);
+    (void)seg_rec_check_chunks(data, &h, 0, data + ml, avail);
 }
 
 static void fuzz_idx(const uint8_t *data, size_t size)
 {
-    struct idx_hdr h;
-    if (size < IDX_HDR_LEN || idx_decode_hdr(data, size, &h) < 0) return;
-    if (idx_check_entries(&h, data + IDX_HDR_LEN) < 0) return;
-    struct idx_entry *e = malloc((size_t)BD_MAX(h.count, 1u) * sizeof(*e));
+    struct seg_idx_hdr h;
+    if (size < SEG_IDX_HDR_LEN || seg_idx_decode_hdr(data, size, &h) < 0) return;
+    if (seg_idx_check_entries(&h, data + SEG_IDX_HDR_LEN) < 0) return;
+    struct seg_idx_entry *e = malloc((size_t)BD_MAX(h.count, 1u) * sizeof(*e));
     bool all = true;
     for (uint32_t i = 0; i < h.count; i++)
-        all &= idx_entry_decode(data + IDX_HDR_LEN + (size_t)i * IDX_ENTRY_LEN, &h, MAX_DATA,
-                                &e[i]) == 0;
+        all &= seg_idx_entry_decode(data + SEG_IDX_HDR_LEN + (size_t)i * SEG_IDX_ENTRY_LEN, &h,
+                                    MAX_DATA, &e[i]) == 0;
     if (all) {
         uint8_t *out = malloc(size);
-        struct idx_hdr h2 = h;
-        idx_encode(out, &h2, e, h.count);
+        struct seg_idx_hdr h2 = h;
+        seg_idx_encode(out, &h2, e, h.count);
         if (memcmp(out, data, size) != 0) abort();
         free(out);
     }
@@ -96,10 +97,12 @@ static void fuzz_idx(const uint8_t *data, size_t size)
 
 static void fuzz_zstd(const uint8_t *data, size_t size)
 {
-    if (size < 4 || !dctx) return;
-    uint32_t raw_len = util_get_le32(data) % (MAX_DATA + 1);
+    struct bytes_r in;
+    br_init(&in, data, size);
+    uint32_t raw_len = br_u32(&in) % (MAX_DATA + 1);
+    if (in.err || !dctx) return;
     uint8_t *raw = malloc(raw_len + 1);
-    (void)bs_decompress(dctx, raw, raw_len, data + 4, (uint32_t)(size - 4));
+    (void)blobstore_read_decompress(dctx, raw, raw_len, in.p, (uint32_t)in.left);
     free(raw);
 }
 

@@ -11,7 +11,7 @@
  * decodes re-encodes to the same bytes (wire_roundtrip says -EILSEQ
  * otherwise, and we abort). */
 #include "net/wire.h"
-#include "util.h"
+#include "base/bytes.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -57,9 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     if (mode == 1) {
         if (size < 5) return 0;
-        uint16_t type = util_get_le16(data);
+        uint16_t type = bytes_get_le16(data);
         bool response = data[2] & 1;
-        size_t plen = util_get_le16(data + 3);
+        size_t plen = bytes_get_le16(data + 3);
         data += 5;
         size -= 5;
         if (plen > size) plen = size;

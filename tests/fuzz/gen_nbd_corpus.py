@@ -8,9 +8,11 @@
 # qemu-io, and every tests/func/errors-* program (the bad-input rows of
 # CONTRACT.md §3, so the fuzzer starts from them).  Each connection's
 # client-to-server bytes become one seed, prefixed with the server-mode
-# byte 0x00 and capped at 64 KiB.  A few codec-mode seeds (prefix 0x01)
-# are added by hand.  Run it when the protocol handling changes:
-#   tests/fuzz/gen_nbd_corpus.py build tests/fuzz/corpus/nbd
+# byte 0x00 and capped at 64 KiB, in OUTDIR/session-HASH.  A few
+# codec-mode seeds (prefix 0x01) are added by hand (codec-all-kinds).  The
+# session-* files of an earlier run are replaced; other seeds in OUTDIR
+# (fuzz-* files a fuzzer found) are kept.  Run it through
+# tests/fuzz/gen-corpus when the protocol handling changes.
 import glob
 import hashlib
 import os
@@ -75,9 +77,17 @@ server = subprocess.Popen([os.path.join(builddir, "tests/nbd_test_server"),
                            "--export", "vol0:64M", "--export", "ro0:16M:ro",
                            "--export", "err0:16M", "--export", "big0:1T",
                            "--fail", "err0:1:5:0:65536", "--max-io", "4M"])
-time.sleep(0.5)
 import atexit
 atexit.register(server.kill)  # never leave it behind, whatever fails below
+deadline = time.monotonic() + 10  # until the server accepts, at most 10 s
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", sport), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline or server.poll() is not None:
+            sys.exit("nbd_test_server did not start")
+        time.sleep(0.05)
 ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", rport))
@@ -101,6 +111,16 @@ def session(structured, meta):
     h.zero(8192, 131072, nbd.CMD_FLAG_NO_HOLE)
     h.zero(8192, 196608, nbd.CMD_FLAG_FAST_ZERO)
     h.flush()
+    # any alignment (minimum block size 1): partial-block writes, zeroes,
+    # trims and reads; CACHE; DF with structured replies
+    h.pwrite(b"\xcd" * 512, 512)
+    h.pwrite(b"\xce", 4095)
+    h.zero(1000, 70000)
+    h.trim(5000, 8000)
+    h.pread(513, 511)
+    h.cache(10000, 3)
+    if structured:
+        h.pread_structured(20000, 1, lambda *a: 0, nbd.CMD_FLAG_DF)
     if meta:
         h.block_status(1 << 20, 0, lambda *a: 0)
         h.block_status(65536, 0, lambda *a: 0, nbd.CMD_FLAG_REQ_ONE)
@@ -153,7 +173,7 @@ server.terminate()
 server.wait()
 
 os.makedirs(outdir, exist_ok=True)
-for f in glob.glob(os.path.join(outdir, "*")):
+for f in glob.glob(os.path.join(outdir, "session-*")):
     os.unlink(f)
 seen = set()
 for buf in captures:
@@ -178,4 +198,4 @@ hs = [struct.pack(">II", 8, 0), struct.pack(">II", 10, len(meta)) + meta,
 codec = b"\x01" + rec(0, go) + rec(1, meta) + rec(2, b"x" * 100) + rec(3, struct.pack(">HQH", 0, 1 << 30, 3)) \
     + rec(4, struct.pack(">IIIII", 1, 4096, 3, 8192, 0)) + rec(5, req) + b"".join(rec(6, x) for x in hs)
 open(os.path.join(outdir, "codec-all-kinds"), "wb").write(codec)
-print("%d seeds in %s" % (len(os.listdir(outdir)), outdir))
+print("%d session seeds and 1 codec seed written to %s" % (len(seen), outdir))

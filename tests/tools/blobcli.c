@@ -1,7 +1,10 @@
 /* blobcli.c: a small wire client for the blob server, for the functional
  * tests and scripts/bench-blob.
  *
- *   blobcli --addr HOST:PORT [--cluster ID] [--secret S] CMD [options]
+ *   blobcli --addr HOST:PORT [--cluster ID] [--ca F --cert F --key F] CMD [options]
+ *
+ * With --ca (the cluster CA) it speaks TLS with the certificate given (a
+ * ctl certificate, or an agent one with --as-agent), as every node does.
  *
  *   put     --id N [--partition P] [--epoch E] [--size N] [--seed S]
  *           [--compressible] [--bad-csum]
@@ -27,15 +30,18 @@
  * verify any blob.  Partitions: blob id N lives in partition
  * --partition + N % --parts.  Errors print "error: STATUS: message" and
  * exit 1; a GET that fails its checksum prints "status=ECSUM". */
-#include "bd.h"
+#include "base/bd.h"
+#include "base/bytes.h"
 #include "net/conn.h"
-#include "net/reactor.h"
+#include "net/tls.h"
+#include "runtime/reactor.h"
 #include "net/wire.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <event2/event.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +53,11 @@
 /* ---- options and state ------------------------------------------------------------- */
 
 static struct {
-    const char *addr, *cluster, *secret, *acked, *ids, *mode, *cmd;
+    const char *addr, *cluster, *ca, *cert, *key, *acked, *ids, *mode, *cmd;
     uint64_t id, partition, epoch, size, seed, off, len, max, count, inflight, start_id, parts;
     bool compressible, bad_csum, size_set, as_agent;
     uint32_t timeout_ms;
-} o = {.cluster = "test", .secret = "", .partition = 1, .epoch = 1, .size = 4096, .seed = 1,
+} o = {.cluster = "test", .partition = 1, .epoch = 1, .size = 4096, .seed = 1,
        .max = 1000, .count = 1000, .inflight = 32, .start_id = 1, .parts = 1,
        .timeout_ms = 30000};
 
@@ -71,7 +77,7 @@ static void gen(uint8_t *p, uint64_t id, size_t len)
         return;
     }
     size_t i = 0;
-    for (; i + 8 <= len; i += 8) util_put_le64(p + i, util_rand64(&s));
+    for (; i + 8 <= len; i += 8) bytes_put_le64(p + i, util_rand64(&s));
     for (; i < len; i++) p[i] = (uint8_t)util_rand64(&s);
 }
 
@@ -428,6 +434,13 @@ static void do_verify(void)
 
 /* ---- malformed input on a raw socket ---------------------------------------------------------- */
 
+static struct tls_ctx *tls; /* with --ca */
+
+/* The raw connection: a blocking socket, under TLS (a mutual handshake
+ * with our certificate) when the cluster uses it, so the malformed frames
+ * reach the server's frame decoder and not its TLS layer. */
+static SSL *raw_ssl;
+
 static int raw_connect(void)
 {
     struct sockaddr_storage ss;
@@ -438,7 +451,26 @@ static int raw_connect(void)
         if (fd >= 0) close(fd);
         return -1;
     }
+    if (tls) {
+        raw_ssl = SSL_new(tls_ctx_ssl(tls));
+        if (!raw_ssl || SSL_set_fd(raw_ssl, fd) != 1 || SSL_connect(raw_ssl) != 1) {
+            printf("error: TLS handshake with %s failed\n", o.addr);
+            close(fd);
+            return -1;
+        }
+    }
     return fd;
+}
+
+static ssize_t raw_read(int fd, void *p, size_t n)
+{
+    if (!raw_ssl) return read(fd, p, n);
+    if (SSL_pending(raw_ssl) == 0) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)o.timeout_ms) <= 0) return -1;
+    }
+    int r = SSL_read(raw_ssl, p, (int)n);
+    return r > 0 ? r : 0; /* a close, clean or not, is the end */
 }
 
 /* Build one frame; returns its length. */
@@ -463,8 +495,9 @@ static int read_frame(int fd, struct wire_hdr *h, uint8_t *body, size_t cap)
     for (int phase = 0; phase < 2; phase++) {
         while (got < want) {
             struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, (int)o.timeout_ms) <= 0) return -1;
-            ssize_t n = read(fd, dst + got, want - got);
+            if (!(raw_ssl && SSL_pending(raw_ssl)) && poll(&p, 1, (int)o.timeout_ms) <= 0)
+                return -1;
+            ssize_t n = raw_read(fd, dst + got, want - got);
             if (n <= 0) return 0;
             got += (size_t)n;
         }
@@ -480,13 +513,14 @@ static int read_frame(int fd, struct wire_hdr *h, uint8_t *body, size_t cap)
 
 static bool write_all(int fd, const void *p, size_t n)
 {
-    return util_write_full(fd, p, n) == 0;
+    if (!raw_ssl) return util_write_full(fd, p, n) == 0;
+    return n == 0 || SSL_write(raw_ssl, p, (int)n) == (int)n;
 }
 
 static bool say_hello(int fd, uint8_t *buf, uint8_t *body)
 {
     struct wire_hello_req hr = {.cluster_hash = auth.cluster_hash, .node_id = 0,
-                                .role = WIRE_ROLE_CTL, .auth = auth.auth, .name = wire_cstr("raw")};
+                                .role = WIRE_ROLE_CTL, .name = wire_cstr("raw")};
     uint8_t f[256];
     int n = wire_encode_hello_req(f, sizeof(f), &hr);
     struct wire_hdr h;
@@ -627,7 +661,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: blobcli --addr HOST:PORT [--cluster ID] [--secret S] "
+    fprintf(stderr, "usage: blobcli --addr HOST:PORT [--cluster ID] [--ca F --cert F --key F] "
                     "put|get|delete|stat|list|report|storm|verify|garbage [options]\n");
     exit(2);
 }
@@ -645,21 +679,24 @@ static uint64_t num(const char *s)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"addr", 1, 0, 'a'},       {"cluster", 1, 0, 'c'},   {"secret", 1, 0, 'S'},
+        {"addr", 1, 0, 'a'},       {"cluster", 1, 0, 'c'},
         {"id", 1, 0, 'i'},         {"partition", 1, 0, 'p'}, {"epoch", 1, 0, 'e'},
         {"size", 1, 0, 's'},       {"seed", 1, 0, 'd'},      {"off", 1, 0, 'o'},
         {"len", 1, 0, 'l'},        {"max", 1, 0, 'm'},       {"count", 1, 0, 'n'},
         {"inflight", 1, 0, 'q'},   {"start-id", 1, 0, 'x'},  {"parts", 1, 0, 'k'},
         {"acked", 1, 0, 'A'},      {"ids", 1, 0, 'I'},       {"mode", 1, 0, 'M'},
         {"compressible", 0, 0, 'C'}, {"bad-csum", 0, 0, 'B'}, {"timeout-ms", 1, 0, 't'},
-        {"as-agent", 0, 0, 'G'},
+        {"as-agent", 0, 0, 'G'},  {"ca", 1, 0, 'T'},       {"cert", 1, 0, 'R'},
+        {"key", 1, 0, 'K'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'a': o.addr = optarg; break;
         case 'c': o.cluster = optarg; break;
-        case 'S': o.secret = optarg; break;
+        case 'T': o.ca = optarg; break;
+        case 'R': o.cert = optarg; break;
+        case 'K': o.key = optarg; break;
         case 'i': o.id = num(optarg); break;
         case 'p': o.partition = num(optarg); break;
         case 'e': o.epoch = num(optarg); break;
@@ -685,7 +722,15 @@ int main(int argc, char **argv)
     if (optind != argc - 1 || !o.addr) usage();
     o.cmd = argv[optind];
     if (o.inflight == 0 || o.parts == 0 || o.size > (64u << 20)) usage();
-    conn_auth_init(&auth, o.cluster, o.secret, 0, o.as_agent ? WIRE_ROLE_AGENT : WIRE_ROLE_CTL,
+    if (o.ca) {
+        char err[256];
+        struct tls_files tf = {.ca_file = o.ca, .cert_file = o.cert, .key_file = o.key};
+        if (tls_ctx_new(&tf, o.cluster, &tls, err, sizeof(err)) < 0) {
+            printf("error: %s\n", err);
+            return 1;
+        }
+    }
+    conn_auth_init(&auth, o.cluster, tls, 0, o.as_agent ? WIRE_ROLE_AGENT : WIRE_ROLE_CTL,
                    "blobcli");
     if (strcmp(o.cmd, "garbage") == 0) {
         if (!o.mode) usage();

@@ -1,7 +1,7 @@
 /* nbd_test_server.c: the agent's NBD server over the in-memory volume back
  * end (tests/unit/agent_vol_mem.c), for protocol tests and benchmarks.
  *
- *   nbd_test_server --listen 127.0.0.1:0 --port-file F --export vol0:64M \
+ *   nbd_test_server --listen 127.0.0.1:PORT --export vol0:64M \
  *                   [--export ro0:16M:ro] [--unix PATH] [--admin ADDR] ...
  *
  * Runs until SIGTERM/SIGINT, then stops as the agent role does (drain the
@@ -11,14 +11,14 @@
  * GET /v1/status on --admin shows the server and back-end counters,
  * including how many volumes were opened (the CVE-2019-14850 tests check
  * that INFO and LIST open none). */
-#include "bd.h"
-#include "log.h"
+#include "base/bd.h"
+#include "runtime/log.h"
 #include "net/admin.h"
-#include "net/metrics.h"
-#include "net/reactor.h"
-#include "roles/agent_nbd.h"
+#include "runtime/metrics.h"
+#include "runtime/reactor.h"
+#include "roles/agent/agent_nbd.h"
 #include "../unit/agent_vol_mem.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -34,7 +34,7 @@ static struct admin *adm;
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: nbd_test_server [--listen HOST:PORT] [--unix PATH] [--port-file FILE]\n"
+            "usage: nbd_test_server [--listen HOST:PORT] [--unix PATH]\n"
             "         --export NAME:SIZE[:ro] ... [--admin HOST:PORT]\n"
             "         [--max-handshakes N] [--max-connections N] [--handshake-timeout-ms N]\n"
             "         [--max-inflight N] [--max-io BYTES] [--delay-ms N]\n"
@@ -113,7 +113,6 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"unix", required_argument, NULL, 'u'},
-        {"port-file", required_argument, NULL, 'p'},
         {"export", required_argument, NULL, 'e'},
         {"admin", required_argument, NULL, 'a'},
         {"max-handshakes", required_argument, NULL, 'H'},
@@ -129,7 +128,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'v'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen = NULL, *unix_path = NULL, *port_file = NULL, *admin_addr = NULL;
+    const char *listen = NULL, *unix_path = NULL, *admin_addr = NULL;
     struct agent_nbd_opts o = {.tag = "agent"};
     enum log_level level = LOG_WARN;
     rx = reactor_new();
@@ -142,8 +141,9 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'l': listen = optarg; break;
-        case 'u': unix_path = optarg; break;
-        case 'p': port_file = optarg; break;
+        case 'u':
+            unix_path = optarg;
+            break;
         case 'a': admin_addr = optarg; break;
         case 'e': /* added after every option: --max-io applies to all */
             if (n_exports < BD_ARRAY_SIZE(exports)) exports[n_exports++] = optarg;
@@ -194,16 +194,12 @@ int main(int argc, char **argv)
         return 1;
     }
     if (admin_addr) {
-        if (admin_new(rx, admin_addr, "agent", "", &adm) < 0 ||
-            admin_route(adm, "GET", "/v1/status", false, on_status, NULL) < 0) {
+        if (admin_new(rx, admin_addr, "agent", &(struct admin_auth){0}, &adm) < 0 ||
+            /* A test server: its status is open, it has no token. */
+            admin_route(adm, "GET", "/v1/status", ADMIN_PUBLIC, on_status, NULL) < 0) {
             fprintf(stderr, "nbd_test_server: admin %s failed\n", admin_addr);
             return 1;
         }
-    }
-    if (port_file) {
-        char buf[32];
-        int len = snprintf(buf, sizeof(buf), "%d\n", agent_nbd_port(srv));
-        if (util_write_file_atomic(port_file, buf, (size_t)len, 0644) < 0) return 1;
     }
     reactor_on_stop(rx, on_stop, NULL);
     reactor_run(rx);

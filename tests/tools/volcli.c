@@ -1,9 +1,15 @@
 /* volcli.c: speak the agent's side of the wire protocol to a proxy, for
  * tests that exercise the proxy without an agent in between.
  *
- *   volcli [--secret-file F] --cluster ID PROXY check VOLUME [SEED]
- *   volcli [--secret-file F] --cluster ID PROXY write VOLUME SEED MIB [OFF_MIB]
- *   volcli [--secret-file F] --cluster ID PROXY verify VOLUME SEED MIB [OFF_MIB [MIN_INDEX]]
+ *   volcli [TLS] --cluster ID PROXY check VOLUME [SEED]
+ *   volcli [TLS] --cluster ID PROXY write VOLUME SEED MIB [OFF_MIB]
+ *   volcli [TLS] --cluster ID PROXY verify VOLUME SEED MIB [OFF_MIB [MIN_INDEX]]
+ *   volcli [TLS] --cluster ID PROXY attach VOLUME rw|ro
+ *   volcli [TLS] --cluster ID PROXY list
+ *   volcli [TLS] --cluster ID PROXY read VOLUME_ID
+ *
+ * TLS is --ca FILE --cert FILE --key FILE: the cluster CA and an agent
+ * certificate whose id is the attach identity volcli uses ("volcli").
  *
  * `write` attaches read-write and fills MIB MiB from OFF_MIB (default 0)
  * with data that is a function of (SEED, block number), 1 MiB per write,
@@ -29,11 +35,20 @@
  *      visible;
  *   8. VOL_LIST names the volume; VOL_FLUSH with the current generation
  *      succeeds.
+ *
+ * `attach` tries one attach and prints "ok: attached ..." (exit 0) or
+ * "refused: WHY" (exit 1); `list` prints the names VOL_LIST gives volcli,
+ * one a line: what a proxy lets this agent identity attach and see; `read`
+ * reads the first block of a volume by id without attaching it (what a
+ * proxy must refuse unless the volume is attached to volcli): "ok" (exit
+ * 0) or "refused: WHY" (exit 1).
  * Every wait is bounded (calls time out after 20 s). */
-#include "bd.h"
+#include "base/bd.h"
+#include "base/bytes.h"
 #include "net/conn.h"
-#include "net/reactor.h"
-#include "util.h"
+#include "net/tls.h"
+#include "runtime/reactor.h"
+#include "base/util.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -114,18 +129,38 @@ static uint64_t vol_size;
         exit(1);                                                                           \
     } while (0)
 
+/* The generation the next read-write attach raises (wire.h VOL_ATTACH):
+ * the volume's, as the last answer named it. */
+static uint64_t base_gen;
+
+/* One VOL_ATTACH of NAME with FLAGS, answer in C (C->body owned by the
+ * caller).  A read-write attach refused because the generation is not its
+ * base goes again on the generation the refusal names (three times at
+ * most: a proxy behind the leader may name an older one first). */
+static int attach_call(struct call *c, const char *name, uint32_t flags)
+{
+    for (int tries = 1;; tries++) {
+        struct wire_vol_attach_req a = {.name = wire_cstr(name),
+                                        .agent_id = wire_cstr("volcli"), /* the certificate's id */
+                                        .flags = flags, .base_generation = base_gen};
+        uint8_t f[600];
+        int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
+        int rc = call(c, WIRE_VOL_ATTACH, f, n, NULL, 0);
+        struct wire_error e;
+        if (rc != -BD_EFENCED || (flags & WIRE_ATTACH_RO) || tries == 3 || !c->body ||
+            wire_decode_error(c->body, c->hdr.len, c->hdr.payload_len, &e) < 0)
+            return rc;
+        base_gen = e.hint;
+        free(c->body);
+    }
+}
+
 /* Attach NAME read-write (a new generation, into *G) or, with
  * WIRE_ATTACH_RO, read-only (G may be NULL); note its id and size. */
 static int attach_as(const char *name, uint32_t flags, uint64_t *g)
 {
-    bool ro = flags & WIRE_ATTACH_RO;
-    struct wire_vol_attach_req a = {.name = wire_cstr(name),
-                                    .agent_id = wire_cstr(ro ? "volcli-ro" : "volcli"),
-                                    .flags = flags};
-    uint8_t f[600];
-    int n = wire_encode_vol_attach_req(f, sizeof(f), &a);
     struct call c;
-    int rc = call(&c, WIRE_VOL_ATTACH, f, n, NULL, 0);
+    int rc = attach_call(&c, name, flags);
     if (rc == 0) {
         struct wire_vol_attach_resp r;
         if (wire_decode_vol_attach_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
@@ -133,6 +168,7 @@ static int attach_as(const char *name, uint32_t flags, uint64_t *g)
         vol_id = r.vol_id;
         vol_size = r.size;
         if (g) *g = r.generation;
+        if (r.generation > base_gen) base_gen = r.generation;
         if (r.raft_index > max_index) max_index = r.raft_index;
     } else {
         printf("attach: %s\n", c.errtext);
@@ -348,7 +384,8 @@ static int check(const char *name)
     if (vread(base, 8192, buf, NULL) != 0) FAIL("read new");
     expect_eq("the new generation writes", buf, model, 8192);
 
-    struct wire_vol_list_req lr = {.max = 100, .after = wire_cstr("")};
+    struct wire_vol_list_req lr = {.max = 100, .after = wire_cstr(""),
+                                   .agent_id = wire_cstr("volcli")};
     uint8_t f[600];
     int n = wire_encode_vol_list_req(f, sizeof(f), &lr);
     struct call c;
@@ -379,7 +416,7 @@ static int check(const char *name)
 static void bulk_block(uint8_t *b, uint64_t seed, uint64_t block)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull ^ (block + 1) * 0xD1B54A32D192ED03ull;
-    for (size_t i = 0; i < 4096; i += 8) util_put_le64(b + i, util_rand64(&s));
+    for (size_t i = 0; i < 4096; i += 8) bytes_put_le64(b + i, util_rand64(&s));
 }
 
 static void bulk_fill(uint8_t *buf, uint64_t seed, uint64_t off, uint32_t len)
@@ -466,36 +503,105 @@ static int bulk(const char *name, uint64_t seed, uint64_t mib, uint64_t off_mib,
     return 0;
 }
 
+/* `attach VOLUME rw|ro`: one attach, its outcome. */
+static int try_attach(const char *name, const char *how)
+{
+    bool ro = strcmp(how, "ro") == 0;
+    if (!ro && strcmp(how, "rw") != 0) FAIL("attach: rw or ro, not %s", how);
+    struct call c;
+    int rc = attach_call(&c, name, ro ? WIRE_ATTACH_RO : 0);
+    struct wire_vol_attach_resp r;
+    if (rc == 0 && wire_decode_vol_attach_resp(c.body, c.hdr.len, c.hdr.payload_len, &r) < 0)
+        FAIL("malformed attach answer");
+    if (rc == 0)
+        printf("ok: attached %s %s generation %llu%s\n", name, how,
+               (unsigned long long)r.generation, (r.flags & WIRE_ATTACH_RO) ? " read-only" : "");
+    else
+        printf("refused: %s (%s)\n", c.errtext, bd_strerror(rc));
+    free(c.body);
+    return rc == 0 ? 0 : 1;
+}
+
+/* `read VOLUME_ID`: one block, with no attach. */
+static int try_read(uint64_t id)
+{
+    struct wire_vol_read_req r = {.vol_id = id, .off = 0, .len = 4096};
+    uint8_t f[64];
+    int n = wire_encode_vol_read_req(f, sizeof(f), &r);
+    struct call c;
+    int rc = call(&c, WIRE_VOL_READ, f, n, NULL, 0);
+    if (rc == 0) printf("ok: read vol %llu\n", (unsigned long long)id);
+    else printf("refused: %s (%s)\n", c.errtext, bd_strerror(rc));
+    free(c.body);
+    return rc == 0 ? 0 : 1;
+}
+
+/* `list`: every volume VOL_LIST gives volcli, paged. */
+static int list(void)
+{
+    char after[WIRE_NAME_MAX + 1] = "";
+    for (;;) {
+        struct wire_vol_list_req lr = {.max = WIRE_VOLS_PAGE, .after = wire_cstr(after),
+                                       .agent_id = wire_cstr("volcli")};
+        uint8_t f[600];
+        int n = wire_encode_vol_list_req(f, sizeof(f), &lr);
+        struct call c;
+        if (call(&c, WIRE_VOL_LIST, f, n, NULL, 0) != 0) FAIL("list: %s", c.errtext);
+        struct wire_vol_list_resp l;
+        if (wire_decode_vol_list_resp(c.body, c.hdr.len, c.hdr.payload_len, &l) < 0)
+            FAIL("list body");
+        size_t pos = 0;
+        struct wire_vol_entry e;
+        while (wire_vol_list_next(&l, &pos, &e)) {
+            wire_str_copy(e.name, after, sizeof(after));
+            printf("%s%s\n", after, (e.flags & WIRE_ATTACH_RO) ? " ro" : "");
+        }
+        free(c.body);
+        if (l.n < WIRE_VOLS_PAGE) return 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *cluster = "local", *secret_file = NULL;
+    const char *cluster = "local", *ca = NULL, *cert = NULL, *key = NULL;
     int i = 1;
     for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
         if (strcmp(argv[i], "--cluster") == 0) cluster = argv[i + 1];
-        else if (strcmp(argv[i], "--secret-file") == 0) secret_file = argv[i + 1];
+        else if (strcmp(argv[i], "--ca") == 0) ca = argv[i + 1];
+        else if (strcmp(argv[i], "--cert") == 0) cert = argv[i + 1];
+        else if (strcmp(argv[i], "--key") == 0) key = argv[i + 1];
     }
-    const char *cmd = argc - i >= 3 ? argv[i + 1] : "";
+    const char *cmd = argc - i >= 2 ? argv[i + 1] : "";
     bool is_bulk = strcmp(cmd, "write") == 0 || strcmp(cmd, "verify") == 0;
-    if ((strcmp(cmd, "check") != 0 && !is_bulk) || (is_bulk && argc - i < 5)) {
-        fprintf(stderr, "usage: volcli [--cluster ID] [--secret-file F] PROXY check VOLUME [SEED]\n"
-                        "       volcli [--cluster ID] [--secret-file F] PROXY write|verify "
-                        "VOLUME SEED MIB [OFF_MIB]\n");
+    bool ok = (strcmp(cmd, "check") == 0 && argc - i >= 3) || (is_bulk && argc - i >= 5) ||
+              (strcmp(cmd, "attach") == 0 && argc - i >= 4) || strcmp(cmd, "list") == 0 ||
+              (strcmp(cmd, "read") == 0 && argc - i >= 3);
+    if (!ok) {
+        fprintf(stderr, "usage: volcli [--cluster ID] [--ca F --cert F --key F] PROXY check VOLUME "
+                        "[SEED]\n"
+                        "       volcli [--cluster ID] [--ca F --cert F --key F] PROXY write|verify "
+                        "VOLUME SEED MIB [OFF_MIB]\n"
+                        "       volcli [...] PROXY attach VOLUME rw|ro\n"
+                        "       volcli [...] PROXY list\n"
+                        "       volcli [...] PROXY read VOLUME_ID\n");
         return 2;
     }
-    char secret[256] = "";
-    if (secret_file) {
-        char *s;
-        size_t len;
-        if (util_read_file(secret_file, sizeof(secret) - 1, &s, &len) < 0) return 2;
-        while (len && s[len - 1] == '\n') s[--len] = 0;
-        util_strlcpy(secret, s, sizeof(secret));
-        free(s);
+    struct tls_ctx *tls = NULL;
+    if (ca) {
+        char err[256];
+        struct tls_files tf = {.ca_file = ca, .cert_file = cert, .key_file = key};
+        if (tls_ctx_new(&tf, cluster, &tls, err, sizeof(err)) < 0) {
+            fprintf(stderr, "volcli: %s\n", err);
+            return 2;
+        }
     }
-    rng = argc - i > 3 ? strtoull(argv[i + 3], NULL, 0) : util_seed();
-    printf("seed %llu\n", (unsigned long long)rng);
+    rng = argc - i > 3 && (strcmp(cmd, "check") == 0 || is_bulk)
+              ? strtoull(argv[i + 3], NULL, 0)
+              : util_seed();
+    if (strcmp(cmd, "check") == 0 || is_bulk) printf("seed %llu\n", (unsigned long long)rng);
     rx = reactor_new();
     struct conn_auth auth;
-    conn_auth_init(&auth, cluster, secret, 0, WIRE_ROLE_AGENT, "volcli");
+    conn_auth_init(&auth, cluster, tls, 0, WIRE_ROLE_AGENT, "volcli");
     struct conn_opts o = {.tag = "volcli", .auth = &auth};
     int err;
     conn = conn_connect(rx, argv[i], &ops, NULL, &o, &err);
@@ -506,8 +612,12 @@ int main(int argc, char **argv)
                             strtoull(argv[i + 4], NULL, 0),
                             argc - i > 5 ? strtoull(argv[i + 5], NULL, 0) : 0, cmd[1] == 'r',
                             argc - i > 6 ? strtoull(argv[i + 6], NULL, 0) : 0)
-                     : check(argv[i + 2]);
+             : strcmp(cmd, "attach") == 0 ? try_attach(argv[i + 2], argv[i + 3])
+             : strcmp(cmd, "list") == 0   ? list()
+             : strcmp(cmd, "read") == 0   ? try_read(strtoull(argv[i + 2], NULL, 0))
+                                          : check(argv[i + 2]);
     conn_close(conn, 0);
     reactor_free(rx);
+    tls_ctx_free(tls); /* the connection's SSL held its own reference */
     return rc;
 }

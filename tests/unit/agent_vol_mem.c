@@ -12,8 +12,8 @@
  * and keeps per-request state in req->priv*, so the hot path allocates
  * nothing but first-written blocks. */
 #include "agent_vol_mem.h"
-#include "bd.h"
-#include "util.h"
+#include "base/bd.h"
+#include "base/util.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -39,6 +39,7 @@ struct fault {
 struct agent_vol {
     struct agent_vols *vs;
     struct agent_vol_info info;
+    bool detached;      /* agent_vol_mem_detach: no longer found */
     uint8_t ***l1;      /* nblocks / AVM_L2 rounded up */
     uint64_t n_l1;
     int refs;
@@ -57,7 +58,7 @@ struct lookup {             /* a deferred list/info/open */
 struct agent_vols {
     struct reactor *rx;
     struct agent_vol *vols;
-    struct agent_req *q_head, *q_tail; /* pending requests, FIFO */
+    struct agent_vol_req *q_head, *q_tail; /* pending requests, FIFO */
     unsigned q_len;
     struct event *kick;                /* runs the queue */
     struct event *timer;               /* with a delay */
@@ -67,8 +68,11 @@ struct agent_vols {
     bool fast_zero_enotsup, long_extents, stopping;
     struct fault *faults;
     struct agent_vol_mem_stats st;
+    struct agent_qos_vol *qos;         /* what agent_vol_qos answers for every volume */
     void (*stop_done)(void *arg);
     void *stop_arg;
+    void (*watch)(void *arg, enum agent_vols_change what, const struct agent_vols_list_entry *e);
+    void *watch_arg;
 };
 
 enum { P_VOL = 0 };               /* priv[] */
@@ -90,8 +94,8 @@ static uint8_t **slot_of(struct agent_vol *v, uint64_t blk, bool create)
 static int kind_of(struct agent_vol *v, uint64_t blk)
 {
     uint8_t **s = slot_of(v, blk, false);
-    if (!s || !*s) return AGENT_EXT_HOLE;
-    return *s == ZERO_MARK ? AGENT_EXT_ZERO : AGENT_EXT_DATA;
+    if (!s || !*s) return AGENT_VOL_EXT_HOLE;
+    return *s == ZERO_MARK ? AGENT_VOL_EXT_ZERO : AGENT_VOL_EXT_DATA;
 }
 
 static void set_zero(struct agent_vol *v, uint64_t blk)
@@ -116,7 +120,7 @@ static int put_block(struct agent_vol *v, uint64_t blk, const uint8_t *data)
 }
 
 /* The map of [off, off+len) in at most MAX extents. */
-static uint32_t map(struct agent_vol *v, uint64_t off, uint64_t len, struct agent_extent *ext,
+static uint32_t map(struct agent_vol *v, uint64_t off, uint64_t len, struct agent_vol_extent *ext,
                     uint32_t max, bool long_ext)
 {
     uint32_t n = 0;
@@ -127,7 +131,7 @@ static uint32_t map(struct agent_vol *v, uint64_t off, uint64_t len, struct agen
             continue;
         }
         if (n == max) break;
-        ext[n++] = (struct agent_extent){.off = b * AVM_BLOCK, .len = AVM_BLOCK, .kind = k};
+        ext[n++] = (struct agent_vol_extent){.off = b * AVM_BLOCK, .len = AVM_BLOCK, .kind = k};
     }
     if (long_ext && n) ext[n - 1].len = v->info.size - ext[n - 1].off;
     return n;
@@ -148,7 +152,7 @@ static int op_index(unsigned op)
 }
 
 static int check_fault(struct agent_vols *vs, struct agent_vol *v, unsigned op,
-                       const struct agent_req *r)
+                       const struct agent_vol_req *r)
 {
     for (struct fault **pp = &vs->faults; *pp; pp = &(*pp)->next) {
         struct fault *f = *pp;
@@ -166,7 +170,7 @@ static int check_fault(struct agent_vols *vs, struct agent_vol *v, unsigned op,
     return 0;
 }
 
-static int execute(struct agent_vols *vs, struct agent_vol *v, unsigned op, struct agent_req *r)
+static int execute(struct agent_vols *vs, struct agent_vol *v, unsigned op, struct agent_vol_req *r)
 {
     if (vs->stopping) return -ESHUTDOWN;
     int err = check_fault(vs, v, op, r);
@@ -183,6 +187,23 @@ static int execute(struct agent_vols *vs, struct agent_vol *v, unsigned op, stru
         return 0;
     case AVM_WRITE:
         if (v->info.read_only) return -EPERM;
+        if ((r->off | r->len) % AVM_BLOCK) {
+            /* Unaligned (agent_vol.h): each block of the cover wholly old
+             * or new, applied at once, which is what the real one's
+             * serialised read-modify-write amounts to. */
+            uint8_t blk[AVM_BLOCK];
+            uint64_t end = r->off + r->len;
+            for (uint64_t b = b0; b * AVM_BLOCK < end; b++) {
+                uint8_t **s = slot_of(v, b, false);
+                if (!s || !*s || *s == ZERO_MARK) memset(blk, 0, AVM_BLOCK);
+                else memcpy(blk, *s, AVM_BLOCK);
+                uint64_t lo = BD_MAX(r->off, b * AVM_BLOCK), hi = BD_MIN(end, (b + 1) * AVM_BLOCK);
+                memcpy(blk + (lo - b * AVM_BLOCK), r->wbuf + (lo - r->off), hi - lo);
+                if (put_block(v, b, blk) < 0) return -ENOSPC;
+            }
+            vs->st.unaligned++;
+            return 0;
+        }
         for (uint64_t i = 0; i < nb; i++)
             if (put_block(v, b0 + i, r->wbuf + i * AVM_BLOCK) < 0) return -ENOSPC;
         return 0;
@@ -191,7 +212,7 @@ static int execute(struct agent_vols *vs, struct agent_vol *v, unsigned op, stru
     case AVM_TRIM:
     case AVM_ZERO:
         if (v->info.read_only) return -EPERM;
-        if (op == AVM_ZERO && (r->flags & AGENT_REQ_FAST_ZERO) && vs->fast_zero_enotsup)
+        if (op == AVM_ZERO && (r->flags & AGENT_VOL_REQ_FAST_ZERO) && vs->fast_zero_enotsup)
             return -ENOTSUP;
         for (uint64_t i = 0; i < nb; i++) set_zero(v, b0 + i);
         return 0;
@@ -208,7 +229,7 @@ static void run_queue(struct agent_vols *vs)
     unsigned n = vs->q_len; /* requests submitted by callbacks wait for the next round */
     uint64_t now = util_mono_ms();
     while (n-- > 0 && vs->q_head) {
-        struct agent_req *r = vs->q_head;
+        struct agent_vol_req *r = vs->q_head;
         if (vs->delay_ms && r->priv_u64[PU_DUE] > now) {
             uint64_t ms = r->priv_u64[PU_DUE] - now;
             struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -253,13 +274,16 @@ static void kick(struct agent_vols *vs)
 }
 
 /* Check the caller against agent_vol.h and queue. */
-static void submit(struct agent_vol *v, struct agent_req *r, unsigned op)
+static void submit(struct agent_vol *v, struct agent_vol_req *r, unsigned op)
 {
     struct agent_vols *vs = v->vs;
     bool ok = true;
     if (op != AVM_FLUSH) {
-        ok = r->len > 0 && r->len <= v->info.max_io && r->off % AVM_BLOCK == 0 &&
-             r->len % AVM_BLOCK == 0 && r->off <= v->info.size && r->len <= v->info.size - r->off;
+        /* WRITE: any alignment; READ: up to the block cover of max_io */
+        uint64_t max = v->info.max_io + (op == AVM_READ ? 2 * AVM_BLOCK : 0);
+        bool aligned = op == AVM_WRITE || (r->off % AVM_BLOCK == 0 && r->len % AVM_BLOCK == 0);
+        ok = r->len > 0 && r->len <= max && aligned && r->off <= v->info.size &&
+             r->len <= v->info.size - r->off;
         if ((op == AVM_READ && !r->rbuf) || (op == AVM_WRITE && !r->wbuf) ||
             (op == AVM_BLOCK_STATUS && (!r->ext || !r->max_ext)))
             ok = false;
@@ -267,9 +291,9 @@ static void submit(struct agent_vol *v, struct agent_req *r, unsigned op)
     if (v->refs <= 0) ok = false;
     if (!ok) vs->st.violations++;
     vs->st.ops[op_index(op)]++;
-    if (r->flags & AGENT_REQ_FUA) vs->st.fua++;
-    if (r->flags & AGENT_REQ_NO_HOLE) vs->st.no_hole++;
-    if (r->flags & AGENT_REQ_FAST_ZERO) vs->st.fast_zero++;
+    if (r->flags & AGENT_VOL_REQ_FUA) vs->st.fua++;
+    if (r->flags & AGENT_VOL_REQ_NO_HOLE) vs->st.no_hole++;
+    if (r->flags & AGENT_VOL_REQ_FAST_ZERO) vs->st.fast_zero++;
     r->n_ext = 0;
     r->priv[P_VOL] = v;
     r->priv_u64[PU_OP] = ok ? op : 0; /* op 0 executes as -EINVAL */
@@ -284,12 +308,27 @@ static void submit(struct agent_vol *v, struct agent_req *r, unsigned op)
     kick(vs);
 }
 
-void agent_vol_read(struct agent_vol *v, struct agent_req *r) { submit(v, r, AVM_READ); }
-void agent_vol_write(struct agent_vol *v, struct agent_req *r) { submit(v, r, AVM_WRITE); }
-void agent_vol_flush(struct agent_vol *v, struct agent_req *r) { submit(v, r, AVM_FLUSH); }
-void agent_vol_trim(struct agent_vol *v, struct agent_req *r) { submit(v, r, AVM_TRIM); }
-void agent_vol_zero(struct agent_vol *v, struct agent_req *r) { submit(v, r, AVM_ZERO); }
-void agent_vol_block_status(struct agent_vol *v, struct agent_req *r)
+void agent_vol_read(struct agent_vol *v, struct agent_vol_req *r)
+{
+    submit(v, r, AVM_READ);
+}
+void agent_vol_write(struct agent_vol *v, struct agent_vol_req *r)
+{
+    submit(v, r, AVM_WRITE);
+}
+void agent_vol_flush(struct agent_vol *v, struct agent_vol_req *r)
+{
+    submit(v, r, AVM_FLUSH);
+}
+void agent_vol_trim(struct agent_vol *v, struct agent_vol_req *r)
+{
+    submit(v, r, AVM_TRIM);
+}
+void agent_vol_zero(struct agent_vol *v, struct agent_vol_req *r)
+{
+    submit(v, r, AVM_ZERO);
+}
+void agent_vol_block_status(struct agent_vol *v, struct agent_vol_req *r)
 {
     submit(v, r, AVM_BLOCK_STATUS);
 }
@@ -298,6 +337,13 @@ const struct agent_vol_info *agent_vol_info(const struct agent_vol *v)
 {
     return &v->info;
 }
+
+struct agent_qos_vol *agent_vol_qos(const struct agent_vol *v)
+{
+    return v->vs->qos;
+}
+
+void agent_vol_mem_set_qos(struct agent_vols *vs, struct agent_qos_vol *qv) { vs->qos = qv; }
 
 void agent_vol_put(struct agent_vol *v)
 {
@@ -311,8 +357,48 @@ void agent_vol_put(struct agent_vol *v)
 static struct agent_vol *find(struct agent_vols *vs, const char *name)
 {
     for (struct agent_vol *v = vs->vols; v; v = v->next)
-        if (strcmp(v->info.name, name) == 0) return v;
+        if (!v->detached && strcmp(v->info.name, name) == 0) return v;
     return NULL;
+}
+
+static void tell(struct agent_vols *vs, enum agent_vols_change what, const struct agent_vol *v)
+{
+    if (!vs->watch) return;
+    struct agent_vols_list_entry e = {.size = v->info.size, .read_only = v->info.read_only};
+    util_strlcpy(e.name, v->info.name, sizeof(e.name));
+    util_strlcpy(e.client, v->info.client, sizeof(e.client));
+    vs->watch(vs->watch_arg, what, &e);
+}
+
+void agent_vols_watch(struct agent_vols *vs,
+                      void (*fn)(void *arg, enum agent_vols_change what,
+                                 const struct agent_vols_list_entry *e),
+                      void *arg)
+{
+    vs->watch = fn;
+    vs->watch_arg = arg;
+    for (struct agent_vol *v = vs->vols; v; v = v->next)
+        if (!v->detached) tell(vs, AGENT_VOLS_ATTACHED, v);
+}
+
+int agent_vol_mem_set_attachment(struct agent_vols *vs, const char *name, bool read_only,
+                                 const char *client)
+{
+    struct agent_vol *v = find(vs, name);
+    if (!v) return -ENOENT;
+    v->info.read_only = read_only;
+    util_strlcpy(v->info.client, client ? client : "", sizeof(v->info.client));
+    tell(vs, AGENT_VOLS_CHANGED, v);
+    return 0;
+}
+
+int agent_vol_mem_detach(struct agent_vols *vs, const char *name)
+{
+    struct agent_vol *v = find(vs, name);
+    if (!v) return -ENOENT;
+    v->detached = true;
+    tell(vs, AGENT_VOLS_DETACHED, v);
+    return 0;
 }
 
 struct agent_vols *agent_vol_mem_new(struct reactor *rx)
@@ -339,10 +425,12 @@ struct agent_vols *agent_vol_mem_last(void)
     return last_new;
 }
 
-int agent_vols_new(struct reactor *rx, const struct bd_config *top, const struct cfg_agent *cfg,
-                   const char *tag, struct agent_vols **out, char *err, size_t errlen)
+int agent_vols_new(struct reactor *rx, const struct cfg *top, const struct cfg_agent *cfg,
+                   struct tls_ctx *tls, const char *tag, struct agent_vols **out, char *err,
+                   size_t errlen)
 {
     (void)top;
+    (void)tls;
     (void)cfg;
     (void)tag;
     *out = agent_vol_mem_new(rx);
@@ -375,6 +463,7 @@ int agent_vol_mem_add(struct agent_vols *vs, const char *name, uint64_t size, bo
     }
     v->next = vs->vols;
     vs->vols = v;
+    tell(vs, AGENT_VOLS_ATTACHED, v);
     return 0;
 }
 
@@ -430,14 +519,18 @@ static void run_lookup(void *arg)
     struct agent_vols *vs = l->vs;
     int err = vs->stopping ? -ESHUTDOWN : vs->lookup_err;
     if (l->kind == 0) {
-        struct agent_list_req *req = l->req;
+        struct agent_vols_list_req *req = l->req;
         unsigned n = 0;
-        for (struct agent_vol *v = vs->vols; v; v = v->next) n++;
-        struct agent_list_entry *e = calloc(n ? n : 1, sizeof(*e));
+        for (struct agent_vol *v = vs->vols; v; v = v->next) n += !v->detached;
+        struct agent_vols_list_entry *e = calloc(n ? n : 1, sizeof(*e));
         unsigned i = 0;
-        for (struct agent_vol *v = vs->vols; v && e; v = v->next, i++) {
+        for (struct agent_vol *v = vs->vols; v && e; v = v->next) {
+            if (v->detached) continue;
             util_strlcpy(e[i].name, v->info.name, sizeof(e[i].name));
+            util_strlcpy(e[i].client, v->info.client, sizeof(e[i].client));
             e[i].size = v->info.size;
+            e[i].read_only = v->info.read_only;
+            i++;
         }
         if (!e && !err) err = -ENOMEM;
         req->cb(req, err, err ? NULL : e, err ? 0 : n);
@@ -446,10 +539,10 @@ static void run_lookup(void *arg)
         struct agent_vol *v = err ? NULL : find(vs, l->name);
         if (!err && !v) err = -ENOENT;
         if (l->kind == 1) {
-            struct agent_info_req *req = l->req;
+            struct agent_vols_info_req *req = l->req;
             req->cb(req, err, err ? NULL : &v->info);
         } else {
-            struct agent_open_req *req = l->req;
+            struct agent_vols_open_req *req = l->req;
             if (!err) {
                 v->refs++;
                 vs->st.opens++;
@@ -473,20 +566,20 @@ static void lookup(struct agent_vols *vs, int kind, const char *name, bool ro, v
     if (reactor_defer(vs->rx, run_lookup, l) < 0) abort();
 }
 
-void agent_vols_list(struct agent_vols *vs, struct agent_list_req *req)
+void agent_vols_list(struct agent_vols *vs, struct agent_vols_list_req *req)
 {
     vs->st.lists++;
     lookup(vs, 0, NULL, false, req);
 }
 
-void agent_vols_info(struct agent_vols *vs, const char *name, struct agent_info_req *req)
+void agent_vols_info(struct agent_vols *vs, const char *name, struct agent_vols_info_req *req)
 {
     vs->st.infos++;
     lookup(vs, 1, name, false, req);
 }
 
 void agent_vols_open(struct agent_vols *vs, const char *name, bool read_only,
-                     struct agent_open_req *req)
+                     struct agent_vols_open_req *req)
 {
     lookup(vs, 2, name, read_only, req);
 }

@@ -13,6 +13,8 @@ static struct {
     void (*fn)(void);
 } tests[TAP_MAX];
 static int n_tests;
+static void (*corpus_fns[8])(const char *dir);
+static int n_corpus;
 static bool failed;
 static char tmpdir[256];
 
@@ -23,6 +25,23 @@ void tap_register(const char *name, void (*fn)(void))
         tests[n_tests].fn = fn;
         n_tests++;
     }
+}
+
+void tap_register_corpus(void (*fn)(const char *dir))
+{
+    if (n_corpus < (int)(sizeof(corpus_fns) / sizeof(corpus_fns[0]))) corpus_fns[n_corpus++] = fn;
+}
+
+/* `--write-corpus DIR`: run the corpus writers instead of the tests. */
+static int write_corpus(const char *dir)
+{
+    if (n_corpus == 0) {
+        fprintf(stderr, "this test program writes no corpus\n");
+        return 2;
+    }
+    for (int i = 0; i < n_corpus; i++)
+        corpus_fns[i](dir);
+    return failed ? 1 : 0;
 }
 
 void tap_fail(const char *file, int line, const char *expr)
@@ -76,6 +95,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     atexit(rm_tmpdir);
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     int selected = 0;
     for (int i = 0; i < n_tests; i++) {
         bool want = argc < 2;

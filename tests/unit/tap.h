@@ -9,7 +9,12 @@
  * those named on the command line, and prints "ok N - name" or "not ok".
  * A failed CHECK prints the file, line, expression (and values for
  * CHECK_EQ) and returns from the test.  tap_seed() gives a seed from
- * $TEST_SEED or the clock, printed so a failure can be replayed. */
+ * $TEST_SEED or the clock, printed so a failure can be replayed.
+ *
+ * A test program may also write fuzz seeds from its vectors.  That is a
+ * tool, not a test: a TAP_CORPUS function runs only as
+ * `test_NAME --write-corpus DIR` (tests/fuzz/gen-corpus), never in a test
+ * run, and a failed CHECK in it makes that command exit 1. */
 #ifndef BD_TAP_H
 #define BD_TAP_H
 
@@ -18,6 +23,7 @@
 #include <stdio.h>
 
 void tap_register(const char *name, void (*fn)(void));
+void tap_register_corpus(void (*fn)(const char *dir));
 void tap_fail(const char *file, int line, const char *expr);
 void tap_fail_eq(const char *file, int line, const char *expr, unsigned long long a,
                  unsigned long long b);
@@ -32,6 +38,14 @@ const char *tap_tmpdir(void);
         tap_register(#name, test_##name);                                                  \
     }                                                                                      \
     static void test_##name(void)
+
+#define TAP_CORPUS(name)                                                                   \
+    static void corpus_##name(const char *dir);                                            \
+    __attribute__((constructor)) static void register_corpus_##name(void)                  \
+    {                                                                                      \
+        tap_register_corpus(corpus_##name);                                                \
+    }                                                                                      \
+    static void corpus_##name(const char *dir)
 
 #define CHECK(cond)                                                                        \
     do {                                                                                   \

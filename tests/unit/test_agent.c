@@ -1,4 +1,4 @@
-/* test_agent.c: the agent role (src/roles/agent.c) over the in-memory
+/* test_agent.c: the agent role (src/roles/agent/agent.c) over the in-memory
  * volume back end: start from a config, serve NBD on a Unix socket, report
  * /v1/status and /metrics, stop in order (connections drained, then the
  * volumes), and unwind a failed start.
@@ -8,15 +8,16 @@
  * Unix socket; HTTP over a raw TCP socket.  The reactor is pumped by the
  * helpers; every wait has a deadline. */
 #include "agent_vol_mem.h"
-#include "bd.h"
-#include "config.h"
-#include "log.h"
-#include "net/metrics.h"
+#include "base/bd.h"
+#include "config/config.h"
+#include "runtime/log.h"
+#include "runtime/metrics.h"
 #include "net/nbd.h"
-#include "net/reactor.h"
-#include "roles/agent.h"
+#include "runtime/reactor.h"
+#include "roles/agent/agent.h"
 #include "tap.h"
-#include "util.h"
+#include "testlib.h"
+#include "base/util.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -33,21 +34,27 @@
 /* ---- Fixture ---------------------------------------------------------------------- */
 
 static struct reactor *rx;
-static struct bd_config cfg;
+static struct cfg cfg;
 static struct role role;
 static int admin_port;
 static char sock_path[256];
+#define TOKEN "agent-test-token-0123456789"
 
 static int load_config(int port, const char *nbd_listen)
 {
     char text[2048], dir[200];
     util_strlcpy(dir, tap_tmpdir(), sizeof(dir)); /* each call makes a new one */
     snprintf(sock_path, sizeof(sock_path), "%s/nbd.sock", dir);
+    /* Every admin call but /metrics and /healthz needs the token. */
+    char token[260];
+    snprintf(token, sizeof(token), "%s/token", dir);
+    if (util_write_file_atomic(token, TOKEN "\n", sizeof(TOKEN), 0600) < 0) return -EIO;
     snprintf(text, sizeof(text),
-             "{\"cluster_id\": \"t\", \"agent\": {\"id\": \"a1\", \"nbd_unix\": \"%s\", %s%s%s"
+             "{\"cluster_id\": \"t\", \"insecure_plaintext\": true, \"admin_token_file\": \"%s\",\n"
+             " \"agent\": {\"id\": \"a1\", \"nbd_unix\": \"%s\", %s%s%s"
              "\"admin\": \"127.0.0.1:%d\", \"cache_dir\": \"%s/cache\", "
              "\"proxies\": [\"127.0.0.1:1\"], \"io_timeout_ms\": 500}}",
-             sock_path, nbd_listen ? "\"nbd_listen\": \"" : "", nbd_listen ? nbd_listen : "",
+             token, sock_path, nbd_listen ? "\"nbd_listen\": \"" : "", nbd_listen ? nbd_listen : "",
              nbd_listen ? "\", " : "", port, dir);
     char err[256];
     int rc = config_parse("test", text, strlen(text), &cfg, err, sizeof(err));
@@ -76,15 +83,6 @@ static int start(void)
 }
 
 /* ---- Helpers ---------------------------------------------------------------------- */
-
-static void pump_ms(int ms)
-{
-    uint64_t end = util_mono_ms() + (uint64_t)ms;
-    do {
-        event_base_loop(reactor_base(rx), EVLOOP_NONBLOCK);
-        usleep(200);
-    } while (util_mono_ms() < end);
-}
 
 static int recv_all(int fd, void *p, size_t len)
 {
@@ -129,31 +127,11 @@ static int nbd_open(const char *name)
 /* GET PATH on the admin port; the status code, body into BODY. */
 static int http_get(const char *path, char *body, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)admin_port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) return -1;
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                     path);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
-    static char buf[1 << 17];
-    size_t got = 0;
-    uint64_t end = util_mono_ms() + 3000;
-    while (util_mono_ms() < end && got < sizeof(buf) - 1) {
-        event_base_loop(reactor_base(rx), EVLOOP_NONBLOCK);
-        ssize_t k = recv(fd, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
-        if (k == 0) break;
-        if (k > 0) got += (size_t)k;
-        else usleep(200);
-    }
-    close(fd);
-    buf[got] = 0;
-    int code = 0;
-    if (sscanf(buf, "HTTP/1.1 %d", &code) != 1) return -1;
-    const char *b = strstr(buf, "\r\n\r\n");
-    util_strlcpy(body, b ? b + 4 : "", cap);
-    return code;
+    char req[512];
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             "Authorization: Bearer " TOKEN "\r\n\r\n", path);
+    return testlib_http(rx, admin_port, req, body, cap);
 }
 
 static int done_count;
@@ -208,7 +186,7 @@ TEST(start_serve_status_stop)
     agent_role_ops.stop(&role, on_done);
     uint8_t x;
     CHECK_EQ(recv_all(fd, &x, 1), -1); /* the NBD connection is closed */
-    pump_ms(50);
+    testlib_pump(rx, 50);
     CHECK_EQ(done_count, 1);
     struct agent_vol_mem_stats st;
     agent_vol_mem_stats(vs, &st);

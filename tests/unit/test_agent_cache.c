@@ -1,14 +1,14 @@
-/* test_agent_cache.c: the agent's dirty map (src/roles/agent_cache.c).
+/* test_agent_cache.c: the agent's dirty map (src/roles/agent/agent_cache.c).
  *
  * A model test: random puts, cleans and unships over a small volume are
  * applied both to the map and to a per-block array, and after every step
  * the map must describe exactly the model (kind, version, need, ship,
  * checksum of every block) and its totals must add up.  Seeded: a
  * failure prints the seed. */
-#include "bd.h"
-#include "roles/agent_cache.h"
+#include "base/bd.h"
+#include "roles/agent/agent_cache.h"
 #include "tap.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ struct check {
     uint64_t bytes;
 };
 
-static bool check_fn(void *arg, struct cache_ext *e)
+static bool check_fn(void *arg, struct agent_cache_ext *e)
 {
     struct check *c = arg;
     for (uint64_t b = c->next; b < e->start && b < NB; b++)
@@ -40,40 +40,42 @@ static bool check_fn(void *arg, struct cache_ext *e)
         if (b >= NB) break;
         const struct blk *m = &model[b];
         if (m->kind != e->kind || m->seq != e->seq || m->ship != e->ship_id ||
-            (e->kind != CACHE_LOST && m->need != e->need))
+            (e->kind != AGENT_CACHE_LOST && m->need != e->need))
             c->ok = false;
-        if (e->kind == CACHE_DATA && cache_ext_csum(e, i) != m->csum) c->ok = false;
+        if (e->kind == AGENT_CACHE_DATA && agent_cache_ext_csum(e, i) != m->csum) c->ok = false;
     }
-    if (e->kind == CACHE_DATA) c->bytes += e->nblk * 4096;
+    if (e->kind == AGENT_CACHE_DATA) c->bytes += e->nblk * 4096;
     c->next = e->start + e->nblk;
     return true;
 }
 
-static bool map_matches(struct cache *c)
+static bool map_matches(struct agent_cache *c)
 {
     struct check ck = {.ok = true};
-    cache_walk(c, 0, NB, check_fn, &ck);
+    agent_cache_walk(c, 0, NB, check_fn, &ck);
     for (uint64_t b = ck.next; b < NB; b++)
         if (model[b].kind) ck.ok = false;
     uint64_t min = UINT64_MAX;
     for (int b = 0; b < NB; b++)
-        if (model[b].kind && model[b].kind != CACHE_LOST && model[b].need < min) min = model[b].need;
-    return ck.ok && ck.bytes == cache_dirty_bytes(c) && min == cache_min_need(c);
+        if (model[b].kind && model[b].kind != AGENT_CACHE_LOST && model[b].need < min)
+            min = model[b].need;
+    return ck.ok && ck.bytes == agent_cache_dirty_bytes(c) && min == agent_cache_min_need(c);
 }
 
 struct ship_arg {
     uint64_t id, a, b;
 };
 
-static bool ship_fn(void *arg, struct cache_ext *e)
+static bool ship_fn(void *arg, struct agent_cache_ext *e)
 {
     struct ship_arg *s = arg;
-    if (e->kind != CACHE_LOST && !e->ship_id && e->start >= s->a && e->start + e->nblk <= s->b)
+    if (e->kind != AGENT_CACHE_LOST && !e->ship_id && e->start >= s->a &&
+        e->start + e->nblk <= s->b)
         e->ship_id = s->id;
     return true;
 }
 
-static bool mirror_fn(void *arg, struct cache_ext *e)
+static bool mirror_fn(void *arg, struct agent_cache_ext *e)
 {
     struct ship_arg *s = arg;
     if (e->ship_id == s->id)
@@ -87,7 +89,7 @@ static bool mirror_fn(void *arg, struct cache_ext *e)
 TEST(random_ops_match_model)
 {
     uint64_t rs = tap_seed();
-    struct cache *c = cache_new(NULL);
+    struct agent_cache *c = agent_cache_new(NULL);
     memset(model, 0, sizeof(model));
     uint64_t seq = 0, ship = 0;
     uint64_t csums[NB];
@@ -103,29 +105,29 @@ TEST(random_ops_match_model)
             for (uint64_t i = 0; i < n; i++) {
                 csums[i] = util_rand64(&rs);
                 struct blk *m = &model[a + i];
-                if (m->kind && m->kind != CACHE_LOST && m->need < need) need = m->need;
+                if (m->kind && m->kind != AGENT_CACHE_LOST && m->need < need) need = m->need;
             }
-            struct cache_put p = {.kind = kind, .start = a, .nblk = n, .seq = seq, .seg = 1,
-                                  .dpos = 1024, .csums = csums};
-            CHECK(cache_put(c, &p) == 0);
+            struct agent_cache_version p = {.kind = kind, .start = a, .nblk = n, .seq = seq,
+                                            .seg = 1, .dpos = 1024, .csums = csums};
+            CHECK(agent_cache_put(c, &p) == 0);
             for (uint64_t i = 0; i < n; i++)
-                model[a + i] = (struct blk){.kind = kind, .seq = seq,
-                                            .need = kind == CACHE_LOST ? 0 : need,
-                                            .csum = kind == CACHE_DATA ? csums[i] : 0};
+                model[a + i] = (struct blk){
+                    .kind = kind, .seq = seq, .need = kind == AGENT_CACHE_LOST ? 0 : need,
+                    .csum = kind == AGENT_CACHE_DATA ? csums[i] : 0};
         } else if (op == 7) {
             /* Ship the dirty extents lying wholly inside [a, a+n), as the
              * shipper does, then mirror what was marked into the model. */
             struct ship_arg sa = {++ship, a, a + n};
-            cache_walk(c, a, a + n, ship_fn, &sa);
-            cache_walk(c, 0, NB, mirror_fn, &sa);
+            agent_cache_walk(c, a, a + n, ship_fn, &sa);
+            agent_cache_walk(c, 0, NB, mirror_fn, &sa);
         } else if (op == 8 && ship) {
             uint64_t id = 1 + util_rand64(&rs) % ship;
-            cache_clean(c, 0, NB, id);
+            agent_cache_clean(c, 0, NB, id);
             for (int b = 0; b < NB; b++)
                 if (model[b].ship == id) memset(&model[b], 0, sizeof(model[b]));
         } else if (op == 9 && ship) {
             uint64_t id = 1 + util_rand64(&rs) % ship;
-            cache_unship(c, 0, NB, id);
+            agent_cache_unship(c, 0, NB, id);
             for (int b = 0; b < NB; b++)
                 if (model[b].ship == id) model[b].ship = 0;
         }
@@ -135,33 +137,35 @@ TEST(random_ops_match_model)
             CHECK(0);
         }
     }
-    cache_unship_all(c);
+    agent_cache_unship_all(c);
     for (int b = 0; b < NB; b++) model[b].ship = 0;
     CHECK(map_matches(c));
-    cache_free(c);
+    agent_cache_free(c);
 }
 
 /* A dirty version overwritten before shipping hands its need to the new
  * one; a LOST mark never holds a flush back. */
 TEST(need_is_inherited)
 {
-    struct cache *c = cache_new(NULL);
+    struct agent_cache *c = agent_cache_new(NULL);
     uint64_t cs[4] = {1, 2, 3, 4};
-    struct cache_put p = {.kind = CACHE_DATA, .start = 10, .nblk = 4, .seq = 5, .csums = cs};
-    CHECK(cache_put(c, &p) == 0);
-    p = (struct cache_put){.kind = CACHE_ZERO, .start = 12, .nblk = 4, .seq = 9};
-    CHECK(cache_put(c, &p) == 0);
-    CHECK_EQ(cache_min_need(c), 5);
-    CHECK_EQ(cache_min_need_range(c, 14, 16), 5);
-    CHECK_EQ(cache_extents(c), 2);
-    CHECK_EQ(cache_dirty_bytes(c), 2 * 4096);
-    p = (struct cache_put){.kind = CACHE_LOST, .start = 0, .nblk = 100, .seq = 11, .seg = 3};
-    CHECK(cache_put(c, &p) == 0);
-    CHECK_EQ(cache_min_need(c), UINT64_MAX);
-    CHECK_EQ(cache_lost_extents(c), 1);
+    struct agent_cache_version p = {
+        .kind = AGENT_CACHE_DATA, .start = 10, .nblk = 4, .seq = 5, .csums = cs};
+    CHECK(agent_cache_put(c, &p) == 0);
+    p = (struct agent_cache_version){.kind = AGENT_CACHE_ZERO, .start = 12, .nblk = 4, .seq = 9};
+    CHECK(agent_cache_put(c, &p) == 0);
+    CHECK_EQ(agent_cache_min_need(c), 5);
+    CHECK_EQ(agent_cache_min_need_range(c, 14, 16), 5);
+    CHECK_EQ(agent_cache_extents(c), 2);
+    CHECK_EQ(agent_cache_dirty_bytes(c), 2 * 4096);
+    p = (struct agent_cache_version){
+        .kind = AGENT_CACHE_LOST, .start = 0, .nblk = 100, .seq = 11, .seg = 3};
+    CHECK(agent_cache_put(c, &p) == 0);
+    CHECK_EQ(agent_cache_min_need(c), UINT64_MAX);
+    CHECK_EQ(agent_cache_lost_extents(c), 1);
     uint64_t out[4][2];
-    CHECK_EQ(cache_lost_in_seg(c, 3, out, 4), 1);
+    CHECK_EQ(agent_cache_lost_in_seg(c, 3, out, 4), 1);
     CHECK_EQ(out[0][1], 100);
-    CHECK_EQ(cache_lost_in_seg(c, 4, out, 4), 0);
-    cache_free(c);
+    CHECK_EQ(agent_cache_lost_in_seg(c, 4, out, 4), 0);
+    agent_cache_free(c);
 }

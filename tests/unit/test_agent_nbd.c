@@ -6,23 +6,38 @@
  * and memory bounds, deadlines and eviction, stop and drain.  Defends C8,
  * C17 and the "no volume before GO" rule (CVE-2019-14850).
  *
+ * Also a volume's own socket, and STARTTLS with PSKs (an OpenSSL client in
+ * the test: TLS 1.3 and 1.2, wrong and unknown keys, plaintext pipelined
+ * after STARTTLS, FORCEDTLS over TCP).
+ *
  * Every wait is bounded (pump_until's deadline).  Every test ends by
  * checking the back end saw no violation of agent_vol.h. */
 #include "agent_vol_mem.h"
-#include "bd.h"
-#include "log.h"
-#include "net/metrics.h"
+#include "base/bd.h"
+#include "base/bytes.h"
+#include "runtime/log.h"
+#include "runtime/metrics.h"
 #include "net/nbd.h"
-#include "net/reactor.h"
-#include "roles/agent_nbd.h"
+#include "runtime/reactor.h"
+#include "roles/agent/agent_nbd.h"
+#include "net/nbd_tls.h"
 #include "tap.h"
-#include "util.h"
+#include "base/util.h"
+#include "roles/agent/agent_qos.h"
 
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* ---- Fixture ---------------------------------------------------------------------- */
@@ -49,7 +64,10 @@ static void fixture(const struct agent_nbd_opts *o)
     agent_vol_mem_add(vols, "ro0", 1u << 20, true);
     struct agent_nbd_opts def = {.tag = "test", .handshake_timeout_ms = 5000};
     char err[128];
-    if (agent_nbd_new(rx, vols, o ? o : &def, &srv, err, sizeof(err)) < 0) abort();
+    if (agent_nbd_new(rx, vols, o ? o : &def, &srv, err, sizeof(err)) < 0) {
+        printf("# agent_nbd_new: %s\n", err);
+        abort();
+    }
 }
 
 /* ---- Helpers: pumping and raw I/O ----------------------------------------------------- */
@@ -240,10 +258,10 @@ static int recv_chunk(int fd, struct nbd_chunk *c, uint8_t *p, size_t cap)
 {
     uint8_t h[NBD_CHUNK_HDR_LEN];
     if (cli_recv(fd, h, 4) < 0) return -1;
-    if (util_get_be32(h) == NBD_SIMPLE_REPLY_MAGIC) {
+    if (bytes_get_be32(h) == NBD_SIMPLE_REPLY_MAGIC) {
         cli_recv(fd, h + 4, 12);
-        c->cookie = util_get_be64(h + 8);
-        c->len = util_get_be32(h + 4);
+        c->cookie = bytes_get_be64(h + 8);
+        c->len = bytes_get_be32(h + 4);
         return -2;
     }
     if (cli_recv(fd, h + 4, sizeof(h) - 4) < 0 || nbd_decode_chunk_hdr(h, sizeof(h), c) <= 0)
@@ -517,6 +535,155 @@ TEST(structured_read_holes)
     CHECK_EQ(holes, 2);
     for (int i = 0; i < 32768; i++) CHECK_EQ(rbuf[i], (i >= 8192 && i < 16384) ? 0xab : 0);
     close(fd);
+}
+
+/* A structured READ reply into BUF (the request was [OFF, OFF+LEN)):
+ * every chunk inside the range, together covering it exactly once.  The
+ * number of chunks, or -1. */
+static int recv_structured_read(int fd, uint64_t cookie, uint64_t off, uint32_t len, uint8_t *buf)
+{
+    static uint8_t p[1 << 20];
+    struct nbd_chunk c;
+    uint64_t covered = 0;
+    int n = 0;
+    for (;;) {
+        int t = recv_chunk(fd, &c, p, sizeof(p));
+        if (t < 0 || c.cookie != cookie) return -1;
+        uint64_t o;
+        uint32_t l;
+        const uint8_t *d = NULL;
+        if (t == NBD_REPLY_TYPE_OFFSET_DATA) {
+            if (nbd_decode_chunk_data(p, c.len, &o, &d, &l) != 0) return -1;
+        } else if (t != NBD_REPLY_TYPE_OFFSET_HOLE || nbd_decode_chunk_hole(p, c.len, &o, &l) != 0) {
+            return -1;
+        }
+        if (o < off || o + l > off + len) return -1;
+        if (d) memcpy(buf + (o - off), d, l);
+        else memset(buf + (o - off), 0, l);
+        covered += l;
+        n++;
+        if (c.flags & NBD_REPLY_FLAG_DONE) break;
+    }
+    return covered == len ? n : -1;
+}
+
+/* Requests of any offset and length, against a model: 1- and 512-byte
+ * writes and reads, across block edges, unaligned zeroes (partial blocks
+ * written as zeroes) and trims (whole blocks only); unaligned requests
+ * past the end keep their errors. */
+TEST(unaligned_io)
+{
+    fixture(NULL);
+    static uint8_t model[64 << 10];
+    memset(model, 0, sizeof(model));
+    int fd = cli_open("vol0", false);
+    struct { uint64_t off; uint32_t len; } w[] = {
+        {512, 512}, {100, 1}, {4096 - 3, 7}, {8000, 5000}, {20480 + 512, 3 * 4096}, {0, 4096},
+        {1, 4095}, {65536 - 512, 512},
+    };
+    for (unsigned i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        for (uint32_t k = 0; k < w[i].len; k++) wbuf[k] = (uint8_t)(i * 37 + k + 1);
+        memcpy(model + w[i].off, wbuf, w[i].len);
+        CHECK(send_req(fd, NBD_CMD_WRITE, i % 2 ? NBD_CMD_FLAG_FUA : 0, i, w[i].off, w[i].len, wbuf));
+        CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    }
+    CHECK(send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 20, 6000, 9000, NULL)); /* head, 2 blocks, tail */
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    memset(model + 6000, 0, 9000);
+    CHECK(send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 21, 30000, 10, NULL)); /* inside one block */
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    memset(model + 30000, 0, 10);
+    CHECK(send_req(fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 22, 100, 10, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_ENOTSUP);           /* an RMW is not fast */
+    CHECK(send_req(fd, NBD_CMD_TRIM, 0, 23, 40000, 100, NULL));       /* no whole block: no-op */
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    CHECK(send_req(fd, NBD_CMD_TRIM, 0, 24, 20000, 10000, NULL));    /* trims [20480, 28672) */
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    memset(model + 20480, 0, 8192);
+    struct { uint64_t off; uint32_t len; } r[] = {
+        {0, 1}, {100, 1}, {511, 2}, {512, 512}, {4000, 200}, {0, 65536}, {7999, 5002},
+        {65535, 1}, {3, 40000},
+    };
+    for (unsigned i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        memset(rbuf, 0xee, r[i].len);
+        CHECK(send_req(fd, NBD_CMD_READ, 0, 100 + i, r[i].off, r[i].len, NULL));
+        CHECK_EQ(recv_simple(fd, NULL, rbuf, r[i].len), 0);
+        CHECK(memcmp(rbuf, model + r[i].off, r[i].len) == 0);
+    }
+    CHECK(send_req(fd, NBD_CMD_WRITE, 0, 30, VOL_SIZE - 100, 512, wbuf));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_ENOSPC);
+    CHECK(send_req(fd, NBD_CMD_READ, 0, 31, VOL_SIZE - 1, 2, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    CHECK(send_req(fd, NBD_CMD_WRITE, 0, 32, 513, 0, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    CHECK(send_req(fd, NBD_CMD_READ, 0, 33, VOL_SIZE - 1, 1, NULL)); /* the last byte */
+    CHECK_EQ(recv_simple(fd, NULL, rbuf, 1), 0);
+    struct agent_vol_mem_stats st;
+    agent_vol_mem_stats(vols, &st);
+    CHECK(st.unaligned >= 8);
+    close(fd);
+    pump_ms(10);
+    check_no_violations();
+}
+
+/* Structured replies to unaligned READs stay inside the range asked
+ * for; with DF the answer is one data chunk, holes included. */
+TEST(structured_unaligned_and_df)
+{
+    fixture(NULL);
+    int fd = cli_open("vol0", true);
+    uint16_t tf = 0;
+    memset(wbuf, 0xcd, 4096);
+    CHECK(send_req(fd, NBD_CMD_WRITE, 0, 1, 8192 + 100, 4096, wbuf));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    static uint8_t want[40000];
+    memset(want, 0, sizeof(want));
+    memset(want + 8192 + 100 - 7, 0xcd, 4096);
+    CHECK(send_req(fd, NBD_CMD_READ, 0, 2, 7, 30000, NULL));
+    CHECK(recv_structured_read(fd, 2, 7, 30000, rbuf) >= 2); /* holes as well */
+    CHECK(memcmp(rbuf, want, 30000) == 0);
+    CHECK(send_req(fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 3, 7, 30000, NULL));
+    CHECK_EQ(recv_structured_read(fd, 3, 7, 30000, rbuf), 1);
+    CHECK(memcmp(rbuf, want, 30000) == 0);
+    close(fd);
+    /* DF is offered with structured replies only */
+    fd = cli_start();
+    CHECK_EQ(cli_go(fd, NBD_OPT_GO, "vol0", NULL, &tf), NBD_REP_ACK);
+    CHECK(!(tf & NBD_FLAG_SEND_DF));
+    CHECK(tf & NBD_FLAG_SEND_CACHE);
+    CHECK(send_req(fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 4, 0, 4096, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    close(fd);
+    pump_ms(10);
+    check_no_violations();
+}
+
+/* CACHE reads the range through and answers without data; longer than
+ * max_payload or past the end it is EINVAL, like a READ. */
+TEST(cache_bounded)
+{
+    fixture(NULL);
+    int fd = cli_open("vol0", false);
+    struct agent_vol_mem_stats st0, st;
+    agent_vol_mem_stats(vols, &st0);
+    CHECK(send_req(fd, NBD_CMD_CACHE, 0, 1, 100, 100000, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    agent_vol_mem_stats(vols, &st);
+    CHECK_EQ(st.ops[0] - st0.ops[0], 1);                          /* one read of the cover */
+    CHECK(send_req(fd, NBD_CMD_CACHE, 0, 2, 0, 64u << 20, NULL)); /* > max_payload */
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    CHECK(send_req(fd, NBD_CMD_CACHE, 0, 3, VOL_SIZE - 10, 20, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    CHECK(send_req(fd, NBD_CMD_CACHE, 0, 4, 0, 0, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EINVAL);
+    agent_vol_mem_inject(vols, "vol0", AVM_READ, 0, 4096, -EIO, 1);
+    CHECK(send_req(fd, NBD_CMD_CACHE, 0, 5, 0, 4096, NULL));
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), NBD_EIO);
+    CHECK(send_req(fd, NBD_CMD_READ, 0, 6, 0, 4096, NULL));        /* still in sync */
+    CHECK_EQ(recv_simple(fd, NULL, rbuf, 4096), 0);
+    close(fd);
+    pump_ms(10);
+    check_no_violations();
 }
 
 /* BLOCK_STATUS reports DATA, ZERO and HOLE truthfully after writes, trims
@@ -876,6 +1043,422 @@ TEST(stop_drains)
     check_no_violations();
 }
 
+/* ---- Volume sockets --------------------------------------------------------------------- */
+
+/* What agent.c does with the registry's watch. */
+static void on_attachment(void *arg, enum agent_vols_change what,
+                          const struct agent_vols_list_entry *e)
+{
+    (void)arg;
+    if (what == AGENT_VOLS_ATTACHED) agent_nbd_volume_add(srv, e->name);
+    else agent_nbd_volume_revoke(srv, e->name, what == AGENT_VOLS_DETACHED);
+}
+
+/* A client of the Unix socket PATH, through the greeting and flags. */
+static int unix_start(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    util_strlcpy(a.sun_path, path, sizeof(a.sun_path));
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return -1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uint8_t g[NBD_GREETING_LEN];
+    uint16_t hf;
+    if (cli_recv(fd, g, sizeof(g)) < 0 || nbd_decode_greeting(g, sizeof(g), &hf) <= 0) return -1;
+    uint8_t f[4];
+    nbd_encode_client_flags(f, 4, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    cli_send(fd, f, 4);
+    return fd;
+}
+
+/* Each attached volume gets a socket with the configured mode, serving
+ * that volume alone (by its name or the default export); a change of its
+ * attachment closes its connections, a detach also removes the socket;
+ * sockets left from before the start are removed. */
+TEST(volume_sockets)
+{
+    char dir[400], path[600], other[600];
+    snprintf(dir, sizeof(dir), "%s/vols", tap_tmpdir());
+    struct agent_nbd_opts o = {.tag = "test", .handshake_timeout_ms = 5000, .volume_dir = dir,
+                               .volume_perm = {.mode = 0640, .uid = -1, .gid = -1}};
+    mkdir(dir, 0755);
+    /* A predecessor's stale socket goes at start; other files stay. */
+    char stale[600], keep[600];
+    snprintf(stale, sizeof(stale), "%s/gone.sock", dir);
+    snprintf(keep, sizeof(keep), "%s/file.sock", dir);
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    util_strlcpy(sa.sun_path, stale, sizeof(sa.sun_path));
+    CHECK(ls >= 0 && bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    close(ls);
+    close(open(keep, O_WRONLY | O_CREAT, 0600));
+    fixture(&o);
+    struct stat st;
+    CHECK(stat(stale, &st) < 0 && stat(keep, &st) == 0);
+    agent_vols_watch(vols, on_attachment, NULL);
+    CHECK(agent_nbd_volume_path(srv, "vol0", path, sizeof(path)));
+    CHECK(agent_nbd_volume_path(srv, "ro0", other, sizeof(other)));
+    CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0640);
+    CHECK(stat(other, &st) == 0 && S_ISSOCK(st.st_mode));
+    int fd = unix_start(path);
+    CHECK(fd >= 0);
+    uint8_t p[512];
+    uint32_t t, len;
+    send_opt(fd, NBD_OPT_LIST, NULL, 0);
+    unsigned servers = 0;
+    while ((t = recv_reply(fd, p, sizeof(p), &len)) == NBD_REP_SERVER) {
+        struct nbd_str nm;
+        CHECK(nbd_decode_rep_server(p, len, &nm) == 0 && nm.len == 4 && !memcmp(nm.ptr, "vol0", 4));
+        servers++;
+    }
+    CHECK(t == NBD_REP_ACK && servers == 1);
+    CHECK_EQ(cli_go(fd, NBD_OPT_INFO, "ro0", NULL, NULL), NBD_REP_ERR_UNKNOWN);
+    uint64_t size = 0;
+    CHECK_EQ(cli_go(fd, NBD_OPT_GO, "", &size, NULL), NBD_REP_ACK); /* the default export */
+    CHECK_EQ(size, VOL_SIZE);
+    memset(wbuf, 0x5a, 4096);
+    send_req(fd, NBD_CMD_WRITE, 0, 1, 0, 4096, wbuf);
+    CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
+    /* Made read-only: the connection, admitted as read-write, goes. */
+    CHECK_EQ(agent_vol_mem_set_attachment(vols, "vol0", true, ""), 0);
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    CHECK(stat(path, &st) == 0);
+    fd = unix_start(path);
+    CHECK_EQ(cli_go(fd, NBD_OPT_GO, "vol0", NULL, NULL), NBD_REP_ACK);
+    /* Detached: its connections and its socket go. */
+    CHECK_EQ(agent_vol_mem_detach(vols, "vol0"), 0);
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    CHECK(stat(other, &st) == 0);
+    CHECK_EQ(unix_start(path), -1);
+    struct agent_nbd_stats s;
+    agent_nbd_stats(srv, &s);
+    CHECK_EQ(s.connections, 0);
+    check_no_violations();
+}
+
+/* ---- STARTTLS ---------------------------------------------------------------------------- */
+
+static const char psk_vm1[] = "00112233445566778899aabbccddeeff";
+static char psk_file[400];
+static const char *cli_psk_id, *cli_psk_hex;
+
+static unsigned int cli_psk_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_id,
+                               unsigned char *psk, unsigned int max_psk)
+{
+    (void)ssl;
+    (void)hint;
+    snprintf(identity, max_id, "%s", cli_psk_id);
+    unsigned n = (unsigned)strlen(cli_psk_hex) / 2;
+    if (n > max_psk) return 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned x;
+        sscanf(cli_psk_hex + 2 * i, "%2x", &x);
+        psk[i] = (unsigned char)x;
+    }
+    return n;
+}
+
+/* A server with NBD TLS from a PSK file (vm1's key), TLS MODE over TCP. */
+static struct nbd_tls *tls_fixture(enum nbd_tls_mode mode, struct agent_nbd_opts *o)
+{
+    snprintf(psk_file, sizeof(psk_file), "%s/keys.psk", tap_tmpdir());
+    int f = open(psk_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dprintf(f, "# test keys\nvm1:%s\nvm2:%s\n", psk_vm1, "ffeeddccbbaa99887766554433221100");
+    close(f);
+    struct nbd_tls_opts to = {.cluster = "test", .psk_file = psk_file};
+    struct nbd_tls *t = NULL;
+    char err[256];
+    if (nbd_tls_new(&to, &t, err, sizeof(err)) < 0) {
+        printf("# nbd_tls_new: %s\n", err);
+        return NULL;
+    }
+    /* A free port: the kernel's pick for a socket we close again. */
+    static char listen[32];
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(s, (struct sockaddr *)&a, &alen) < 0)
+        abort();
+    close(s);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", ntohs(a.sin_port));
+    *o = (struct agent_nbd_opts){.tag = "test", .handshake_timeout_ms = 3000, .tls = t,
+                                 .tls_mode = mode, .listen = listen};
+    fixture(o);
+    return t;
+}
+
+/* A client over TCP to the fixture's listener, through the flags. */
+static int tcp_start(void)
+{
+    cJSON *st = cJSON_CreateObject();
+    agent_nbd_status(srv, st);
+    int port = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "nbd"), "port")->valueint;
+    cJSON_Delete(st);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    connect(fd, (struct sockaddr *)&a, sizeof(a));
+    uint8_t g[NBD_GREETING_LEN];
+    uint16_t hf;
+    if (cli_recv(fd, g, sizeof(g)) < 0 || nbd_decode_greeting(g, sizeof(g), &hf) <= 0) return -1;
+    uint8_t f[4];
+    nbd_encode_client_flags(f, 4, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    cli_send(fd, f, 4);
+    return fd;
+}
+
+/* STARTTLS, then a TLS 1.3 (or MAX) PSK handshake as ID with key HEX on
+ * FD.  The client SSL, or NULL if the handshake failed. */
+static SSL *cli_tls(int fd, const char *id, const char *hex, int max_version)
+{
+    send_opt(fd, NBD_OPT_STARTTLS, NULL, 0);
+    uint8_t p[256];
+    if (recv_reply(fd, p, sizeof(p), NULL) != NBD_REP_ACK) return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    SSL_CTX_set_cipher_list(ctx, "PSK");
+    cli_psk_id = id;
+    cli_psk_hex = hex;
+    SSL_CTX_set_psk_client_callback(ctx, cli_psk_cb);
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    SSL_set_fd(ssl, fd);
+    uint64_t end = util_mono_ms() + 3000;
+    for (;;) {
+        int rc = SSL_connect(ssl);
+        if (rc == 1) return ssl;
+        int e = SSL_get_error(ssl, rc);
+        if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || util_mono_ms() > end) {
+            SSL_free(ssl);
+            return NULL;
+        }
+        pump();
+        usleep(100);
+    }
+}
+
+static bool ssl_io(SSL *ssl, void *p, size_t len, bool wr)
+{
+    uint8_t *b = p;
+    uint64_t end = util_mono_ms() + 3000;
+    while (len && util_mono_ms() < end) {
+        int n = wr ? SSL_write(ssl, b, (int)len) : SSL_read(ssl, b, (int)len);
+        if (n > 0) {
+            b += n;
+            len -= (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return false;
+        pump();
+        usleep(100);
+    }
+    pump();
+    return len == 0;
+}
+
+/* GO on NAME over SSL: the final reply type. */
+static uint32_t ssl_go(SSL *ssl, const char *name)
+{
+    uint8_t b[600], h[NBD_OPT_HDR_LEN];
+    int n = nbd_encode_opt_go(b, sizeof(b), name, (uint32_t)strlen(name), NULL, 0);
+    nbd_encode_opt_hdr(h, sizeof(h), NBD_OPT_GO, (uint32_t)n);
+    if (!ssl_io(ssl, h, sizeof(h), true) || !ssl_io(ssl, b, (size_t)n, true)) return 0;
+    for (;;) {
+        uint8_t rh[NBD_OPT_REPLY_HDR_LEN], p[1200];
+        struct nbd_opt_reply r;
+        if (!ssl_io(ssl, rh, sizeof(rh), false) ||
+            nbd_decode_opt_reply_hdr(rh, sizeof(rh), &r) <= 0 ||
+            r.len > sizeof(p) || (r.len && !ssl_io(ssl, p, r.len, false)))
+            return 0;
+        if (r.type != NBD_REP_INFO) return r.type;
+    }
+}
+
+/* STARTTLS with a PSK: TLS 1.3 and 1.2 both give the client its
+ * identity, a volume attached for it opens and one for another client
+ * does not; a wrong key and an unknown identity fail the handshake. */
+TEST(starttls_psk)
+{
+    struct agent_nbd_opts o;
+    struct nbd_tls *t = tls_fixture(NBD_TLS_ON, &o);
+    CHECK(t && nbd_tls_psk_count(t) == 2);
+    agent_vol_mem_add(vols, "vm1-disk", VOL_SIZE, false);
+    agent_vol_mem_set_attachment(vols, "vm1-disk", false, "vm1");
+    int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+    for (int i = 0; i < 2; i++) {
+        int fd = tcp_start();
+        SSL *ssl = cli_tls(fd, "vm1", psk_vm1, versions[i]);
+        CHECK(ssl != NULL);
+        if (!ssl) continue;
+        CHECK_EQ(SSL_version(ssl), versions[i]);
+        CHECK_EQ(ssl_go(ssl, "vm1-disk"), NBD_REP_ACK);
+        SSL_free(ssl);
+        close(fd);
+        fd = tcp_start();
+        ssl = cli_tls(fd, "vm2", "ffeeddccbbaa99887766554433221100", versions[i]);
+        CHECK(ssl && ssl_go(ssl, "vm1-disk") == NBD_REP_ERR_POLICY);
+        CHECK(ssl && ssl_go(ssl, "vol0") == NBD_REP_ACK); /* names no client: anyone's, mode on */
+        if (ssl) SSL_free(ssl);
+        close(fd);
+    }
+    struct agent_nbd_stats s;
+    agent_nbd_stats(srv, &s);
+    uint64_t failed0 = s.tls_failed;
+    int fd = tcp_start();
+    CHECK(cli_tls(fd, "vm1", "ffffffffffffffffffffffffffffffff", TLS1_3_VERSION) == NULL);
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    fd = tcp_start();
+    CHECK(cli_tls(fd, "vm9", psk_vm1, TLS1_3_VERSION) == NULL);
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    pump_ms(20);
+    agent_nbd_stats(srv, &s);
+    CHECK_EQ(s.tls_failed, failed0 + 2);
+    CHECK(s.tls_ok >= 4);
+    check_no_violations();
+    agent_nbd_free(srv);
+    srv = NULL;
+    nbd_tls_free(t);
+}
+
+/* Plaintext the client sent after STARTTLS, before the ACK, is refused
+ * (CVE-2021-3716); STARTTLS twice is ERR_INVALID; TLS forgets what was
+ * negotiated before it. */
+TEST(starttls_refuses_pipelined_plaintext)
+{
+    struct agent_nbd_opts o;
+    struct nbd_tls *t = tls_fixture(NBD_TLS_ON, &o);
+    CHECK(t != NULL);
+    int fd = tcp_start();
+    uint8_t b[2 * NBD_OPT_HDR_LEN];
+    nbd_encode_opt_hdr(b, NBD_OPT_HDR_LEN, NBD_OPT_STARTTLS, 0);
+    nbd_encode_opt_hdr(b + NBD_OPT_HDR_LEN, NBD_OPT_HDR_LEN, NBD_OPT_STRUCTURED_REPLY, 0);
+    cli_send(fd, b, sizeof(b));
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    struct agent_nbd_stats s;
+    agent_nbd_stats(srv, &s);
+    CHECK_EQ(s.denied, 1);
+    fd = tcp_start();
+    uint8_t p[256];
+    send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    CHECK_EQ(recv_reply(fd, p, sizeof(p), NULL), NBD_REP_ACK);
+    SSL *ssl = cli_tls(fd, "vm1", psk_vm1, TLS1_3_VERSION);
+    CHECK(ssl != NULL);
+    uint8_t h[NBD_OPT_HDR_LEN], rh[NBD_OPT_REPLY_HDR_LEN];
+    struct nbd_opt_reply r;
+    nbd_encode_opt_hdr(h, sizeof(h), NBD_OPT_STARTTLS, 0);
+    CHECK(ssl && ssl_io(ssl, h, sizeof(h), true) && ssl_io(ssl, rh, sizeof(rh), false));
+    CHECK(nbd_decode_opt_reply_hdr(rh, sizeof(rh), &r) > 0 && r.type == NBD_REP_ERR_INVALID);
+    uint8_t msg[1100];
+    CHECK(r.len < sizeof(msg) && ssl_io(ssl, msg, r.len, false));
+    /* STRUCTURED_REPLY again: accepted, since TLS dropped the first. */
+    nbd_encode_opt_hdr(h, sizeof(h), NBD_OPT_STRUCTURED_REPLY, 0);
+    CHECK(ssl && ssl_io(ssl, h, sizeof(h), true) && ssl_io(ssl, rh, sizeof(rh), false));
+    CHECK(nbd_decode_opt_reply_hdr(rh, sizeof(rh), &r) > 0 && r.type == NBD_REP_ACK);
+    if (ssl) SSL_free(ssl);
+    close(fd);
+    check_no_violations();
+    agent_nbd_free(srv);
+    srv = NULL;
+    nbd_tls_free(t);
+}
+
+/* FORCEDTLS over TCP: every option but STARTTLS and ABORT is
+ * ERR_TLS_REQD, EXPORT_NAME ends the session; after TLS a volume opens
+ * only for the client its attachment names.  A Unix socket offers TLS but
+ * does not require it. */
+TEST(starttls_required)
+{
+    struct agent_nbd_opts o;
+    struct nbd_tls *t = tls_fixture(NBD_TLS_REQUIRE, &o);
+    CHECK(t != NULL);
+    agent_vol_mem_add(vols, "vm1-disk", VOL_SIZE, false);
+    agent_vol_mem_set_attachment(vols, "vm1-disk", false, "vm1");
+    int fd = tcp_start();
+    uint8_t p[1200];
+    send_opt(fd, NBD_OPT_LIST, NULL, 0);
+    CHECK_EQ(recv_reply(fd, p, sizeof(p), NULL), NBD_REP_ERR_TLS_REQD);
+    CHECK_EQ(cli_go(fd, NBD_OPT_GO, "vol0", NULL, NULL), NBD_REP_ERR_TLS_REQD);
+    SSL *ssl = cli_tls(fd, "vm1", psk_vm1, TLS1_3_VERSION);
+    CHECK(ssl != NULL);
+    CHECK(ssl && ssl_go(ssl, "vol0") == NBD_REP_ERR_POLICY); /* names no client */
+    CHECK(ssl && ssl_go(ssl, "vm1-disk") == NBD_REP_ACK);
+    if (ssl) SSL_free(ssl);
+    close(fd);
+    fd = tcp_start();
+    send_opt(fd, NBD_OPT_EXPORT_NAME, "vol0", 4);
+    CHECK(cli_eof(fd, 2000));
+    close(fd);
+    fd = cli_open("vol0", false); /* a socketpair: a Unix socket */
+    CHECK(fd >= 0);
+    close(fd);
+    pump_ms(20);
+    check_no_violations();
+    agent_nbd_free(srv);
+    srv = NULL;
+    nbd_tls_free(t);
+}
+
+/* One volume's QoS (agent_qos.h) is shared by its connections: 10 writes
+ * over two connections at 20 I/Os per second take about (10 - 2) / 20 s
+ * (a full bucket lets two go at once), the limiter counts 8 delayed, and
+ * a FLUSH queued behind held writes is answered at once. */
+TEST(qos_shared_by_connections)
+{
+    fixture(NULL);
+    struct agent_qos_opts qo = {.tag = "test"};
+    struct agent_qos *qs = agent_qos_new(rx, &qo);
+    struct agent_qos_vol *qv = agent_qos_vol_get(qs, "vol0");
+    CHECK(qs && qv);
+    struct qos_limits own, eff;
+    memset(&own, 0, sizeof(own));
+    qos_field_set(&own, QOS_SET_LIMIT(QOS_IOPS), 20);
+    qos_effective(&own, NULL, &eff);
+    agent_qos_vol_set(qv, &eff);
+    agent_vol_mem_set_qos(vols, qv);
+    int a = cli_open("vol0", false), b = cli_open("vol0", false);
+    uint64_t t0 = util_mono_ms();
+    for (uint64_t i = 0; i < 5; i++) {
+        send_req(a, NBD_CMD_WRITE, 0, 1 + i, i * 4096, 4096, wbuf);
+        send_req(b, NBD_CMD_WRITE, 0, 11 + i, (8 + i) * 4096, 4096, wbuf);
+    }
+    send_req(a, NBD_CMD_FLUSH, 0, 100, 0, 0, NULL);
+    int flush_at = -1;
+    for (int i = 0; i < 6; i++) {
+        uint64_t ck = 0;
+        CHECK_EQ(recv_simple(a, &ck, NULL, 0), 0);
+        if (ck == 100) flush_at = i;
+    }
+    for (int i = 0; i < 5; i++) CHECK_EQ(recv_simple(b, NULL, NULL, 0), 0);
+    uint64_t took = util_mono_ms() - t0;
+    CHECK(flush_at >= 0 && flush_at <= 2);
+    CHECK(took >= 350 && took <= 1500);
+    struct cJSON *j = cJSON_CreateObject();
+    agent_qos_vol_json(qv, j);
+    struct cJSON *q = cJSON_GetObjectItem(j, "qos");
+    CHECK_EQ((int)cJSON_GetObjectItem(q, "delayed")->valuedouble, 8);
+    CHECK_EQ((int)cJSON_GetObjectItem(cJSON_GetObjectItem(q, "ios"), "write")->valuedouble, 10);
+    CHECK(cJSON_GetObjectItem(q, "throttled_seconds")->valuedouble > 0.3);
+    cJSON_Delete(j);
+    close(a);
+    close(b);
+    pump_ms(20);
+    agent_vol_mem_set_qos(vols, NULL);
+    agent_qos_vol_put(qv);
+    agent_qos_stop(qs);
+    agent_qos_free(qs);
+    check_no_violations();
+}
+
 /* Metrics count requests per command. */
 TEST(metrics_per_command)
 {
@@ -883,7 +1466,7 @@ TEST(metrics_per_command)
     int fd = cli_open("vol0", false);
     send_req(fd, NBD_CMD_FLUSH, 0, 1, 0, 0, NULL);
     CHECK_EQ(recv_simple(fd, NULL, NULL, 0), 0);
-    struct metric_counter *m =
+    struct metrics_counter *m =
         metrics_counter("blockd_nbd_requests_total", "", "role=\"test\",op=\"flush\"");
     CHECK(m && m->value >= 1);
     close(fd);

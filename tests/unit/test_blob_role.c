@@ -1,4 +1,4 @@
-/* test_blob_role.c: the blob role in-process (src/roles/blob.c): the
+/* test_blob_role.c: the blob role in-process (src/roles/blob/blob.c): the
  * NODE_HEARTBEAT it sends to every proxy (node id, listen address,
  * capacity, used bytes, blob count, bad count, read-only flag), a put and a
  * get through a real connection, and the asynchronous stop.
@@ -6,16 +6,16 @@
  * Fixture: one reactor; the role listens on a Unix socket in a temp dir; a
  * fake proxy (a listener whose connections record heartbeats and answer
  * them) stands where the proxies will be. */
-#include "bd.h"
-#include "config.h"
+#include "base/bd.h"
+#include "config/config.h"
 #include "net/conn.h"
 #include "net/listener.h"
-#include "net/reactor.h"
-#include "roles/blob.h"
+#include "runtime/reactor.h"
+#include "roles/blob/blob.h"
 #include "tap.h"
-#include "util.h"
+#include "testlib.h"
+#include "base/util.h"
 
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,26 +54,7 @@ static void proxy_on_accept(int fd, void *arg)
     conn_accept(rx, fd, &proxy_ops, NULL, &copts);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(bool *)arg = true;
-}
-
-/* Run the reactor until COND() holds or MS pass. */
-static bool run_until(bool (*cond)(void), int ms)
-{
-    bool expired = false;
-    struct event *t = evtimer_new(reactor_base(rx), on_deadline, &expired);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(t, &tv);
-    while (!cond() && !expired) event_base_loop(reactor_base(rx), EVLOOP_ONCE);
-    event_free(t);
-    return cond();
-}
-
-static struct bd_config cfg;
+static struct cfg cfg;
 static struct cfg_blob bcfg;
 static struct role role;
 
@@ -85,7 +66,7 @@ static int start_role(uint64_t fsync_eio_after)
     memset(&bcfg, 0, sizeof(bcfg));
     memset(&role, 0, sizeof(role));
     util_strlcpy(cfg.cluster_id, "roletest", sizeof(cfg.cluster_id));
-    util_strlcpy(cfg.secret, "role-secret", sizeof(cfg.secret));
+    cfg.insecure_plaintext = true;
     cfg.blobs = &bcfg;
     cfg.n_blobs = 1;
     bcfg.id = 42;
@@ -99,7 +80,7 @@ static int start_role(uint64_t fsync_eio_after)
     bcfg.compress_min_saving_pct = 10;
     bcfg.heartbeat_ms = 50;
     bcfg.fault.fsync_eio_after = fsync_eio_after;
-    conn_auth_init(&auth, cfg.cluster_id, cfg.secret, 0, WIRE_ROLE_PROXY, "fake-proxy");
+    conn_auth_init(&auth, cfg.cluster_id, NULL, 0, WIRE_ROLE_PROXY, "fake-proxy");
     copts = (struct conn_opts){.tag = "proxy", .auth = &auth};
     char addr[300];
     snprintf(addr, sizeof(addr), "unix:%s/proxy.sock", tmp);
@@ -127,7 +108,7 @@ static void stop_role(void)
 {
     stopped = 0;
     blob_role_ops.stop(&role, on_stopped);
-    run_until(is_stopped, 10000);
+    testlib_run_until(rx, is_stopped, 10000);
     blob_role_ops.free(&role);
     listener_free(proxy_lis);
     proxy_lis = NULL;
@@ -163,7 +144,7 @@ static int put_blob(uint64_t id, uint32_t len)
 {
     if (!cli) {
         struct conn_auth a;
-        conn_auth_init(&a, cfg.cluster_id, cfg.secret, 0, WIRE_ROLE_CTL, "test");
+        conn_auth_init(&a, cfg.cluster_id, NULL, 0, WIRE_ROLE_CTL, "test");
         static struct conn_auth keep;
         keep = a;
         static struct conn_opts o;
@@ -171,7 +152,7 @@ static int put_blob(uint64_t id, uint32_t len)
         int err;
         cli_up = 0;
         cli = conn_connect(rx, bcfg.listen, &cli_ops, NULL, &o, &err);
-        if (!cli || !run_until(is_up, 5000)) return -ENOTCONN;
+        if (!cli || !testlib_run_until(rx, is_up, 5000)) return -ENOTCONN;
     }
     uint8_t *data = malloc(len);
     memset(data, 7, len);
@@ -186,7 +167,7 @@ static int put_blob(uint64_t id, uint32_t len)
     int rc = conn_call(cli, &call, WIRE_BLOB_PUT, buf, (size_t)n, &p, 5000);
     free(data);
     if (rc < 0) return rc;
-    run_until(is_done, 10000);
+    testlib_run_until(rx, is_done, 10000);
     return call_done ? call_err : -ETIMEDOUT;
 }
 
@@ -216,7 +197,7 @@ static bool beat_read_only(void)
 TEST(heartbeat_fields)
 {
     CHECK(start_role(0) == 0);
-    CHECK(run_until(three_beats, 5000));
+    CHECK(testlib_run_until(rx, three_beats, 5000));
     CHECK_EQ(last_hb.node_id, 42);
     CHECK(strcmp(last_addr, bcfg.listen) == 0);
     CHECK_EQ(last_hb.capacity, 1u << 30);
@@ -225,7 +206,7 @@ TEST(heartbeat_fields)
     CHECK_EQ(last_hb.flags, 0);
     CHECK_EQ(put_blob(1, 5000), 0);
     n_hb = 0;
-    CHECK(run_until(beat_shows_blob, 5000));
+    CHECK(testlib_run_until(rx, beat_shows_blob, 5000));
     CHECK(last_hb.used > 5000);
     close_cli();
     stop_role();
@@ -238,7 +219,7 @@ TEST(heartbeat_read_only_after_eio)
     CHECK(start_role(3) == 0); /* store.meta takes two syncs; the first put's fails */
     CHECK_EQ(put_blob(1, 5000), -EIO);
     n_hb = 0;
-    CHECK(run_until(beat_read_only, 5000));
+    CHECK(testlib_run_until(rx, beat_read_only, 5000));
     close_cli();
     stop_role();
     CHECK(stopped);

@@ -1,4 +1,4 @@
-/* test_blobstore.c: the blob store (src/store/blobstore.c and friends):
+/* test_blobstore.c: the blob store (src/store/blob/blobstore.c and friends):
  * put/get/range/delete/list/stat, immutability and idempotence, fencing,
  * compression, group commit, fsync EIO fail-stop and ENOSPC (C15),
  * compaction, the scrubber and read-path checksum errors (C14), and
@@ -7,18 +7,19 @@
  * Fixture: one reactor; a store in a fresh temp dir over a counting fio
  * wrapped by the fault fio; *_sync helpers drive the reactor until a
  * callback ran, bounded by a deadline. */
-#include "bd.h"
-#include "net/reactor.h"
-#include "store/blobstore.h"
+#include "base/bd.h"
+#include "runtime/reactor.h"
+#include "store/blob/blobstore.h"
 #include "store/fileio.h"
-#include "store/segment.h"
+#include "store/blob/segment.h"
 #include "tap.h"
-#include "util.h"
+#include "testlib.h"
+#include "base/util.h"
 
-#include <event2/event.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,33 +29,33 @@
 
 static struct reactor *rx;
 static _Atomic uint64_t n_syncs;
-static struct fio_faults faults;
-static struct fio *faulty;
+static struct fileio_faults faults;
+static struct fileio *faulty;
 static char dir[512];
 
-static int cnt_fdatasync(struct fio *f, int fd)
+static int cnt_fdatasync(struct fileio *f, int fd)
 {
     (void)f;
     n_syncs++;
-    return fio_posix.ops->fdatasync(&fio_posix, fd);
+    return fileio_posix.ops->fdatasync(&fileio_posix, fd);
 }
-static int cnt_fsync_dir(struct fio *f, const char *d)
+static int cnt_fsync_dir(struct fileio *f, const char *d)
 {
     (void)f;
     n_syncs++;
-    return fio_posix.ops->fsync_dir(&fio_posix, d);
+    return fileio_posix.ops->fsync_dir(&fileio_posix, d);
 }
-static struct fio_ops cnt_ops;
-static struct fio counting = {.ops = &cnt_ops};
+static struct fileio_ops cnt_ops;
+static struct fileio counting = {.ops = &cnt_ops};
 
 static void fixture(void)
 {
     if (!rx) {
         rx = reactor_new();
-        cnt_ops = *fio_posix.ops;
+        cnt_ops = *fileio_posix.ops;
         cnt_ops.fdatasync = cnt_fdatasync;
         cnt_ops.fsync_dir = cnt_fsync_dir;
-        faulty = fio_faulty_new(&counting, &faults);
+        faulty = fileio_faulty_new(&counting, &faults);
     }
     memset(&faults, 0, sizeof(faults));
     snprintf(dir, sizeof(dir), "%s/store", tap_tmpdir());
@@ -81,35 +82,11 @@ static struct blobstore *open_with(struct blobstore_opts o)
     return bs;
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(bool *)arg = true;
-}
-
-/* Run the reactor until *FLAG is non-zero or MS pass. */
-static bool run_until(const int *flag, int ms)
-{
-    bool expired = false;
-    struct event *t = evtimer_new(reactor_base(rx), on_deadline, &expired);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(t, &tv);
-    while (!*flag && !expired) event_base_loop(reactor_base(rx), EVLOOP_ONCE);
-    event_free(t);
-    return *flag != 0;
-}
-
-static void flag_done(void *arg)
-{
-    *(int *)arg = 1;
-}
-
 static void close_store(struct blobstore *bs)
 {
     int done = 0;
-    blobstore_close(bs, flag_done, &done);
-    run_until(&done, 10000);
+    blobstore_close(bs, testlib_set_flag, &done);
+    testlib_run_until_flag(rx, &done, 10000);
     blobstore_free(bs);
 }
 
@@ -176,7 +153,7 @@ static int put_full(struct blobstore *bs, uint64_t id, uint32_t part, uint64_t e
     int rc;
     struct put_ctx *c = put_start(bs, id, part, epoch, len, flags, &rc);
     if (!c) return rc;
-    if (!run_until(&c->done, 10000)) return -ETIMEDOUT;
+    if (!testlib_run_until_flag(rx, &c->done, 10000)) return -ETIMEDOUT;
     rc = c->err;
     if (stored) *stored = c->p.stored_len;
     free(c->data);
@@ -210,7 +187,7 @@ static int get_check(struct blobstore *bs, uint64_t id, uint32_t part, uint32_t 
                               .cb = on_get}};
     int rc = blobstore_get(bs, &c.g);
     if (rc < 0) return rc;
-    if (!run_until(&c.done, 10000)) return -ETIMEDOUT;
+    if (!testlib_run_until_flag(rx, &c.done, 10000)) return -ETIMEDOUT;
     if (c.err) return c.err;
     uint8_t *want = blob_data(id, blen);
     uint32_t n = len ? len : blen;
@@ -245,7 +222,7 @@ static int del_sync(struct blobstore *bs, uint64_t id, uint32_t part)
     struct del_ctx c = {.d = {.blob_id = id, .partition = part, .cb = on_del}};
     int rc = blobstore_delete(bs, &c.d);
     if (rc != 0) return rc;
-    if (!run_until(&c.done, 10000)) return -ETIMEDOUT;
+    if (!testlib_run_until_flag(rx, &c.done, 10000)) return -ETIMEDOUT;
     return c.err;
 }
 
@@ -286,11 +263,11 @@ static bool find_record(uint32_t part, uint64_t id, char *path, uint64_t *off)
         struct seg_src src = {.pread = seg_mem_pread, .arg = &m, .size = (uint64_t)st.st_size};
         struct seg_scan s = {.src = &src, .store_id = store, .partition = part,
                              .start = SEG_HDR_LEN};
-        struct seg_rec r;
+        struct seg_scan_rec r;
         bool hit = false;
         if (found && seg_scan_init(&s) == 0) {
             while (!hit && seg_scan_next(&s, &r) == 1)
-                if (r.h.blob_id == id && r.h.type == REC_PUT) {
+                if (r.h.blob_id == id && r.h.type == SEG_REC_PUT) {
                     *off = r.off;
                     hit = true;
                 }
@@ -300,17 +277,6 @@ static bool find_record(uint32_t part, uint64_t id, char *path, uint64_t *off)
         if (hit) return true;
     }
     return false;
-}
-
-static void flip_byte(const char *path, uint64_t off)
-{
-    int fd = open(path, O_RDWR);
-    uint8_t b;
-    if (pread(fd, &b, 1, (off_t)off) == 1) {
-        b ^= 0x20;
-        if (pwrite(fd, &b, 1, (off_t)off) != 1) abort();
-    }
-    close(fd);
 }
 
 /* ---- Basic operations ------------------------------------------------------------ */
@@ -337,6 +303,57 @@ TEST(put_get_stat)
     CHECK_EQ(get_sync(bs, 2, 0), 0);
     CHECK_EQ(stats(bs).blobs, 2);
     close_store(bs);
+}
+
+/* Tenants' data is private to blockd's user: the store directory and every
+ * partition directory are 0700, every file in them 0600, whatever the
+ * umask; a store left 0755 by an older version is closed at open. */
+static bool modes_private(const char *path, int depth)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) return false;
+    if (S_ISDIR(st.st_mode)) {
+        if ((st.st_mode & 0777) != 0700) {
+            printf("# %s: mode %03o\n", path, (unsigned)(st.st_mode & 0777));
+            return false;
+        }
+        DIR *d = opendir(path);
+        if (!d) return false;
+        bool ok = true;
+        for (struct dirent *e; ok && (e = readdir(d));) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char p[1024];
+            snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+            ok = depth < 4 && modes_private(p, depth + 1);
+        }
+        closedir(d);
+        return ok;
+    }
+    if ((st.st_mode & 0777) != 0600) {
+        printf("# %s: mode %03o\n", path, (unsigned)(st.st_mode & 0777));
+        return false;
+    }
+    return true;
+}
+
+TEST(files_private)
+{
+    fixture();
+    mode_t old = umask(022);
+    struct blobstore *bs = open_with(opts());
+    CHECK(bs);
+    CHECK_EQ(put_sync(bs, 1, 10000), 0);
+    CHECK_EQ(put_sync(bs, 2, 5000), 0);
+    close_store(bs);
+    umask(old);
+    CHECK(modes_private(dir, 0));
+    CHECK(chmod(dir, 0755) == 0); /* as an older version left it */
+    bs = open_with(opts());
+    CHECK(bs);
+    close_store(bs);
+    struct stat st;
+    CHECK(stat(dir, &st) == 0);
+    CHECK_EQ(st.st_mode & 0777, 0700);
 }
 
 /* Ranged reads return exactly the bytes asked for; ranges outside the blob
@@ -368,7 +385,8 @@ TEST(idempotent_and_immutable)
     struct put_ctx *a = put_start(bs, 3, 1, 1, 5000, 0, &rc1);
     struct put_ctx *b = put_start(bs, 3, 1, 1, 5000, 0, &rc2); /* rides on a */
     CHECK(a && b);
-    CHECK(run_until(&b->done, 10000) && run_until(&a->done, 10000));
+    CHECK(testlib_run_until_flag(rx, &b->done, 10000) &&
+          testlib_run_until_flag(rx, &a->done, 10000));
     CHECK_EQ(a->err, 0);
     CHECK_EQ(b->err, 0);
     CHECK_EQ(put_sync(bs, 3, 5000), 1);
@@ -378,7 +396,7 @@ TEST(idempotent_and_immutable)
     struct put_ctx *c = put_prepare(4, 1, 1, 100, 0);
     c->data[10] ^= 1;
     CHECK(put_submit(bs, c, &rc1));
-    CHECK(run_until(&c->done, 10000));
+    CHECK(testlib_run_until_flag(rx, &c->done, 10000));
     CHECK_EQ(c->err, -BD_ECSUM);
     struct blobstore_stat st;
     CHECK_EQ(blobstore_stat(bs, 4, &st), -ENOENT);
@@ -406,7 +424,8 @@ TEST(damaged_primary_promotes_waiter)
     CHECK(put_submit(bs, a, &rc));
     struct put_ctx *b = put_start(bs, 9, 1, 1, 8000, 0, &rc);
     CHECK(b);
-    CHECK(run_until(&a->done, 10000) && run_until(&b->done, 10000));
+    CHECK(testlib_run_until_flag(rx, &a->done, 10000) &&
+          testlib_run_until_flag(rx, &b->done, 10000));
     CHECK_EQ(a->err, -BD_ECSUM);
     CHECK_EQ(b->err, 0);
     CHECK_EQ(get_sync(bs, 9, 8000), 0);
@@ -512,13 +531,13 @@ TEST(compression)
     for (uint32_t i = 16; i < len; i++) c->data[i] = c->data[i % 16];
     c->p.csum = util_xxh3(c->data, len);
     CHECK(put_submit(bs, c, &rc));
-    CHECK(run_until(&c->done, 10000));
+    CHECK(testlib_run_until_flag(rx, &c->done, 10000));
     CHECK_EQ(c->err, 0);
     CHECK(c->p.stored_len < len / 4);
     struct get_ctx g = {.g = {.blob_id = 11, .partition = 1, .off = 5000, .len = 7000,
                               .cb = on_get}};
     CHECK_EQ(blobstore_get(bs, &g.g), 0);
-    CHECK(run_until(&g.done, 10000));
+    CHECK(testlib_run_until_flag(rx, &g.done, 10000));
     CHECK_EQ(g.err, 0);
     CHECK(memcmp(g.g.data, c->data + 5000, 7000) == 0);
     CHECK_EQ(g.g.csum, util_xxh3(c->data + 5000, 7000));
@@ -537,7 +556,7 @@ TEST(compression)
     CHECK(bs);
     g = (struct get_ctx){.g = {.blob_id = 11, .partition = 1, .cb = on_get}};
     CHECK_EQ(blobstore_get(bs, &g.g), 0);
-    CHECK(run_until(&g.done, 10000));
+    CHECK(testlib_run_until_flag(rx, &g.done, 10000));
     CHECK_EQ(g.err, 0);
     CHECK_EQ(g.g.data_len, len);
     free(g.g.buf);
@@ -560,7 +579,7 @@ TEST(group_commit)
         CHECK(c[i]);
     }
     for (int i = 0; i < N; i++) {
-        CHECK(run_until(&c[i]->done, 10000));
+        CHECK(testlib_run_until_flag(rx, &c[i]->done, 10000));
         CHECK_EQ(c[i]->err, 0);
         free(c[i]->data);
         free(c[i]);
@@ -585,9 +604,9 @@ TEST(close_finishes_inflight)
     int rc;
     for (int i = 0; i < N; i++) CHECK((c[i] = put_start(bs, 1 + i, 1, 1, 20000, 0, &rc)));
     int done = 0;
-    blobstore_close(bs, flag_done, &done);
+    blobstore_close(bs, testlib_set_flag, &done);
     CHECK_EQ(put_sync(bs, 99, 10), -ESHUTDOWN);
-    CHECK(run_until(&done, 10000));
+    CHECK(testlib_run_until_flag(rx, &done, 10000));
     for (int i = 0; i < N; i++) {
         CHECK(c[i]->done);
         CHECK_EQ(c[i]->err, 0);
@@ -686,8 +705,8 @@ TEST(compaction)
         if (id % 3) CHECK_EQ(del_sync(bs, id, 1), 0);
     struct blobstore_stats before = stats(bs);
     int done = 0;
-    blobstore_compact_now(bs, flag_done, &done);
-    CHECK(run_until(&done, 20000));
+    blobstore_compact_now(bs, testlib_set_flag, &done);
+    CHECK(testlib_run_until_flag(rx, &done, 20000));
     struct blobstore_stats after = stats(bs);
     printf("# segments %u -> %u, used %llu -> %llu, compacted %llu\n", before.segments,
            after.segments, (unsigned long long)before.used_bytes,
@@ -728,12 +747,12 @@ TEST(scrub_finds_flip_and_heal)
     char path[600];
     uint64_t off;
     CHECK(find_record(1, 3, path, &off));
-    flip_byte(path, off + rec_meta_len(6000) + 4500);
+    CHECK_EQ(testlib_flip_byte(path, off + seg_rec_meta_len(6000) + 4500, 0x20), 0);
     bs = open_with(opts());
     CHECK(bs);
     int done = 0;
-    blobstore_scrub_now(bs, flag_done, &done);
-    CHECK(run_until(&done, 10000));
+    blobstore_scrub_now(bs, testlib_set_flag, &done);
+    CHECK(testlib_run_until_flag(rx, &done, 10000));
     struct blobstore_stats st = stats(bs);
     CHECK_EQ(st.bad_blobs, 1);
     CHECK(st.scrub_passes >= 1);
@@ -768,7 +787,7 @@ TEST(get_finds_flip)
     char path[600];
     uint64_t off;
     CHECK(find_record(1, 1, path, &off));
-    flip_byte(path, off + rec_meta_len(100000) + 50000);
+    CHECK_EQ(testlib_flip_byte(path, off + seg_rec_meta_len(100000) + 50000, 0x20), 0);
     CHECK_EQ(get_check(bs, 1, 1, 0, 4096, 100000), 0); /* another chunk is fine */
     CHECK_EQ(get_check(bs, 1, 1, 49152, 4096, 100000), -BD_ECSUM);
     CHECK_EQ(get_sync(bs, 1, 100000), -BD_ECSUM);
@@ -797,7 +816,8 @@ TEST(restart_rebuilds)
     struct blobstore *bs = open_with(o);
     CHECK(bs);
     enum { N = 200 };
-    for (uint64_t id = 1; id <= N; id++) CHECK_EQ(put_full(bs, id, 1 + id % 3, 1, 2000, 0, NULL), 0);
+    for (uint64_t id = 1; id <= N; id++)
+        CHECK_EQ(put_full(bs, id, 1 + id % 3, 1, 2000, 0, NULL), 0);
     uint32_t segs = stats(bs).segments;
     close_store(bs);
     bs = open_with(o);
@@ -809,7 +829,7 @@ TEST(restart_rebuilds)
     close_store(bs);
     char path[600];
     snprintf(path, sizeof(path), "%s/p1/%016llx.idx", dir, 1ull);
-    flip_byte(path, 100);
+    CHECK_EQ(testlib_flip_byte(path, 100, 0x20), 0);
     bs = open_with(o);
     CHECK(bs);
     CHECK_EQ(stats(bs).blobs, N);
@@ -860,8 +880,9 @@ TEST(damage_mid_segment)
     uint64_t off2, off4;
     CHECK(find_record(1, 2, path, &off2));
     CHECK(find_record(1, 4, path, &off4));
-    flip_byte(path, off2 + 20);                        /* header of blob 2 */
-    flip_byte(path, off4 + rec_meta_len(3000) + 100); /* data of blob 4 */
+    /* The header of blob 2, the data of blob 4. */
+    CHECK_EQ(testlib_flip_byte(path, off2 + 20, 0x20), 0);
+    CHECK_EQ(testlib_flip_byte(path, off4 + seg_rec_meta_len(3000) + 100, 0x20), 0);
     bs = open_with(opts());
     CHECK(bs);
     CHECK_EQ(get_sync(bs, 1, 3000), 0);

@@ -3,14 +3,15 @@
  * Fixture: one reactor, a listener on a socket in a temp dir whose accepted
  * connections become server conns driven by `srv_*` below, and client conns
  * made with conn_connect.  Raw sockets play hostile peers.  Every wait is
- * bounded by run_until()'s deadline. */
-#include "bd.h"
+ * bounded by a testlib_run_until_flag() deadline. */
+#include "base/bd.h"
 #include "net/conn.h"
 #include "net/link.h"
 #include "net/listener.h"
-#include "net/reactor.h"
+#include "runtime/reactor.h"
 #include "tap.h"
-#include "util.h"
+#include "testlib.h"
+#include "base/util.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -104,31 +105,12 @@ static void cli_on_request(struct conn *c, struct conn_frame *f, void *arg)
 static const struct conn_ops cli_ops = {
     .on_request = cli_on_request, .on_up = cli_on_up, .on_close = cli_on_close};
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(bool *)arg = true;
-}
-
-/* Run the reactor until *FLAG is non-zero or MS pass.  True if it got there. */
-static bool run_until(const int *flag, int ms)
-{
-    bool expired = false;
-    struct event *t = evtimer_new(reactor_base(rx), on_deadline, &expired);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(t, &tv);
-    while (!*flag && !expired) event_base_loop(reactor_base(rx), EVLOOP_ONCE);
-    event_free(t);
-    return *flag != 0;
-}
-
 static void fixture(void)
 {
     if (!rx) {
         rx = reactor_new();
-        conn_auth_init(&auth_a, "cluster-a", "secret-secret-secret", 1, WIRE_ROLE_PROXY, "a");
-        conn_auth_init(&auth_other, "cluster-b", "secret-secret-secret", 2, WIRE_ROLE_PROXY, "b");
+        conn_auth_init(&auth_a, "cluster-a", NULL, 1, WIRE_ROLE_PROXY, "a");
+        conn_auth_init(&auth_other, "cluster-b", NULL, 2, WIRE_ROLE_PROXY, "b");
     }
     if (lis) listener_free(lis);
     snprintf(addr, sizeof(addr), "unix:%s/s.sock", tap_tmpdir());
@@ -146,7 +128,7 @@ static struct conn *connect_up(void)
     int err = 0;
     struct conn *c = conn_connect(rx, addr, &cli_ops, NULL, &cli_opts, &err);
     if (!c) return NULL;
-    if (!run_until(&cli_up, 2000)) return NULL;
+    if (!testlib_run_until_flag(rx, &cli_up, 2000)) return NULL;
     return c;
 }
 
@@ -234,11 +216,11 @@ TEST(hello_and_ping)
     CHECK(conn_is_up(c));
     struct waiter w;
     CHECK_EQ(ping(c, &w, 4242, 2000), 0);
-    CHECK(run_until(&w.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w.done, 2000));
     CHECK_EQ(w.err, 0);
     CHECK_EQ(w.value, 4242);
     conn_close(c, 0);
-    CHECK(run_until(&srv_closed, 2000));
+    CHECK(testlib_run_until_flag(rx, &srv_closed, 2000));
 }
 
 /* A request with a payload gets a response with a payload that verifies. */
@@ -250,7 +232,7 @@ TEST(payload_round_trip)
     struct waiter w[8];
     for (int i = 0; i < 8; i++) CHECK_EQ(read_call(c, &w[i], (uint64_t)i * 4096, 65536), 0);
     for (int i = 0; i < 8; i++) {
-        CHECK(run_until(&w[i].done, 2000));
+        CHECK(testlib_run_until_flag(rx, &w[i].done, 2000));
         CHECK_EQ(w[i].err, 0);
         CHECK_EQ(w[i].value, 65536);
     }
@@ -266,10 +248,10 @@ TEST(unknown_type_not_fatal)
     struct waiter w = {.call.cb = on_reply};
     uint8_t body[4] = {1, 2, 3, 4};
     CHECK_EQ(conn_call(c, &w.call, 999, body, 4, NULL, 2000), 0);
-    CHECK(run_until(&w.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w.done, 2000));
     CHECK_EQ(w.err, (unsigned long long)-ENOTSUP);
     CHECK_EQ(ping(c, &w, 1, 2000), 0);
-    CHECK(run_until(&w.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w.done, 2000));
     CHECK_EQ(w.err, 0);
     conn_close(c, 0);
 }
@@ -282,7 +264,7 @@ TEST(wrong_cluster_refused)
     int err = 0;
     struct conn *c = conn_connect(rx, addr, &cli_ops, NULL, &cli_opts, &err);
     CHECK(c);
-    CHECK(run_until(&cli_closed, 2000));
+    CHECK(testlib_run_until_flag(rx, &cli_closed, 2000));
     CHECK_EQ(cli_up, 0);
     CHECK_EQ(cli_close_err, (unsigned long long)-EACCES);
 }
@@ -297,13 +279,13 @@ TEST(call_timeout_and_late_reply)
     struct waiter w;
     CHECK_EQ(read_call(c, &w, 0, 16), 0);
     w.call.deadline_ms = util_mono_ms() + 300; /* shorten the 2 s timeout */
-    CHECK(run_until(&w.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w.done, 2000));
     CHECK_EQ(w.err, (unsigned long long)-ETIMEDOUT);
     CHECK_EQ(n_held, 1);
     conn_reply_error(held[0].c, &held[0].hdr, -EIO, 0, "late");
     struct waiter w2;
     CHECK_EQ(ping(c, &w2, 7, 2000), 0); /* the stream is still in sync */
-    CHECK(run_until(&w2.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w2.done, 2000));
     CHECK_EQ(w2.err, 0);
     CHECK_EQ(w2.value, 7);
     conn_close(c, 0);
@@ -318,13 +300,13 @@ TEST(close_fails_pending)
     CHECK(c);
     struct waiter w[5];
     for (int i = 0; i < 5; i++) CHECK_EQ(read_call(c, &w[i], 0, 16), 0);
-    CHECK(run_until(&n_held, 2000));
+    CHECK(testlib_run_until_flag(rx, &n_held, 2000));
     conn_close(c, -ESHUTDOWN);
     for (int i = 0; i < 5; i++) {
         CHECK_EQ(w[i].done, 1);
         CHECK_EQ(w[i].err, (unsigned long long)-ESHUTDOWN);
     }
-    CHECK(run_until(&srv_closed, 2000));
+    CHECK(testlib_run_until_flag(rx, &srv_closed, 2000));
     /* Replies to requests of a closed conn are harmless no-ops. */
     for (int i = 0; i < n_held; i++) conn_reply_error(held[i].c, &held[i].hdr, -EIO, 0, "gone");
 }
@@ -468,7 +450,7 @@ TEST(link_reconnects)
     link_ups = link_downs = 0;
     struct link *l = link_new(rx, addr, &cli_opts, &lops, NULL);
     CHECK(l);
-    CHECK(run_until(&link_ups, 2000));
+    CHECK(testlib_run_until_flag(rx, &link_ups, 2000));
     struct waiter w;
     memset(&w, 0, sizeof(w));
     w.call.cb = on_reply;
@@ -476,14 +458,14 @@ TEST(link_reconnects)
     uint8_t buf[16];
     int n = wire_encode_ping_req(buf, sizeof(buf), &p);
     CHECK_EQ(link_call(l, &w.call, WIRE_PING, buf, (size_t)n, NULL, 2000), 0);
-    CHECK(run_until(&w.done, 2000));
+    CHECK(testlib_run_until_flag(rx, &w.done, 2000));
     CHECK_EQ(w.value, 5);
     /* Take the server away: the link goes down and calls fail at once. */
     listener_free(lis);
     lis = NULL;
     CHECK(last_srv);
     conn_close(last_srv, 0);
-    CHECK(run_until(&link_downs, 2000));
+    CHECK(testlib_run_until_flag(rx, &link_downs, 2000));
     CHECK(!link_is_up(l));
     CHECK_EQ(link_call(l, &w.call, WIRE_PING, buf, (size_t)n, NULL, 2000),
              (unsigned long long)-ENOTCONN);

@@ -14,7 +14,7 @@
  * must all be equal.  Replay a failure with TEST_SEED=<seed>. */
 #include "tap.h"
 #include "idxtest.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <string.h>
 
@@ -70,7 +70,7 @@ static bool new_vol(int slot, const char *name)
     memset(v, 0, sizeof(*v));
     snprintf(v->name, sizeof(v->name), "%s", name);
     v->live = true;
-    return itx_attach(&T, name, "agent", &v->id, &v->gen) == IDX_OK;
+    return itx_attach(&T, name, "agent", &v->id, &v->gen) == IDXCMD_ST_OK;
 }
 
 /* Compare the index's map of volume SLOT with the model. */
@@ -108,13 +108,14 @@ static bool op_writes(void)
     if (s < 0) return true;
     struct mvol *v = &V[s];
     bool fenced = rnd(10) == 0;
-    struct idx_write w[4];
+    struct idxcmd_write w[4];
     uint32_t n = 0;
     uint64_t pos = rnd(8);
     while (n < 1 + rnd(4) && pos < NBLK) {
-        uint32_t len = (uint32_t)BD_MIN(1 + rnd(8), NBLK - pos);
-        int kind = rnd(10) < 6 ? IDX_W_DATA : rnd(2) ? IDX_W_ZERO : IDX_W_TRIM;
-        if (kind == IDX_W_DATA) {
+        uint64_t want = 1 + rnd(8);
+        uint32_t len = (uint32_t)BD_MIN(want, NBLK - pos); /* BD_MIN evaluates twice */
+        int kind = rnd(10) < 6 ? IDXCMD_W_DATA : rnd(2) ? IDXCMD_W_ZERO : IDXCMD_W_TRIM;
+        if (kind == IDXCMD_W_DATA) {
             uint32_t extra = (uint32_t)rnd(3);
             w[n] = itx_data(v->id, v->gen - fenced, pos * BS, len * BS, next_blob, extra * BS,
                             (len + extra) * BS);
@@ -125,21 +126,21 @@ static bool op_writes(void)
         n++;
         pos += len + rnd(6);
     }
-    if (itx_writes(&T, w, n) != IDX_OK) return false;
+    if (itx_writes(&T, w, n) != IDXCMD_ST_OK) return false;
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t want = fenced ? IDX_FENCED : IDX_OK;
+        uint8_t want = fenced ? IDXCMD_ST_FENCED : IDXCMD_ST_OK;
         if (T.res.st[i] != want) {
-            printf("# write %u: %s, want %s\n", i, idx_status_name(T.res.st[i]),
-                   idx_status_name(want));
+            printf("# write %u: %s, want %s\n", i, idxcmd_status_name(T.res.st[i]),
+                   idxcmd_status_name(want));
             return false;
         }
         if (fenced) {
-            if (w[i].kind == IDX_W_DATA && n_dead_expected < 8192)
+            if (w[i].kind == IDXCMD_W_DATA && n_dead_expected < 8192)
                 dead_expected[n_dead_expected++] = w[i].blob_id;
             continue;
         }
         for (uint32_t k = 0; k < w[i].len / BS; k++)
-            v->blk[w[i].off / BS + k] = w[i].kind == IDX_W_DATA
+            v->blk[w[i].off / BS + k] = w[i].kind == IDXCMD_W_DATA
                                             ? (w[i].blob_id << 8 | (w[i].blob_off / BS + k))
                                             : 0;
     }
@@ -155,7 +156,7 @@ static bool op_snapshot(void)
     S[k].vol = s;
     snprintf(S[k].name, sizeof(S[k].name), "s%d", name_seq++);
     memcpy(S[k].blk, V[s].blk, sizeof(S[k].blk));
-    return itx_snap(&T, IDXCMD_SNAPSHOT_CREATE, V[s].name, S[k].name, NULL) == IDX_OK;
+    return itx_snap(&T, IDXCMD_SNAPSHOT_CREATE, V[s].name, S[k].name, NULL) == IDXCMD_ST_OK;
 }
 
 static int pick_snap(void)
@@ -170,8 +171,11 @@ static bool op_snap_delete(void)
 {
     int k = pick_snap();
     if (k < 0) return true;
+    if (itx_snap_has_clone(&T, V[S[k].vol].id, S[k].name))
+        return itx_snap(&T, IDXCMD_SNAPSHOT_DELETE, V[S[k].vol].name, S[k].name, NULL) ==
+               IDXCMD_ST_EBUSY;
     S[k].live = false;
-    return itx_snap(&T, IDXCMD_SNAPSHOT_DELETE, V[S[k].vol].name, S[k].name, NULL) == IDX_OK;
+    return itx_snap(&T, IDXCMD_SNAPSHOT_DELETE, V[S[k].vol].name, S[k].name, NULL) == IDXCMD_ST_OK;
 }
 
 static bool op_clone(void)
@@ -180,7 +184,7 @@ static bool op_clone(void)
     if (k < 0 || slot < 0) return true;
     char name[16];
     snprintf(name, sizeof(name), "c%d", name_seq++);
-    if (itx_snap(&T, IDXCMD_CLONE, V[S[k].vol].name, S[k].name, name) != IDX_OK) return false;
+    if (itx_snap(&T, IDXCMD_CLONE, V[S[k].vol].name, S[k].name, name) != IDXCMD_ST_OK) return false;
     if (!new_vol(slot, name)) return false;
     memcpy(V[slot].blk, S[k].blk, sizeof(V[slot].blk));
     return check_vol(slot);
@@ -190,9 +194,11 @@ static bool op_delete(void)
 {
     int s = pick_vol();
     if (s < 0) return true;
-    if (itx_delete(&T, V[s].name) != IDX_EBUSY) return false; /* still attached */
-    if (itx_detach(&T, V[s].id, V[s].gen, "agent") != IDX_OK) return false;
-    if (itx_delete(&T, V[s].name) != IDX_OK) return false;
+    if (itx_delete(&T, V[s].name) != IDXCMD_ST_EBUSY) return false; /* still attached */
+    if (itx_detach(&T, V[s].id, V[s].gen, "agent") != IDXCMD_ST_OK) return false;
+    if (itx_delete(&T, V[s].name) != IDXCMD_ST_EBUSY) return false; /* still assigned */
+    if (itx_assign(&T, V[s].name, "", "", 0) != IDXCMD_ST_OK) return false;
+    if (itx_delete(&T, V[s].name) != IDXCMD_ST_OK) return false;
     V[s].live = false;
     for (int k = 0; k < MAXS; k++)
         if (S[k].live && S[k].vol == s) S[k].live = false;
@@ -205,7 +211,7 @@ static bool op_create(void)
     if (slot < 0) return true;
     char name[16];
     snprintf(name, sizeof(name), "v%d", name_seq++);
-    return itx_create(&T, name, NBLK * BS) == IDX_OK && new_vol(slot, name);
+    return itx_create(&T, name, NBLK * BS) == IDXCMD_ST_OK && new_vol(slot, name);
 }
 
 static bool op_takeover(void)
@@ -213,7 +219,7 @@ static bool op_takeover(void)
     int s = pick_vol();
     if (s < 0) return true;
     uint64_t old = V[s].gen;
-    if (itx_attach(&T, V[s].name, "agent", NULL, &V[s].gen) != IDX_OK) return false;
+    if (itx_attach(&T, V[s].name, "agent", NULL, &V[s].gen) != IDXCMD_ST_OK) return false;
     return V[s].gen == old + 1;
 }
 
@@ -266,7 +272,7 @@ TEST(random_model)
         }
         char name[16];
         snprintf(name, sizeof(name), "x%d", k);
-        CHECK_EQ(itx_snap(&T, IDXCMD_CLONE, V[S[k].vol].name, S[k].name, name), IDX_OK);
+        CHECK_EQ(itx_snap(&T, IDXCMD_CLONE, V[S[k].vol].name, S[k].name, name), IDXCMD_ST_OK);
         CHECK(new_vol(slot, name));
         memcpy(V[slot].blk, S[k].blk, sizeof(V[slot].blk));
         CHECK(check_vol(slot));
@@ -280,8 +286,9 @@ TEST(random_model)
     /* Delete everything: nothing may remain but garbage. */
     for (int s = 0; s < MAXV; s++)
         if (V[s].live) {
-            CHECK(itx_detach(&T, V[s].id, V[s].gen, "agent") == IDX_OK);
-            CHECK(itx_delete(&T, V[s].name) == IDX_OK);
+            CHECK(itx_detach(&T, V[s].id, V[s].gen, "agent") == IDXCMD_ST_OK);
+            CHECK(itx_assign(&T, V[s].name, "", "", 0) == IDXCMD_ST_OK);
+            CHECK(itx_delete(&T, V[s].name) == IDXCMD_ST_OK);
             V[s].live = false;
         }
     CHECK_EQ(itx_audit(&T), 0);
@@ -311,16 +318,16 @@ TEST(replay_idempotent)
     CHECK(itx_open(&a, dir, "model") == 0);
     snprintf(dir, sizeof(dir), "%s/replay-b", DIR);
     CHECK(itx_open(&b, dir, "model") == 0);
-    struct idx_result r;
+    struct idxcmd_result r;
     for (size_t i = 0; i < T.n_log; i++)
         CHECK(fsm_apply(a.ix, i + 1, T.log[i], T.log_len[i], &r) == 0);
     CHECK_EQ(itx_digest(&a), want);
     for (size_t i = 0; i < T.n_log; i++) {
         CHECK(fsm_apply(a.ix, i + 1, T.log[i], T.log_len[i], &r) == 0);
-        CHECK_EQ(r.status, IDX_SKIPPED);
+        CHECK_EQ(r.status, IDXCMD_ST_SKIPPED);
     }
     CHECK_EQ(itx_digest(&a), want);
-    static struct idx_result res[7];
+    static struct idxcmd_result res[7];
     for (size_t i = 0; i < T.n_log; i += 7) {
         struct fsm_entry e[7];
         uint32_t n = 0;
@@ -333,8 +340,8 @@ TEST(replay_idempotent)
     struct fsm_entry e[2] = {{T.n_log, T.log[T.n_log - 1], T.log_len[T.n_log - 1], &res[0]},
                              {T.n_log + 1, T.log[0], T.log_len[0], &res[1]}};
     CHECK(fsm_apply_batch(b.ix, e, 2, NULL, NULL) == 0);
-    CHECK_EQ(res[0].status, IDX_SKIPPED);
-    CHECK(res[1].status != IDX_SKIPPED);
+    CHECK_EQ(res[0].status, IDXCMD_ST_SKIPPED);
+    CHECK(res[1].status != IDXCMD_ST_SKIPPED);
     CHECK(itx_digest(&b) != want);
     e[1].index = 1;
     CHECK_EQ(fsm_apply_batch(b.ix, e, 2, NULL, NULL), -EINVAL); /* indexes must increase */

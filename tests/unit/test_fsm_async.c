@@ -12,8 +12,8 @@
  * test advances itself, as raft does before each apply. */
 #include "tap.h"
 #include "idxtest.h"
-#include "net/reactor.h"
-#include "store/fsm.h"
+#include "runtime/reactor.h"
+#include "store/index/fsm.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +38,7 @@ static uint64_t last_announced;
 static bool announced_in_order = true;
 static int n_done;
 
-static void on_applied(void *arg, uint64_t index, const struct idx_result *res)
+static void on_applied(void *arg, uint64_t index, const struct idxcmd_result *res)
 {
     (void)arg;
     (void)res;
@@ -91,7 +91,7 @@ TEST(decided_before_done_in_order)
         struct idxcmd c = {.type = IDXCMD_CREATE_VOLUME};
         char name[32];
         snprintf(name, sizeof(name), "v%d", i);
-        c.u.create_volume.name = idx_cstr(name);
+        c.u.create_volume.name = idxcmd_cstr(name);
         c.u.create_volume.size = 1u << 20;
         c.u.create_volume.block_size = 4096;
         uint8_t buf[IDXCMD_MAX_LEN];
@@ -120,7 +120,7 @@ TEST(decided_before_done_in_order)
         if (i % 2 == 0) {
             CHECK_EQ(E[i].decided_calls, 1);
             CHECK(!E[i].done_when_decided);
-            CHECK_EQ(E[i].status, IDX_OK);
+            CHECK_EQ(E[i].status, IDXCMD_ST_OK);
             CHECK(E[i].id != 0);
         } else {
             CHECK_EQ(E[i].done_calls, 1);

@@ -1,25 +1,27 @@
-/* test_journal.c: the agent's write-back journal (src/store/journal.c).
+/* test_journal.c: the agent's write-back journal (src/store/journal/journal.c).
  *
  * Defends C4 (acked entries survive a process crash: replay finds them),
  * C5/C14 (damage is reported as LOST, never replayed as data), C9 (FIFO
  * reclamation) and CONTRACT.md §3 "bytes on disk": torn tails, bit flips
  * in data and headers, valid entries after a damaged one, idempotent
- * replay.
+ * replay; and every layout pinned to golden bytes (journal_int.h).
  *
  * Fixture: a fresh directory per test, small segments (64 KiB) so that
  * rollover and reclamation happen after a few entries.  Records from
  * replay are collected into an array and compared with what was
  * appended. */
-#include "bd.h"
-#include "log.h"
-#include "net/reactor.h"
-#include "net/taskq.h"
+#include "base/bd.h"
+#include "runtime/log.h"
+#include "runtime/reactor.h"
+#include "runtime/taskq.h"
 #include "store/fileio.h"
-#include "store/journal.h"
+#include "store/journal/journal.h"
+#include "store/journal/journal_int.h"
+#include "golden.h"
 #include "tap.h"
-#include "util.h"
+#include "testlib.h"
+#include "base/util.h"
 
-#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +37,9 @@
 
 static char dir[512];
 
-static struct journal_opts opts(struct fio *f)
+static struct journal_opts opts(struct fileio *f)
 {
-    return (struct journal_opts){.fio = f ? f : &fio_posix, .dir = dir, .tag = "test",
+    return (struct journal_opts){.fio = f ? f : &fileio_posix, .dir = dir, .tag = "test",
                                  .vol_id = VOL, .name = "vol-a", .cap_bytes = CAP,
                                  .seg_bytes = SEG};
 }
@@ -92,7 +94,8 @@ static uint64_t cs[16];
 /* Fill N blocks with a pattern from SEED and compute their checksums. */
 static void pattern(unsigned n, uint64_t seed)
 {
-    for (unsigned i = 0; i < n * JOURNAL_BLOCK; i++) buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12));
+    for (unsigned i = 0; i < n * JOURNAL_BLOCK; i++)
+        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12));
     for (unsigned i = 0; i < n; i++) cs[i] = util_xxh3(buf + i * JOURNAL_BLOCK, JOURNAL_BLOCK);
 }
 
@@ -107,22 +110,6 @@ static int append_write(struct journal *j, uint64_t blk, unsigned n, uint64_t se
 static void seg_file(uint64_t no, char *path, size_t len)
 {
     snprintf(path, len, "%s/%016llx.seg", dir, (unsigned long long)no);
-}
-
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-static void xor_byte(const char *path, uint64_t off, uint8_t mask)
-{
-    int fd = open(path, O_RDWR);
-    uint8_t b = 0;
-    if (pread(fd, &b, 1, (off_t)off) != 1) abort();
-    b ^= mask;
-    if (pwrite(fd, &b, 1, (off_t)off) != 1) abort();
-    close(fd);
 }
 
 static void truncate_to(const char *path, uint64_t len)
@@ -176,6 +163,168 @@ static bool rec_is_write(int i, uint64_t seq, uint64_t blk, uint64_t seed)
            r->r.len == JOURNAL_BLOCK && r->csum0 == cs[0];
 }
 
+/* ---- Golden bytes ---------------------------------------------------------- */
+
+/* The journal's layouts (journal_int.h) pinned to bytes: a fixed segment
+ * header, entry header, trailer, LOST record and checksum-array hash, with
+ * the salt fixed, encode to the hex below and decode back.  The hex was
+ * written by the encoders as they were before they moved to bytes.h
+ * cursors, so these tests prove the move kept every byte; a failure means
+ * a layout changed: bump JOURNAL_SEG_VERSION and the tables, then the hex
+ * (golden.h). */
+
+#define G_SALT 0x5a5a5a5a00c0ffeeull
+#define G_VOL 0x1234
+
+/* clang-format off */
+static const char g_seghdr_hex[] =
+    "42444a53"          /*   0 magic "BDJS" */
+    "0100"              /*   4 version 1 */
+    "0002"              /*   6 copy_len 512 */
+    "3412000000000000"  /*   8 vol_id */
+    "0500000000000000"  /*  16 no */
+    "0001000000000000"  /*  24 first_seq */
+    "eeffc0005a5a5a5a"  /*  32 salt */
+    "00100000"          /*  40 block 4096 */
+    "0500"              /*  44 name_len 5 */
+    "766f6c2d61"        /*  46 name "vol-a" */
+    "[0*251]"           /*  51 name padding */
+    "[0*202]"           /* 302 reserved */
+    "256b93dd5b2e7dc3"  /* 504 hdr_csum */;
+/* clang-format on */
+
+/* A segment header: one 512-byte copy, pinned, then the same bytes again. */
+TEST(golden_segment_header)
+{
+    struct journal_seghdr h = {.vol_id = G_VOL, .no = 5, .first_seq = 0x100, .salt = G_SALT,
+                               .name = "vol-a"};
+    uint8_t b[JOURNAL_SEG_HDR];
+    journal_seghdr_encode(b, &h);
+    CHECK(golden_same(b, JOURNAL_SEG_COPY, g_seghdr_hex));
+    CHECK(golden_same(b + JOURNAL_SEG_COPY, JOURNAL_SEG_COPY, g_seghdr_hex));
+    size_t len;
+    const uint8_t *copy = golden_buf(g_seghdr_hex, &len);
+    CHECK_EQ(len, JOURNAL_SEG_COPY);
+    memcpy(b, copy, len);
+    memset(b + JOURNAL_SEG_COPY, 0, JOURNAL_SEG_COPY); /* the first copy alone decodes */
+    struct journal_seghdr d;
+    CHECK(journal_seghdr_decode(b, &d));
+    CHECK_EQ(d.vol_id, G_VOL);
+    CHECK_EQ(d.no, 5);
+    CHECK_EQ(d.first_seq, 0x100);
+    CHECK_EQ(d.salt, G_SALT);
+    CHECK(strcmp(d.name, "vol-a") == 0);
+}
+
+/* The checksum array of a WRITE: XXH3-64 of the block checksums as an
+ * array of little-endian u64. */
+TEST(golden_csums_hash)
+{
+    const uint64_t c[3] = {0x1111111111111111ull, 0x2222222222222222ull, 0x0123456789abcdefull};
+    CHECK_EQ(journal_csums_hash(c, 0), 0x2d06800538d394c2ull);
+    CHECK_EQ(journal_csums_hash(c, 2), 0x6628a683a569c6d2ull);
+    CHECK_EQ(journal_csums_hash(c, 3), 0xd69a1a5609f98355ull);
+}
+
+/* clang-format off */
+static const char g_ent_hex[] =
+    "42444a45"          /*   0 magic "BDJE" */
+    "0100"              /*   4 kind WRITE */
+    "0000"              /*   6 flags */
+    "0101000000000000"  /*   8 seq */
+    "3412000000000000"  /*  16 vol_id */
+    "0030000000000000"  /*  24 off */
+    "0020000000000000"  /*  32 len */
+    "00200000"          /*  40 data_len */
+    "00000000"          /*  44 reserved */
+    "d2c669a583a62866"  /*  48 data_csum */
+    "1d2c8ce45529171f"  /*  56 hdr_csum (seeded) */;
+/* clang-format on */
+
+/* clang-format off */
+static const char g_trl_hex[] =
+    "42444a54"          /*   0 magic "BDJT" */
+    "0100"              /*   4 kind WRITE */
+    "0000"              /*   6 flags */
+    "0101000000000000"  /*   8 seq */
+    "3412000000000000"  /*  16 vol_id */
+    "0030000000000000"  /*  24 off */
+    "0020000000000000"  /*  32 len */
+    "00200000"          /*  40 data_len */
+    "00000000"          /*  44 reserved */
+    "d2c669a583a62866"  /*  48 data_csum */
+    "24f9709282a08e98"  /*  56 hdr_csum (seeded) */;
+/* clang-format on */
+
+/* A WRITE of two blocks: its header and trailer differ only in the magic
+ * (and so in the checksum, which covers it). */
+TEST(golden_entry_and_trailer)
+{
+    const uint64_t c[2] = {0x1111111111111111ull, 0x2222222222222222ull};
+    struct journal_ent e = {.kind = JOURNAL_WRITE, .seq = 0x101, .vol_id = G_VOL, .off = 0x3000,
+                            .len = 0x2000, .data_len = 0x2000,
+                            .data_csum = journal_csums_hash(c, 2)};
+    uint8_t b[JOURNAL_ENT_HDR];
+    journal_ent_encode(b, JOURNAL_ENT_MAGIC, G_SALT, &e);
+    CHECK(golden_same(b, sizeof(b), g_ent_hex));
+    journal_ent_encode(b, JOURNAL_TRL_MAGIC, G_SALT, &e);
+    CHECK(golden_same(b, sizeof(b), g_trl_hex));
+    const char *hex[2] = {g_ent_hex, g_trl_hex};
+    const uint32_t magic[2] = {JOURNAL_ENT_MAGIC, JOURNAL_TRL_MAGIC};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        const uint8_t *in = golden_buf(hex[i], &len);
+        struct journal_ent d;
+        CHECK_EQ(len, JOURNAL_ENT_HDR);
+        CHECK(journal_ent_decode(in, magic[i], G_SALT, G_VOL, &d));
+        CHECK_EQ(d.kind, e.kind);
+        CHECK_EQ(d.seq, e.seq);
+        CHECK_EQ(d.vol_id, e.vol_id);
+        CHECK_EQ(d.off, e.off);
+        CHECK_EQ(d.len, e.len);
+        CHECK_EQ(d.data_len, e.data_len);
+        CHECK_EQ(d.data_csum, e.data_csum);
+        CHECK(!journal_ent_decode(in, magic[!i], G_SALT, G_VOL, &d));
+        CHECK(!journal_ent_decode(in, magic[i], G_SALT + 1, G_VOL, &d));
+    }
+}
+
+/* clang-format off */
+static const char g_lost_hex[] =
+    "42444a45"          /*   0 magic "BDJE" */
+    "0400"              /*   4 kind LOST */
+    "0000"              /*   6 flags */
+    "0201000000000000"  /*   8 seq */
+    "3412000000000000"  /*  16 vol_id */
+    "0000000000000000"  /*  24 off */
+    "0000000000000040"  /*  32 len JOURNAL_LOST_ALL_LEN */
+    "00000000"          /*  40 data_len */
+    "00000000"          /*  44 reserved */
+    "0000000000000000"  /*  48 data_csum */
+    "f0eac0ca89822a8f"  /*  56 hdr_csum (seeded) */;
+/* clang-format on */
+
+/* A LOST record over the whole volume: an entry without data. */
+TEST(golden_lost_record)
+{
+    struct journal_ent e = {.kind = JOURNAL_LOST, .seq = 0x102, .vol_id = G_VOL, .off = 0,
+                            .len = JOURNAL_LOST_ALL_LEN};
+    uint8_t b[JOURNAL_ENT_HDR];
+    journal_ent_encode(b, JOURNAL_ENT_MAGIC, G_SALT, &e);
+    CHECK(golden_same(b, sizeof(b), g_lost_hex));
+    size_t len;
+    const uint8_t *in = golden_buf(g_lost_hex, &len);
+    struct journal_ent d;
+    CHECK(journal_ent_decode(in, JOURNAL_ENT_MAGIC, G_SALT, G_VOL, &d));
+    CHECK_EQ(d.kind, JOURNAL_LOST);
+    CHECK_EQ(d.seq, 0x102);
+    CHECK_EQ(d.vol_id, G_VOL);
+    CHECK_EQ(d.off, 0);
+    CHECK_EQ(d.len, JOURNAL_LOST_ALL_LEN);
+    CHECK_EQ(d.data_len, 0);
+    CHECK_EQ(d.data_csum, 0);
+}
+
 /* ---- Append and replay ---------------------------------------------------- */
 
 /* Every kind of entry comes back from replay in order, with its data. */
@@ -197,7 +346,6 @@ TEST(append_replay_roundtrip)
     struct journal_stats st;
     j = reopen(&st, NULL);
     CHECK(j);
-    CHECK_EQ(journal_vol_id(j), VOL);
     CHECK(strcmp(journal_name(j), "vol-a") == 0);
     CHECK_EQ(nrecs, 3);
     CHECK_EQ(recs[0].r.kind, JOURNAL_WRITE);
@@ -264,7 +412,7 @@ TEST(torn_tail_every_length)
     CHECK(build(4, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    uint64_t full = file_size(path);
+    uint64_t full = testlib_file_size(path);
     save(path);
     for (uint64_t cut = pos[3]; cut < full; cut++) {
         restore(path);
@@ -276,7 +424,7 @@ TEST(torn_tail_every_length)
         CHECK(rec_is_write(2, 3, 2, 102));
         CHECK_EQ(st.torn_bytes, cut - pos[3]);
         CHECK_EQ(st.lost_all + st.damaged, 0);
-        CHECK_EQ(file_size(path), pos[3]);
+        CHECK_EQ(testlib_file_size(path), pos[3]);
         struct journal_rec r;
         CHECK(append_write(j, 7, 1, 5, &r) == 0);
         CHECK_EQ(r.seq, 4);
@@ -292,7 +440,7 @@ TEST(torn_tail_stray_bytes)
     CHECK(build(2, NULL) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    uint64_t full = file_size(path);
+    uint64_t full = testlib_file_size(path);
     int fd = open(path, O_WRONLY | O_APPEND);
     CHECK(write(fd, "xyz", 3) == 3);
     close(fd);
@@ -301,7 +449,7 @@ TEST(torn_tail_stray_bytes)
     CHECK(j);
     CHECK_EQ(nrecs, 2);
     CHECK_EQ(st.torn_bytes, 3);
-    CHECK_EQ(file_size(path), full);
+    CHECK_EQ(testlib_file_size(path), full);
     journal_close(j);
 }
 
@@ -316,7 +464,7 @@ TEST(data_bit_flip_is_lost_range)
     CHECK(build(5, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    xor_byte(path, pos[2] + JOURNAL_ENT_HDR + 1000, 0x10);
+    CHECK_EQ(testlib_flip_byte(path, pos[2] + JOURNAL_ENT_HDR + 1000, 0x10), 0);
     struct journal_stats st;
     struct journal *j = reopen(&st, NULL);
     CHECK(j);
@@ -341,13 +489,13 @@ TEST(data_bit_flip_in_last_entry_is_lost)
     CHECK(build(3, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    uint64_t full = file_size(path);
-    xor_byte(path, pos[2] + JOURNAL_ENT_HDR + 5, 1);
+    uint64_t full = testlib_file_size(path);
+    CHECK_EQ(testlib_flip_byte(path, pos[2] + JOURNAL_ENT_HDR + 5, 1), 0);
     struct journal *j = reopen(NULL, NULL);
     CHECK(j);
     CHECK_EQ(nrecs, 3);
     CHECK_EQ(recs[2].r.kind, JOURNAL_LOST);
-    CHECK_EQ(file_size(path), full);
+    CHECK_EQ(testlib_file_size(path), full);
     journal_close(j);
 }
 
@@ -363,12 +511,13 @@ TEST(header_bit_flip_recovered_from_trailer)
     save(path);
     for (unsigned b = 0; b < JOURNAL_ENT_HDR; b++) {
         restore(path);
-        xor_byte(path, pos[1] + b, (uint8_t)(1u << (b % 8)));
+        CHECK_EQ(testlib_flip_byte(path, pos[1] + b, (uint8_t)(1u << (b % 8))), 0);
         struct journal_stats st;
         struct journal *j = reopen(&st, NULL);
         CHECK(j);
         CHECK_EQ(nrecs, 4);
-        for (int i = 0; i < 4; i++) CHECK(rec_is_write(i, (uint64_t)i + 1, (uint64_t)i, 100 + (uint64_t)i));
+        for (int i = 0; i < 4; i++)
+            CHECK(rec_is_write(i, (uint64_t)i + 1, (uint64_t)i, 100 + (uint64_t)i));
         CHECK_EQ(st.recovered, 1);
         CHECK_EQ(st.lost_all + st.damaged, 0);
         journal_close(j);
@@ -385,8 +534,9 @@ TEST(header_and_trailer_lost_marks_everything)
     CHECK(build(4, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    xor_byte(path, pos[1] + 3, 0xff);
-    xor_byte(path, pos[2] - 30, 0xff); /* entry 1's trailer ends where entry 2 begins */
+    CHECK_EQ(testlib_flip_byte(path, pos[1] + 3, 0xff), 0);
+    CHECK_EQ(testlib_flip_byte(path, pos[2] - 30, 0xff),
+             0); /* entry 1's trailer ends where entry 2 begins */
     struct journal_stats st;
     struct journal *j = reopen(&st, NULL);
     CHECK(j);
@@ -415,12 +565,13 @@ TEST(trailer_bit_flip_is_harmless)
     CHECK(build(3, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    xor_byte(path, pos[1] - 10, 0x40);
+    CHECK_EQ(testlib_flip_byte(path, pos[1] - 10, 0x40), 0);
     struct journal_stats st;
     struct journal *j = reopen(&st, NULL);
     CHECK(j);
     CHECK_EQ(nrecs, 3);
-    for (int i = 0; i < 3; i++) CHECK(rec_is_write(i, (uint64_t)i + 1, (uint64_t)i, 100 + (uint64_t)i));
+    for (int i = 0; i < 3; i++)
+        CHECK(rec_is_write(i, (uint64_t)i + 1, (uint64_t)i, 100 + (uint64_t)i));
     CHECK_EQ(st.damaged + st.lost_all + st.recovered, 0);
     journal_close(j);
 }
@@ -434,7 +585,7 @@ TEST(stale_entry_copy_ignored)
     CHECK(build(3, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    uint64_t full = file_size(path);
+    uint64_t full = testlib_file_size(path);
     int fd = open(path, O_RDWR);
     uint8_t ent[JOURNAL_ENT_OVERHEAD + 4096];
     CHECK(pread(fd, ent, sizeof(ent), (off_t)pos[0]) == (ssize_t)sizeof(ent));
@@ -444,7 +595,7 @@ TEST(stale_entry_copy_ignored)
     CHECK(j);
     CHECK_EQ(nrecs, 3);
     CHECK(rec_is_write(2, 3, 2, 102));
-    CHECK_EQ(file_size(path), full);
+    CHECK_EQ(testlib_file_size(path), full);
     journal_close(j);
 }
 
@@ -459,23 +610,23 @@ TEST(replay_is_idempotent)
     CHECK(build(6, pos) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    xor_byte(path, pos[1] + JOURNAL_ENT_HDR + 9, 2);     /* damaged data */
-    xor_byte(path, pos[3] + 20, 4);                      /* recoverable header */
-    truncate_to(path, file_size(path) - 100);            /* torn tail */
+    CHECK_EQ(testlib_flip_byte(path, pos[1] + JOURNAL_ENT_HDR + 9, 2), 0); /* damaged data */
+    CHECK_EQ(testlib_flip_byte(path, pos[3] + 20, 4), 0);                  /* recoverable header */
+    truncate_to(path, testlib_file_size(path) - 100);                      /* torn tail */
     struct journal *j = reopen(NULL, NULL);
     CHECK(j);
     journal_close(j);
     static struct rec first[16];
     int n1 = nrecs;
     memcpy(first, recs, sizeof(first));
-    uint64_t size1 = file_size(path);
+    uint64_t size1 = testlib_file_size(path);
     j = reopen(NULL, NULL);
     CHECK(j);
     journal_close(j);
     CHECK_EQ(nrecs, n1);
     CHECK_EQ(n1, 5);
     CHECK(memcmp(first, recs, sizeof(first[0]) * (size_t)n1) == 0);
-    CHECK_EQ(file_size(path), size1);
+    CHECK_EQ(testlib_file_size(path), size1);
 }
 
 /* ---- Segments ------------------------------------------------------------- */
@@ -535,7 +686,8 @@ TEST(forward_needed_for_lost_only_segment)
     journal_ref(j, r.seg, 1, true);
     CHECK(!journal_forward_needed(j, &seg)); /* still the active segment */
     pattern(4, 3);
-    while (r.seg == 1) CHECK(journal_append(j, JOURNAL_WRITE, 0, 4 * 4096, buf, cs, false, &r) == 0);
+    while (r.seg == 1)
+        CHECK(journal_append(j, JOURNAL_WRITE, 0, 4 * 4096, buf, cs, false, &r) == 0);
     CHECK(journal_forward_needed(j, &seg));
     CHECK_EQ(seg, 1);
     journal_ref(j, 1, -1, true);
@@ -616,12 +768,12 @@ TEST(segment_header_copies)
     CHECK(build(2, NULL) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    xor_byte(path, 10, 1);
+    CHECK_EQ(testlib_flip_byte(path, 10, 1), 0);
     struct journal *j = reopen(NULL, NULL);
     CHECK(j);
     CHECK_EQ(nrecs, 2);
     journal_close(j);
-    xor_byte(path, 512 + 10, 1);
+    CHECK_EQ(testlib_flip_byte(path, 512 + 10, 1), 0);
     int rc;
     CHECK(!reopen(NULL, &rc));
     CHECK_EQ(rc, -BD_ECORRUPT);
@@ -633,8 +785,8 @@ TEST(segment_header_copies)
 TEST(append_enospc_leaves_nothing)
 {
     fixture();
-    struct fio_faults faults = {0};
-    struct fio *f = fio_faulty_new(&fio_posix, &faults);
+    struct fileio_faults faults = {0};
+    struct fileio *f = fileio_faulty_new(&fileio_posix, &faults);
     struct journal *j;
     struct journal_opts o = opts(f);
     CHECK(journal_create(&o, &j) == 0);
@@ -642,23 +794,23 @@ TEST(append_enospc_leaves_nothing)
     CHECK(append_write(j, 0, 1, 1, &r) == 0);
     char path[600];
     seg_file(1, path, sizeof(path));
-    uint64_t size = file_size(path);
+    uint64_t size = testlib_file_size(path);
     faults.enospc = 1;
     CHECK(append_write(j, 1, 1, 2, &r) == -ENOSPC);
-    CHECK_EQ(file_size(path), size);
+    CHECK_EQ(testlib_file_size(path), size);
     faults.enospc = 0;
     CHECK(append_write(j, 1, 1, 2, &r) == 0);
     CHECK_EQ(r.seq, 2);
     journal_close(j);
-    fio_faulty_free(f);
+    fileio_faulty_free(f);
 }
 
 /* An fdatasync error fails the journal stop: never retried (C15). */
 TEST(sync_eio_fails_stop)
 {
     fixture();
-    struct fio_faults faults = {.fsync_eio_after = 1};
-    struct fio *f = fio_faulty_new(&fio_posix, &faults);
+    struct fileio_faults faults = {.fsync_eio_after = 1};
+    struct fileio *f = fileio_faulty_new(&fileio_posix, &faults);
     struct journal *j;
     struct journal_opts o = opts(f);
     CHECK(journal_create(&o, &j) == 0);
@@ -669,7 +821,7 @@ TEST(sync_eio_fails_stop)
     CHECK_EQ(append_write(j, 1, 1, 2, &r), -BD_EFAILED);
     CHECK_EQ(journal_sync_now(j), -BD_EFAILED);
     journal_close(j);
-    fio_faulty_free(f);
+    fileio_faulty_free(f);
 }
 
 /* ---- Group commit --------------------------------------------------------- */
@@ -680,13 +832,6 @@ static void on_sync(struct journal_sync_req *r, int err)
     (void)r;
     sync_done_n++;
     if (err) sync_err = err;
-}
-
-static void run_until(struct reactor *rx, int *flag, int want, int ms)
-{
-    uint64_t end = util_mono_ms() + (uint64_t)ms;
-    while (*flag < want && util_mono_ms() < end)
-        event_base_loop(reactor_base(rx), EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(200);
 }
 
 /* Syncs requested while one runs share the next job; with nothing new
@@ -709,7 +854,7 @@ TEST(sync_group_commit)
         journal_sync(j, &reqs[i]);
         CHECK(append_write(j, (uint64_t)i + 1, 1, 1, &r) == 0);
     }
-    run_until(rx, &sync_done_n, 5, 5000);
+    CHECK(testlib_run_until_count(rx, &sync_done_n, 5, 5000));
     CHECK_EQ(sync_done_n, 5);
     CHECK_EQ(sync_err, 0);
     CHECK(journal_sync_now(j) == 0);
@@ -753,7 +898,7 @@ TEST(sync_requeued_from_callback)
     CHECK(append_write(requeue_j, 0, 1, 1, &r) == 0);
     requeue_req.cb = on_sync_requeue;
     journal_sync(requeue_j, &requeue_req);
-    run_until(rx, &sync_done_n, 6, 5000);
+    CHECK(testlib_run_until_count(rx, &sync_done_n, 6, 5000));
     CHECK_EQ(sync_done_n, 6);
     CHECK_EQ(sync_err, 0);
     taskq_free(q);

@@ -1,6 +1,6 @@
-/* test_jsonv.c: strict JSON (src/jsonv.c). */
-#include "bd.h"
-#include "jsonv.h"
+/* test_jsonv.c: strict JSON (src/base/jsonv.c). */
+#include "base/bd.h"
+#include "base/jsonv.h"
 #include "tap.h"
 
 #include <string.h>

@@ -1,11 +1,12 @@
 /* test_rio.c: three libraft servers on one reactor, talking over real
- * loopback TCP (src/store/rio.c, consensus.c, raftlog*.c, net/raftmsg.c).
+ * loopback TCP (src/store/raft/rio.c, consensus.c, raftlog*.c, net/raftmsg.c).
  *
  * Fixture: each node has its own data directory, a listener on 127.0.0.1
  * whose accepted connections hand WIRE_RAFT frames to consensus_deliver()
  * (as the proxy role will), and a toy FSM: a running sum of the 8-byte
  * values in the commands.  Its snapshot is the sum and count followed by
- * 200 KiB of a fixed pattern, so an InstallSnapshot spans several frames.
+ * a fixed pattern (snap_pad: 200 KiB, so an InstallSnapshot spans several
+ * frames; 9 MiB in one test, streamed in PING-paced windows by rio.c).
  * A node can be "isolated": frames to or from it are dropped at the
  * receiving end, which is a network partition as far as Raft can tell.
  *
@@ -14,14 +15,16 @@
  * leader, restart it and catch up from the log, then from a snapshot,
  * refuse foreign and spoofed frames, and stop cleanly.  Every wait is
  * bounded. */
-#include "bd.h"
-#include "config.h"
+#include "base/bd.h"
+#include "config/config.h"
 #include "net/conn.h"
 #include "net/listener.h"
-#include "net/reactor.h"
-#include "store/consensus.h"
+#include "runtime/reactor.h"
+#include "store/raft/consensus.h"
 #include "tap.h"
-#include "util.h"
+#include "base/bytes.h"
+#include "testlib.h"
+#include "base/util.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -31,7 +34,25 @@
 /* ---- Fixture -------------------------------------------------------------- */
 
 #define N_NODES 3
-#define SNAP_PAD (200u << 10)
+/* The snapshot's pad: 200 KiB (several frames) for most tests, whose
+ * snapshots every 256 entries are written to disk and fsynced; 9 MiB (above
+ * RIO_STREAM_MIN: streamed in windows) for restart_catches_up_from_snapshot. */
+#define SNAP_PAD_SMALL (200u << 10)
+#define SNAP_PAD_STREAMED (9u << 20)
+static size_t snap_pad = SNAP_PAD_SMALL;
+
+/* The pad's bytes, made once: a snapshot is a memcpy of them and a restore
+ * a memcmp, so neither holds a node's reactor long enough to lose a vote. */
+static const uint8_t *pad_pattern(void)
+{
+    static uint8_t *pat;
+    if (!pat) {
+        pat = malloc(SNAP_PAD_STREAMED);
+        if (!pat) abort();
+        for (size_t i = 0; i < SNAP_PAD_STREAMED; i++) pat[i] = (uint8_t)(i * 7);
+    }
+    return pat;
+}
 #define ELECTION_MS 400
 #define HEARTBEAT_MS 50
 
@@ -62,7 +83,7 @@ static struct conn_opts srv_opts;
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct node *n = fsm->data;
-    uint64_t v = buf->len >= 8 ? util_get_le64(buf->base) : 0;
+    uint64_t v = buf->len >= 8 ? bytes_get_le64(buf->base) : 0;
     n->sum += v;
     n->count++;
     *result = NULL;
@@ -73,17 +94,18 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 {
     struct node *n = fsm->data;
     struct raft_buffer *b = raft_malloc(sizeof(*b));
-    uint8_t *p = raft_malloc(16 + SNAP_PAD);
+    size_t pad = snap_pad;
+    uint8_t *p = raft_malloc(16 + pad);
     if (!b || !p) {
         raft_free(b);
         raft_free(p);
         return RAFT_NOMEM;
     }
-    util_put_le64(p, n->sum);
-    util_put_le64(p + 8, n->count);
-    for (size_t i = 0; i < SNAP_PAD; i++) p[16 + i] = (uint8_t)(i * 7);
+    bytes_put_le64(p, n->sum);
+    bytes_put_le64(p + 8, n->count);
+    memcpy(p + 16, pad_pattern(), pad);
     b->base = p;
-    b->len = 16 + SNAP_PAD;
+    b->len = 16 + pad;
     *bufs = b;
     *n_bufs = 1;
     return 0;
@@ -92,12 +114,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct node *n = fsm->data;
-    if (buf->len != 16 + SNAP_PAD) return RAFT_MALFORMED;
+    if (buf->len < 16 || buf->len - 16 > SNAP_PAD_STREAMED) return RAFT_MALFORMED;
     const uint8_t *p = buf->base;
-    for (size_t i = 0; i < SNAP_PAD; i++)
-        if (p[16 + i] != (uint8_t)(i * 7)) return RAFT_MALFORMED;
-    n->sum = util_get_le64(p);
-    n->count = util_get_le64(p + 8);
+    if (memcmp(p + 16, pad_pattern(), buf->len - 16) != 0) return RAFT_MALFORMED;
+    n->sum = bytes_get_le64(p);
+    n->count = bytes_get_le64(p + 8);
     n->restores++;
     raft_free(buf->base); /* restore takes the buffer */
     return 0;
@@ -144,37 +165,6 @@ static void on_accept(int fd, void *arg)
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* Run the reactor until PRED() or MS elapse; true if PRED held. */
-static bool wait_until(bool (*pred)(void), int ms)
-{
-    struct event *t = event_new(reactor_base(rx), -1, EV_PERSIST, on_tick, NULL);
-    struct timeval tv = {0, 5000};
-    evtimer_add(t, &tv);
-    uint64_t end = util_mono_ms() + (uint64_t)ms;
-    bool ok;
-    while (!(ok = pred()) && util_mono_ms() < end) event_base_loop(reactor_base(rx), EVLOOP_ONCE);
-    event_free(t);
-    return ok;
-}
-
-static int cnt_done;
-static bool done_pred(void)
-{
-    return cnt_done > 0;
-}
-static void run_ms(int ms)
-{
-    cnt_done = 0;
-    wait_until(done_pred, ms);
-}
-
 static int start_node(struct node *n)
 {
     if (!n->lis && listener_new(rx, n->addr, on_accept, n, &n->lis) < 0) return -1;
@@ -214,7 +204,7 @@ static bool stop_node(struct node *n, bool graceful)
     closing_node = n;
     n->closed = 0;
     consensus_close(n->c, on_node_closed, n); /* frames go on to it until closed */
-    bool ok = wait_until(closed_pred, 5000);
+    bool ok = testlib_run_until(rx, closed_pred, 5000);
     n->c = NULL;
     if (graceful) {
         listener_free(n->lis);
@@ -262,7 +252,6 @@ static void on_prop(struct consensus_req *req, int status, uint64_t index, void 
     p->status = status;
     p->index = index;
     p->lat_ns = util_mono_ns() - p->start_ns;
-    cnt_done++;
 }
 
 static uint64_t expected_sum, expected_count;
@@ -270,7 +259,7 @@ static uint64_t expected_sum, expected_count;
 static int propose_value(struct node *l, struct prop *p, uint64_t v, size_t len)
 {
     uint8_t *cmd = calloc(1, len);
-    util_put_le64(cmd, v);
+    bytes_put_le64(cmd, v);
     memset(p, 0, sizeof(*p));
     p->start_ns = util_mono_ns();
     int rc = consensus_propose(l->c, &p->req, cmd, len, on_prop);
@@ -291,12 +280,12 @@ static bool one_done(void)
 /* Propose one value on the leader and wait for its commit. */
 static int propose_wait(uint64_t v, size_t len)
 {
-    if (!wait_until(has_leader, 5000)) return -ETIMEDOUT;
+    if (!testlib_run_until(rx, has_leader, 5000)) return -ETIMEDOUT;
     struct prop p;
     int rc = propose_value(leader(), &p, v, len);
     if (rc < 0) return rc;
     one = &p;
-    if (!wait_until(one_done, 5000)) return -ETIMEDOUT;
+    if (!testlib_run_until(rx, one_done, 5000)) return -ETIMEDOUT;
     return p.status;
 }
 
@@ -340,7 +329,7 @@ TEST(elect_leader)
         n->idx = i;
         n->id = (uint64_t)i + 1;
         snprintf(n->dir, sizeof(n->dir), "%s/n%d", base, i + 1);
-        conn_auth_init(&n->auth, "rio-test", "a-shared-secret", n->id, WIRE_ROLE_PROXY, "p");
+        conn_auth_init(&n->auth, "rio-test", NULL, n->id, WIRE_ROLE_PROXY, "p");
         n->fsm = (struct raft_fsm){.version = 1, .data = n, .apply = fsm_apply,
                                    .snapshot = fsm_snapshot, .restore = fsm_restore};
         /* util_parse_addr refuses port 0: try random free ports. */
@@ -373,7 +362,7 @@ TEST(elect_leader)
     }
     for (int i = 0; i < N_NODES; i++) CHECK_EQ(start_node(&nodes[i]), 0);
     uint64_t t0 = util_mono_ms();
-    CHECK(wait_until(has_leader, 10000));
+    CHECK(testlib_run_until(rx, has_leader, 10000));
     printf("# leader %llu elected in %llu ms\n", (unsigned long long)leader()->id,
            (unsigned long long)(util_mono_ms() - t0));
 }
@@ -382,7 +371,7 @@ TEST(elect_leader)
  * 500 one at a time (latency), the rest with 32 in flight (throughput). */
 TEST(apply_1000_commands)
 {
-    CHECK(wait_until(has_leader, 5000));
+    CHECK(testlib_run_until(rx, has_leader, 5000));
     struct node *l = leader();
     uint64_t f0[N_NODES], e0[N_NODES];
     for (int i = 0; i < N_NODES; i++) log_totals(&nodes[i], &f0[i], &e0[i]);
@@ -434,7 +423,7 @@ TEST(apply_1000_commands)
                &nodes[i] == l ? "leader  " : "follower",
                (double)(f2[i] - f1[i]) / (double)(e2[i] - e1[i] ? e2[i] - e1[i] : 1),
                (unsigned long long)(f2[i] - f1[i]), (unsigned long long)(e2[i] - e1[i]));
-    CHECK(wait_until(all_applied, 5000));
+    CHECK(testlib_run_until(rx, all_applied, 5000));
 }
 
 /* A command larger than one frame (an AppendEntries in several parts)
@@ -442,7 +431,7 @@ TEST(apply_1000_commands)
 TEST(large_command_spans_frames)
 {
     CHECK_EQ(propose_wait(77, 300u << 10), 0);
-    CHECK(wait_until(all_applied, 5000));
+    CHECK(testlib_run_until(rx, all_applied, 5000));
 }
 
 static struct node *old_leader;
@@ -455,17 +444,17 @@ static bool new_leader(void)
  * new leader within a few election timeouts and commands go on. */
 TEST(leader_failover)
 {
-    CHECK(wait_until(has_leader, 5000));
+    CHECK(testlib_run_until(rx, has_leader, 5000));
     old_leader = leader();
     old_leader->isolated = true;
     uint64_t t0 = util_mono_ms();
-    CHECK(wait_until(new_leader, 10 * ELECTION_MS));
+    CHECK(testlib_run_until(rx, new_leader, 10 * ELECTION_MS));
     printf("# new leader %llu %llu ms after the old one was cut off\n",
            (unsigned long long)leader()->id, (unsigned long long)(util_mono_ms() - t0));
     CHECK(stop_node(old_leader, false));
     old_leader->isolated = false;
     for (int i = 0; i < 50; i++) CHECK_EQ(propose_wait(5, 8), 0);
-    CHECK(wait_until(all_applied, 5000));
+    CHECK(testlib_run_until(rx, all_applied, 5000));
 }
 
 /* The stopped leader restarts from its data directory (no second
@@ -475,7 +464,7 @@ TEST(leader_failover)
 TEST(restart_old_leader_catches_up)
 {
     CHECK_EQ(start_node(old_leader), 0);
-    CHECK(wait_until(all_applied, 10000));
+    CHECK(testlib_run_until(rx, all_applied, 10000));
     CHECK(consensus_term(old_leader->c) > 1);
 }
 
@@ -483,7 +472,7 @@ TEST(restart_old_leader_catches_up)
  * snapshots catches up from the log alone: no InstallSnapshot. */
 TEST(follower_catches_up_from_log)
 {
-    CHECK(wait_until(has_leader, 5000));
+    CHECK(testlib_run_until(rx, has_leader, 5000));
     struct node *f = NULL;
     for (int i = 0; i < N_NODES; i++)
         if (nodes[i].c && !consensus_is_leader(nodes[i].c)) f = &nodes[i];
@@ -491,28 +480,34 @@ TEST(follower_catches_up_from_log)
     CHECK(stop_node(f, false));
     for (int i = 0; i < 20; i++) CHECK_EQ(propose_wait(2, 8), 0);
     CHECK_EQ(start_node(f), 0);
-    CHECK(wait_until(all_applied, 10000));
+    CHECK(testlib_run_until(rx, all_applied, 10000));
     CHECK_EQ(f->restores, f->restores_at_start);
 }
 
 /* A follower that misses more than threshold + trailing entries gets an
- * InstallSnapshot (200 KiB: several frames) when it comes back. */
+ * InstallSnapshot (9 MiB: streamed in PING-paced windows) when it comes
+ * back. */
 TEST(restart_catches_up_from_snapshot)
 {
-    CHECK(wait_until(has_leader, 5000));
+    CHECK(testlib_run_until(rx, has_leader, 5000));
     struct node *f = NULL;
     for (int i = 0; i < N_NODES; i++)
         if (nodes[i].c && !consensus_is_leader(nodes[i].c)) f = &nodes[i];
     CHECK(f != NULL);
     CHECK(stop_node(f, false));
+    snap_pad = SNAP_PAD_STREAMED;
     for (int i = 0; i < 600; i++) CHECK_EQ(propose_wait(3, 8), 0);
     CHECK_EQ(start_node(f), 0);
-    CHECK(wait_until(all_applied, 15000));
+    CHECK(testlib_run_until(rx, all_applied, 15000));
+    snap_pad = SNAP_PAD_SMALL;
     CHECK(f->restores > f->restores_at_start);
-    struct consensus_stats st;
+    struct consensus_stats st, lst;
     consensus_get_stats(f->c, &st);
-    printf("# follower restored %llu snapshot(s); log holds snapshots written: %llu\n",
-           (unsigned long long)f->restores, (unsigned long long)st.log.snapshots);
+    consensus_get_stats(leader()->c, &lst);
+    printf("# follower restored %llu snapshot(s); log holds snapshots written: %llu; the "
+           "leader streamed %llu message(s)\n", (unsigned long long)f->restores,
+           (unsigned long long)st.log.snapshots, (unsigned long long)lst.io.streamed);
+    CHECK(lst.io.streamed >= 1);
 }
 
 /* Frames from an unknown server id, from another cluster, or claiming a
@@ -523,9 +518,9 @@ TEST(foreign_frames_dropped)
     struct consensus_stats before, after;
     consensus_get_stats(n->c, &before);
     uint8_t msg[40] = {0};
-    util_put_le16(msg, RAFT_IO_TIMEOUT_NOW);
-    util_put_le16(msg + 2, 1);
-    util_put_le64(msg + 4, 1000000); /* a huge term: would disrupt if fed to libraft */
+    bytes_put_le16(msg, RAFT_IO_TIMEOUT_NOW);
+    bytes_put_le16(msg + 2, 1);
+    bytes_put_le64(msg + 4, 1000000); /* a huge term: would disrupt if fed to libraft */
     struct wire_raft_req w = {.cluster_hash = n->auth.cluster_hash, .from_id = 99, .to_id = n->id,
                               .part = 0, .parts = 1, .total_len = 28, .chunk_len = 28,
                               .chunk = msg};
@@ -535,19 +530,19 @@ TEST(foreign_frames_dropped)
     consensus_deliver(n->c, NULL, &w);
     /* A real connection that said HELLO as node 7 but claims to be node 2. */
     struct conn_auth spoof;
-    conn_auth_init(&spoof, "rio-test", "a-shared-secret", 7, WIRE_ROLE_PROXY, "spoof");
+    conn_auth_init(&spoof, "rio-test", NULL, 7, WIRE_ROLE_PROXY, "spoof");
     struct conn_opts co = {.tag = "spoof", .auth = &spoof};
     int err = 0;
     static const struct conn_ops spoof_ops = {0};
     struct conn *c = conn_connect(rx, n->addr, &spoof_ops, NULL, &co, &err);
     CHECK(c != NULL);
-    run_ms(300);
+    testlib_pump(rx, 300);
     w.cluster_hash = n->auth.cluster_hash;
     uint8_t frame[256];
     int flen = wire_encode_raft_req(frame, sizeof(frame), &w);
     CHECK(flen > 0);
     CHECK_EQ(conn_send_oneway(c, WIRE_RAFT, frame, (size_t)flen, NULL), 0);
-    run_ms(300);
+    testlib_pump(rx, 300);
     conn_close(c, 0);
     consensus_get_stats(n->c, &after);
     CHECK_EQ(after.io.drop_unknown - before.io.drop_unknown, 2);
@@ -555,7 +550,7 @@ TEST(foreign_frames_dropped)
     CHECK(consensus_term(n->c) < 1000000);
     /* The cluster still works. */
     CHECK_EQ(propose_wait(1, 8), 0);
-    CHECK(wait_until(all_applied, 5000));
+    CHECK(testlib_run_until(rx, all_applied, 5000));
 }
 
 /* Parts out of order, parts that disagree with part 0, a total over the
@@ -567,9 +562,9 @@ TEST(bad_parts_dropped)
     struct consensus_stats before, after;
     consensus_get_stats(n->c, &before);
     uint8_t msg[40] = {0};
-    util_put_le16(msg, RAFT_IO_TIMEOUT_NOW);
-    util_put_le16(msg + 2, 1);
-    util_put_le64(msg + 4, 1000000);
+    bytes_put_le16(msg, RAFT_IO_TIMEOUT_NOW);
+    bytes_put_le16(msg + 2, 1);
+    bytes_put_le64(msg + 4, 1000000);
     struct wire_raft_req w = {.cluster_hash = n->auth.cluster_hash, .from_id = 2, .to_id = n->id,
                               .part = 1, .parts = 2, .total_len = 28, .chunk_len = 14,
                               .chunk = msg + 14};
@@ -604,17 +599,17 @@ TEST(bad_parts_dropped)
  * and frees (the leak checker verifies). */
 TEST(clean_stop)
 {
-    CHECK(wait_until(has_leader, 5000));
+    CHECK(testlib_run_until(rx, has_leader, 5000));
     old_leader = leader();
     uint64_t t0 = util_mono_ms();
     CHECK(stop_node(old_leader, true));
-    CHECK(wait_until(has_leader, 10 * ELECTION_MS));
+    CHECK(testlib_run_until(rx, has_leader, 10 * ELECTION_MS));
     CHECK(leader() != old_leader);
     printf("# clean stop of the leader: new leader %llu after %llu ms\n",
            (unsigned long long)leader()->id, (unsigned long long)(util_mono_ms() - t0));
     for (int i = 0; i < N_NODES; i++)
         if (nodes[i].c) CHECK(stop_node(&nodes[i], true));
     for (int i = 0; i < N_NODES; i++) listener_free(nodes[i].lis);
-    run_ms(50);
+    testlib_pump(rx, 50);
     reactor_free(rx);
 }

@@ -1,10 +1,10 @@
-/* test_rplan.c: the repair decisions (src/roles/rplan.c): the paged diff of
+/* test_rplan.c: the repair decisions (src/roles/proxy/rplan.c): the paged diff of
  * a partition's replicas, what each listed id deserves, the orphan ledger
- * that never deletes before the grace, and the choice of replacements. */
-#include "bd.h"
-#include "roles/rplan.h"
+ * that never deletes before the grace, and which member to replace. */
+#include "base/bd.h"
+#include "roles/proxy/rplan.h"
 #include "tap.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -293,22 +293,3 @@ TEST(replace_slot)
     CHECK_EQ(rplan_replace_slot(all, 1000), -1);
 }
 
-/* The pick is an up, writable non-member: least loaded, then most free
- * space, then lowest id. */
-TEST(pick_replacement)
-{
-    uint64_t members[3] = {11, 12, 13};
-    struct rplan_node n[] = {
-        {.id = 11, .up = true, .writable = true, .load = 0, .free_bytes = 100},  /* member */
-        {.id = 14, .up = false, .writable = true, .load = 0, .free_bytes = 100}, /* down */
-        {.id = 15, .up = true, .writable = false, .load = 0, .free_bytes = 100}, /* full */
-        {.id = 16, .up = true, .writable = true, .load = 5, .free_bytes = 900},
-        {.id = 17, .up = true, .writable = true, .load = 3, .free_bytes = 100},
-        {.id = 18, .up = true, .writable = true, .load = 3, .free_bytes = 200},
-        {.id = 19, .up = true, .writable = true, .load = 3, .free_bytes = 200},
-    };
-    CHECK_EQ(rplan_pick(n, 7, members), 5); /* 18: load 3, more space than 17, id < 19 */
-    CHECK_EQ(rplan_pick(n, 4, members), 3); /* only 16 qualifies */
-    CHECK_EQ(rplan_pick(n, 3, members), -1);
-    CHECK_EQ(rplan_pick(n, 0, members), -1);
-}

@@ -1,10 +1,10 @@
-/* test_taskq.c: task queues (src/net/taskq.c): order, completion thread. */
-#include "bd.h"
-#include "net/reactor.h"
-#include "net/taskq.h"
+/* test_taskq.c: task queues (src/runtime/taskq.c): order, completion thread. */
+#include "base/bd.h"
+#include "runtime/reactor.h"
+#include "runtime/taskq.h"
 #include "tap.h"
+#include "testlib.h"
 
-#include <event2/event.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -49,7 +49,7 @@ TEST(fifo_and_completion_thread)
         jobs[i].tj.work.done = done;
         taskq_submit(q, &jobs[i].tj);
     }
-    while (n_done < 100) event_base_loop(reactor_base(rx), EVLOOP_ONCE);
+    CHECK(testlib_run_until_count(rx, &n_done, 100, 10000));
     for (int i = 0; i < 100; i++) {
         CHECK_EQ(ran_order[i], i);
         CHECK_EQ(done_order[i], i);
