@@ -194,7 +194,9 @@ const char *util_fmt_addr(const struct sockaddr *sa, char *buf, size_t buflen)
         snprintf(buf, buflen, "[%s]:%u", host, ntohs(in6->sin6_port));
     } else if (sa->sa_family == AF_UNIX) {
         const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-        snprintf(buf, buflen, "unix:%s", un->sun_path);
+        /* sun_path need not end in a NUL (a full-length path, or a
+         * socketpair's peer, whose path is never written): bound the read. */
+        snprintf(buf, buflen, "unix:%.*s", (int)sizeof(un->sun_path), un->sun_path);
     } else {
         snprintf(buf, buflen, "?");
     }

@@ -839,7 +839,7 @@ struct conn *conn_accept(struct reactor *rx, int fd, const struct conn_ops *ops,
         close(fd);
         return NULL;
     }
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0}; /* a socketpair's peer fills only the family */
     socklen_t len = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         util_fmt_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));

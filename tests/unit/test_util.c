@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 /* Sizes take binary units, reject junk, negatives, fractions and overflow. */
 TEST(parse_size)
@@ -43,6 +44,24 @@ TEST(parse_addr)
     CHECK(util_parse_addr("example.com:80", &ss, &len) < 0);
     CHECK(util_parse_addr("127.0.0.1", &ss, &len) < 0);
     CHECK(util_parse_addr("unix:", &ss, &len) < 0);
+}
+
+/* A unix peer's sun_path may fill the field with no NUL after it (found by
+ * fuzz_roles: an accepted socketpair's peer): the name is bounded by the
+ * field, never read past it. */
+TEST(fmt_addr_unix_unterminated)
+{
+    struct {
+        struct sockaddr_un un;
+        char after[8];
+    } s;
+    memset(&s, 'x', sizeof(s));
+    s.un.sun_family = AF_UNIX;
+    memset(s.after, 'Y', sizeof(s.after));
+    char buf[256];
+    util_fmt_addr((struct sockaddr *)&s.un, buf, sizeof(buf));
+    CHECK_EQ(strlen(buf), 5 + sizeof(s.un.sun_path));
+    CHECK(strchr(buf, 'Y') == NULL);
 }
 
 /* Constant-time compare gets equality right for every length relation. */
