@@ -107,7 +107,7 @@ restarts=$(grep -o '"msg": "restart [^"]*"' "$tmp/run3.log" | sort | tr '\n' ' '
 jq -e '.agent.cache_bytes == "2G"' "$etc/agent.json" >/dev/null || fail "agent.json not updated"
 echo "third run (agent cache_bytes changed): $(recap "$tmp/run3.log"); $restarts"
 
-# The Raft group as deployed cannot change (no membership command yet):
+# The role does not change the Raft group of a running cluster:
 # renumbering the proxy is refused before anything is written.
 cp "$etc/proxy.json" "$tmp/proxy.json.before"
 if playbook "$tmp/run4.log" "$tmp/inventory.yml" -e blockd_node_id=2; then
