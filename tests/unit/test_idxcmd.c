@@ -149,7 +149,7 @@ static void build_vectors(void)
     c.u.rollback.vol = idxcmd_cstr("v");
     c.u.rollback.snap = idxcmd_cstr("daily.1");
     add("rollback", &c);
-    struct idxcmd_group_vol gv[2] = {{idxcmd_cstr("db"), 0}, {idxcmd_cstr("log"), 7}};
+    struct idxcmd_group_vol gv[2] = {{idxcmd_cstr("db"), 0, 3}, {idxcmd_cstr("log"), 7, 7}};
     NEW(SNAPSHOT_GROUP);
     c.u.snapshot_group.snap = idxcmd_cstr("cg1");
     c.u.snapshot_group.n = 2;
@@ -471,8 +471,9 @@ TEST(repoint_rules)
     CHECK(enc_repoint(big, IDXCMD_MAX_REPOINT + 1, (IDXCMD_MAX_REPOINT + 1) * 4096) < 0);
 }
 
-/* SNAPSHOT_GROUP: 1 to IDXCMD_MAX_GROUP distinct volumes, flags 0; its
- * entries read back from the bytes as they went in. */
+/* SNAPSHOT_GROUP: 1 to IDXCMD_MAX_GROUP distinct volumes, flags 0, a
+ * barrier only at the generation seen; its entries read back from the
+ * bytes as they went in. */
 TEST(group_rules)
 {
     uint8_t b[IDXCMD_MAX_LEN];
@@ -480,7 +481,7 @@ TEST(group_rules)
     char names[IDXCMD_MAX_GROUP + 1][8];
     for (uint32_t i = 0; i <= IDXCMD_MAX_GROUP; i++) {
         snprintf(names[i], sizeof(names[i]), "v%u", i);
-        gv[i] = (struct idxcmd_group_vol){idxcmd_cstr(names[i]), i};
+        gv[i] = (struct idxcmd_group_vol){idxcmd_cstr(names[i]), i, i};
     }
     struct idxcmd c = {.type = IDXCMD_SNAPSHOT_GROUP};
     c.u.snapshot_group.snap = idxcmd_cstr("s");
@@ -492,7 +493,8 @@ TEST(group_rules)
     CHECK_EQ(idxcmd_decode(b, (size_t)n, &d), 0);
     struct idxcmd_group_vol got;
     idxcmd_group_get(&d, IDXCMD_MAX_GROUP - 1, &got);
-    CHECK(got.vol.len == 3 && !memcmp(got.vol.ptr, "v31", 3) && got.generation == 31);
+    CHECK(got.vol.len == 3 && !memcmp(got.vol.ptr, "v31", 3) && got.generation == 31 &&
+          got.seen == 31);
     c.u.snapshot_group.n = IDXCMD_MAX_GROUP + 1;
     CHECK_EQ(idxcmd_encode(b, sizeof(b), &c), -EINVAL);
     c.u.snapshot_group.n = 0;
@@ -503,6 +505,10 @@ TEST(group_rules)
     gv[1].vol = idxcmd_cstr("a/b");
     CHECK_EQ(idxcmd_encode(b, sizeof(b), &c), -EINVAL);
     gv[1].vol = idxcmd_cstr("v1");
+    gv[1].seen = 2;                         /* a barrier at a generation not seen */
+    CHECK_EQ(idxcmd_encode(b, sizeof(b), &c), -EINVAL);
+    gv[1].generation = 0;                   /* seen attached, no barrier: fine */
+    CHECK(idxcmd_encode(b, sizeof(b), &c) > 0);
     c.u.snapshot_group.flags = 1;
     CHECK_EQ(idxcmd_encode(b, sizeof(b), &c), -EINVAL);
 }
@@ -812,9 +818,10 @@ static const char *const golden[] = {
         "00000000001000004e000000000000000000000000200000",
     /* ROLLBACK v daily.1 */
     "020012000176076461696c792e31",
-    /* SNAPSHOT_GROUP cg1: db (no barrier), log (barrier at generation 7) */
-    "020013000363673100020264620000000000000000036c6f6707000000000000"
-        "00",
+    /* SNAPSHOT_GROUP cg1: db (attached at generation 3, no barrier), log
+     * (barrier at generation 7, seen at 7) */
+    "0200130003636731000202646200000000000000000300000000000000"
+        "036c6f6707000000000000000700000000000000",
     "02001400026331",
     /* FLATTEN_FILL vol 4 layer 9 cursor 1 MiB, blob 600 (partition 5, 12288
      * bytes), fills [0, 8192) -> 0 and [65536, +4096) -> 8192 */

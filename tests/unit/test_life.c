@@ -139,7 +139,7 @@ TEST(group_snapshots_all)
     CHECK(setup());
     CHECK_EQ(itx_create(&T, "w", 64 * BS), 0);
     CHECK_EQ(data(VOL, GEN, 0, 2, 100), 0);
-    struct idxcmd_group_vol g[2] = {{idxcmd_cstr("v"), 0}, {idxcmd_cstr("w"), 0}};
+    struct idxcmd_group_vol g[2] = {{idxcmd_cstr("v"), 0, GEN}, {idxcmd_cstr("w"), 0, 0}};
     uint64_t before = T.next;
     CHECK_EQ(group("cg", g, 2), 0);
     CHECK_EQ(T.next, before + 1);
@@ -159,7 +159,7 @@ TEST(group_all_or_none)
     CHECK(setup());
     CHECK_EQ(itx_create(&T, "w", 64 * BS), 0);
     CHECK_EQ(itx_snap(&T, IDXCMD_SNAPSHOT_CREATE, "w", "cg", NULL), 0);
-    struct idxcmd_group_vol g[2] = {{idxcmd_cstr("v"), 0}, {idxcmd_cstr("w"), 0}};
+    struct idxcmd_group_vol g[2] = {{idxcmd_cstr("v"), 0, GEN}, {idxcmd_cstr("w"), 0, 0}};
     uint64_t d = itx_digest(&T);
     CHECK_EQ(group("cg", g, 2), IDXCMD_ST_EEXIST);
     CHECK_EQ(T.res.id, 2);
@@ -179,14 +179,40 @@ TEST(group_all_or_none)
 TEST(group_barrier_generation)
 {
     CHECK(setup());
-    struct idxcmd_group_vol g = {idxcmd_cstr("v"), GEN};
+    struct idxcmd_group_vol g = {idxcmd_cstr("v"), GEN, GEN};
     uint64_t vol2, gen2;
     CHECK_EQ(itx_attach(&T, "v", "a2", &vol2, &gen2), 0); /* a takeover: GEN is fenced */
     CHECK_EQ(group("s1", &g, 1), IDXCMD_ST_FENCED);
-    g.generation = gen2;
+    g.generation = g.seen = gen2;
     CHECK_EQ(group("s1", &g, 1), 0);
     struct index_snap s;
     CHECK(get_snap(VOL, "s1", &s) && (s.flags & INDEX_SNAP_BARRIER));
+    itx_close(&T);
+}
+
+/* The proposer decided on barriers from the attachment it saw: an entry
+ * that saw none while an agent holds the volume read-write (a follower
+ * whose index lagged the attach), or saw another generation (fenced or
+ * detached since), is refused ESTALE and changes nothing; seen right, with
+ * or without a barrier, it applies. */
+TEST(group_seen_attachment)
+{
+    CHECK(setup());
+    struct idxcmd_group_vol g = {idxcmd_cstr("v"), 0, 0};
+    struct index_snap s;
+    CHECK_EQ(group("s1", &g, 1), IDXCMD_ST_ESTALE); /* attached at GEN, seen as not */
+    CHECK_EQ(T.res.id, 1);
+    g.seen = GEN + 1;
+    CHECK_EQ(group("s1", &g, 1), IDXCMD_ST_ESTALE);
+    CHECK(!get_snap(VOL, "s1", &s));
+    g.seen = GEN;                                 /* seen right, its barrier failed */
+    CHECK_EQ(group("s1", &g, 1), 0);
+    CHECK(get_snap(VOL, "s1", &s) && !(s.flags & INDEX_SNAP_BARRIER));
+    CHECK_EQ(itx_detach(&T, VOL, GEN, "a1"), 0);
+    CHECK_EQ(group("s2", &g, 1), IDXCMD_ST_ESTALE); /* detached since it looked */
+    g.seen = 0;
+    CHECK_EQ(group("s2", &g, 1), 0);
+    CHECK_EQ(itx_audit(&T), 0);
     itx_close(&T);
 }
 

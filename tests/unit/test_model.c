@@ -191,7 +191,9 @@ static bool op_snapshot(void)
     if (a < 0 || s < 0) return true;
     char name[16];
     snprintf(name, sizeof(name), "s%d", name_seq++);
-    struct idxcmd_group_vol g[2] = {{idxcmd_cstr(V[a].name), 0}, {idxcmd_cstr(V[b].name), 0}};
+    /* Every live model volume is attached read-write (op_create, op_clone). */
+    struct idxcmd_group_vol g[2] = {{idxcmd_cstr(V[a].name), 0, V[a].gen},
+                                    {idxcmd_cstr(V[b].name), 0, V[b].gen}};
     uint8_t n = 1;
     if (b != a && (s2 = (S[s].live = true, free_snap())) >= 0) n = 2; /* a group */
     S[s].live = false;

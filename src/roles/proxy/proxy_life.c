@@ -18,7 +18,13 @@
  * with the raft index of those writes; this proxy waits until it applied
  * that index, then proposes SNAPSHOT_GROUP with the attach generation the
  * barrier was for, and the index refuses the snapshot if that attach has
- * been fenced since (fsm_life.c).  A barrier that fails (agent not
+ * been fenced since (fsm_life.c).  Which volumes an agent holds is read
+ * from this proxy's index, which on a follower may lag the commit: the
+ * entry also carries the attach generation each volume was seen with, the
+ * index refuses it (ESTALE) if that is no longer the volume's, and this
+ * proxy then waits until it applied the refusal and looks again (up to
+ * SNAP_TRIES times), so an attach committed before the call is never
+ * mistaken for none.  A barrier that fails (agent not
  * connected here, not attached there, fenced, PROXY_LIFE_BARRIER_MS
  * passed) leaves the snapshot to freeze what the index holds, and the
  * answer says so: every SNAPSHOT has "barrier", "consistency" ("barrier"
@@ -47,6 +53,7 @@
 #define LIFE_DEADLINE_MS 10000
 #define MAX_CLONES_NAMED 8
 #define PROXY_LIFE_BARRIER_MS 5000 /* an agent's barrier, then applying its writes */
+#define SNAP_TRIES 4               /* looks at the attachments before giving up (ESTALE) */
 
 /* ---- submit and wait -------------------------------------------------------------- */
 
@@ -231,8 +238,36 @@ struct snap_req {
     bool group;                /* answer with {"name", "snapshots": [...]} */
     bool require;              /* require_barrier */
     uint32_t pending;          /* barriers not finished */
+    uint32_t tries;            /* entries proposed (refused ESTALE but the last) */
+    struct proxy_mgmt_wait relook; /* until the refused entry applied here */
     struct snap_vol v[IDXCMD_MAX_GROUP];
 };
+
+static bool snap_prepare(struct proxy *p, struct admin_req *r, struct snap_req *q);
+static void snap_barriers(struct proxy *p, struct snap_req *q);
+
+/* The refused entry has applied here, so this index shows the attachment
+ * the leader's did: look again. */
+static void on_relook(struct proxy_mgmt_wait *w, int err)
+{
+    struct snap_req *q = w->data;
+    if (err) {
+        admin_reply_error(q->m.r, 503, "snapshot %s: the volumes' attachments changed and this "
+                          "proxy did not catch up in time; try again", q->snap);
+        free(q);
+        return;
+    }
+    for (uint32_t i = 0; i < q->n; i++) {
+        struct snap_vol *sv = &q->v[i];
+        sv->agent[0] = sv->note[0] = sv->failed[0] = '\0';
+        sv->vol_id = sv->gen = sv->barrier_gen = 0;
+    }
+    if (!snap_prepare(q->p, q->m.r, q)) {
+        free(q);
+        return;
+    }
+    snap_barriers(q->p, q);
+}
 
 /* The SNAPSHOT answer for volume I of Q (read after the entry applied). */
 static cJSON *snap_answer(struct proxy *p, struct snap_req *q, uint32_t i)
@@ -262,6 +297,15 @@ static void on_snapped(struct proxy_life_cmd *m, int err)
 {
     struct snap_req *q = bd_container_of(m, struct snap_req, m);
     struct proxy *p = m->p;
+    if (err == -ESTALE && q->tries < SNAP_TRIES && m->index) {
+        log_info(p->tag, "snapshot %s: an attachment changed since this proxy looked "
+                 "(refused at raft index %llu); looking again", q->snap,
+                 (unsigned long long)m->index);
+        q->relook = (struct proxy_mgmt_wait){.cb = on_relook, .data = q, .index = m->index,
+                                             .deadline_ms = util_mono_ms() + LIFE_DEADLINE_MS};
+        proxy_mgmt_wait_add(p, &q->relook);
+        return;
+    }
     if (err) {
         uint32_t at = m->res.id && m->res.id <= q->n ? (uint32_t)m->res.id - 1 : 0;
         const char *what = err == -EEXIST ? "already has a snapshot of that name"
@@ -269,6 +313,8 @@ static void on_snapped(struct proxy_life_cmd *m, int err)
                            : err == -E2BIG ? "its layer chain is at its limit (64): delete "
                                              "snapshots or flatten it"
                            : err == -BD_EFENCED ? "its agent was fenced after its barrier"
+                           : err == -ESTALE ? "its attachment kept changing while the snapshot "
+                                              "was taken; try again"
                                                 : why(err);
         char where[300];
         if (q->group && m->res.id)
@@ -344,12 +390,14 @@ static void snap_submit(struct proxy *p, struct snap_req *q)
 {
     struct idxcmd_group_vol g[IDXCMD_MAX_GROUP];
     for (uint32_t i = 0; i < q->n; i++)
-        g[i] = (struct idxcmd_group_vol){idxcmd_cstr(q->v[i].vol), q->v[i].barrier_gen};
+        g[i] = (struct idxcmd_group_vol){idxcmd_cstr(q->v[i].vol), q->v[i].barrier_gen,
+                                         q->v[i].gen};
     struct idxcmd cmd = {.type = IDXCMD_SNAPSHOT_GROUP};
     cmd.u.snapshot_group.snap = idxcmd_cstr(q->snap);
     cmd.u.snapshot_group.n = (uint8_t)q->n;
     cmd.u.snapshot_group.in = g;
     q->m.done = on_snapped;
+    q->tries++;
     proxy_life_submit(p, &q->m, &cmd);
 }
 

@@ -23,11 +23,13 @@
  * Snapshots newer than S stay, as in RBD.
  *
  * SNAPSHOT_GROUP.  One name, up to IDXCMD_MAX_GROUP volumes, one entry:
- * every volume is checked (exists, name free, chain not too deep, and for
- * a volume whose agent did a barrier, still attached at that generation,
- * so a barrier by a fenced agent never counts), then all are frozen.  All
- * or none.  A volume frozen after its agent's barrier carries
- * INDEX_SNAP_BARRIER.
+ * every volume is checked (exists, name free, chain not too deep; for a
+ * volume whose agent did a barrier, still attached at that generation, so
+ * a barrier by a fenced agent never counts; and attached read-write at the
+ * generation the proposer saw, or not at all if it saw none, so a
+ * proposer that decided on barriers from a stale index is refused ESTALE
+ * and looks again), then all are frozen.  All or none.  A volume frozen
+ * after its agent's barrier carries INDEX_SNAP_BARRIER.
  *
  * Flatten (proxy_flatten.c drives it).  A clone's "own bottom" layer B is
  * the lowest layer of its chain it created itself (vol_id); what lies
@@ -185,9 +187,11 @@ int fsm_life_snapshot_group(struct fsm_txn *t, const struct idxcmd *c, struct id
         if ((rc = fsm_rec_find_vol(t, g[i].vol, &v[i], &res->status)) < 0) return rc;
         if (!res->status && (rc = fsm_life_freeze_check(t, &v[i], a->snap, &res->status)))
             return rc;
-        if (!res->status && g[i].generation &&
-            (v[i].attach_mode != INDEX_ATTACH_RW || v[i].generation != g[i].generation))
+        uint64_t rw_gen = v[i].attach_mode == INDEX_ATTACH_RW ? v[i].generation : 0;
+        if (!res->status && g[i].generation && rw_gen != g[i].generation)
             res->status = IDXCMD_ST_FENCED; /* the barrier was another attach's */
+        if (!res->status && rw_gen != g[i].seen)
+            res->status = IDXCMD_ST_ESTALE; /* the proposer decided on another attach */
         if (res->status) {
             res->id = i + 1;
             return 0;

@@ -243,15 +243,17 @@ static void check_fills(struct bytes_r *c, const uint8_t *raw, uint32_t n, uint6
     }
 }
 
-/* A SNAPSHOT_GROUP volume: vol str | generation 8. */
+/* A SNAPSHOT_GROUP volume: vol str | generation 8 | seen 8. */
 static void group_get(struct bytes_r *c, struct idxcmd_group_vol *v)
 {
     v->vol = get_str(c);
     v->generation = br_u64(c);
+    v->seen = br_u64(c);
 }
 
-/* N volumes from RAW: valid names, pairwise distinct.  Sets *LEN to the
- * bytes they take (the entries are variable-length). */
+/* N volumes from RAW: valid names, pairwise distinct, a barrier only at
+ * the generation seen.  Sets *LEN to the bytes they take (the entries are
+ * variable-length). */
 static void check_group(struct bytes_r *c, const uint8_t *raw, size_t left, uint32_t n,
                         size_t *len)
 {
@@ -261,6 +263,7 @@ static void check_group(struct bytes_r *c, const uint8_t *raw, size_t left, uint
     for (uint32_t i = 0; i < n && !g.err; i++) {
         group_get(&g, &v[i]);
         check_name(&g, v[i].vol);
+        if (v[i].generation && v[i].generation != v[i].seen) br_fail(&g);
         for (uint32_t k = 0; k < i && !g.err; k++)
             if (v[k].vol.len == v[i].vol.len && !memcmp(v[k].vol.ptr, v[i].vol.ptr, v[i].vol.len))
                 br_fail(&g);
@@ -383,6 +386,7 @@ static void body_encode(struct bytes_w *c, const struct idxcmd *m)
             idxcmd_group_get(m, i, &v);
             put_str(c, v.vol);
             bw_u64(c, v.generation);
+            bw_u64(c, v.seen);
         }
         break;
     case IDXCMD_FLATTEN_START: put_str(c, u->flatten_start.vol); break;

@@ -37,7 +37,9 @@
  *                        n re-points of IDXCMD_REPOINT_LEN (below)
  *  ROLLBACK (18)         vol str | snap str
  *  SNAPSHOT_GROUP (19)   snap str | flags 1 (0) | n 1 | n times:
- *                          vol str | generation 8 (0: no agent barrier)
+ *                          vol str | generation 8 (0: no agent barrier) |
+ *                          seen 8 (the read-write attach generation the
+ *                          proposer saw, 0: none; generation is 0 or seen)
  *  FLATTEN_START (20)    vol str
  *  FLATTEN_FILL (21)     vol_id 8 | layer 8 | cursor 8 | blob_id 8 |
  *                        partition 4 | blob_len 4 | blob_csum 8 | n 4 |
@@ -254,6 +256,14 @@ struct idxcmd_group_vol {
     struct idxcmd_str vol;
     uint64_t generation;       /* !0: taken after the barrier of the agent
                                   holding this attach generation (C12) */
+    uint64_t seen;             /* the read-write attach generation the
+                                  proposer's index showed when it decided
+                                  on barriers (0: none).  The entry is
+                                  refused ESTALE if the volume's differs when
+                                  it applies: a proposer that read a stale
+                                  index (a follower behind the commit) must
+                                  not snapshot an attached volume as if no
+                                  agent held acknowledged writes for it. */
 };
 
 /* One fill of a FLATTEN_FILL: bytes [new_off, new_off+len) of the blob
