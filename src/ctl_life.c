@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -67,6 +68,7 @@
 #define REC_MAX (4u << 20)       /* data per D record, and per data read */
 #define WRITE_MAX (11u * 4096u)  /* data per import write (PROXY_BACKUP_WRITE_MAX) */
 #define ZERO_MAX (1ull << 30)    /* bytes per zero write */
+#define RETRY_MS 60000           /* an import write answered 503 is sent again this long */
 
 const char ctl_life_usage[] =
     "  volume rollback VOL SNAP   make a detached volume read as its snapshot SNAP\n"
@@ -111,9 +113,13 @@ static int server_error(struct httpc_resp *r, const char *what)
 }
 
 /* METHOD PATH with BODY (O, consumed, or NULL); the JSON answer in *OUT
- * (owned; NULL for an empty 2xx answer).  0, or 1 after printing why. */
-static int call(const struct ctl_life_ctx *cx, const char *method, const char *path, cJSON *o,
-                const char *what, cJSON **out)
+ * (owned; NULL for an empty 2xx answer).  0, or 1 after printing why.
+ * With RETRY (for requests that may be sent twice: an import write names
+ * its offset, data and session generation), a 503 (the cluster briefly
+ * cannot take it: no leader, no open partition) is sent again, backing
+ * off from 100 ms to 2 s, for up to RETRY_MS. */
+static int call_r(const struct ctl_life_ctx *cx, const char *method, const char *path, cJSON *o,
+                  const char *what, cJSON **out, bool retry)
 {
     char *body = NULL;
     if (o) {
@@ -122,7 +128,17 @@ static int call(const struct ctl_life_ctx *cx, const char *method, const char *p
         if (!body) return 1;
     }
     struct httpc_resp r;
-    int rc = request(cx, method, path, body, &r);
+    uint64_t give_up = util_mono_ms() + RETRY_MS;
+    unsigned pause_ms = 100;
+    int rc;
+    for (;;) {
+        rc = request(cx, method, path, body, &r);
+        if (rc < 0 || !retry || r.status != 503 || util_mono_ms() + pause_ms > give_up) break;
+        httpc_resp_free(&r);
+        struct timespec ts = {(time_t)(pause_ms / 1000), (long)(pause_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        pause_ms = BD_MIN(pause_ms * 2, 2000u);
+    }
     free(body);
     if (rc < 0) return 1;
     if (r.status < 200 || r.status >= 300) return server_error(&r, what);
@@ -135,6 +151,12 @@ static int call(const struct ctl_life_ctx *cx, const char *method, const char *p
     if (cx->json && !out && r.body_len) fputs(r.body, stdout);
     httpc_resp_free(&r);
     return 0;
+}
+
+static int call(const struct ctl_life_ctx *cx, const char *method, const char *path, cJSON *o,
+                const char *what, cJSON **out)
+{
+    return call_r(cx, method, path, o, what, out, false);
 }
 
 /* "/v1/volumes/" NAME TAIL: names are [A-Za-z0-9._-]; anything else is
@@ -527,7 +549,7 @@ static int session_write(struct session *s, uint64_t off, uint64_t n, const uint
             cJSON_AddNumberToObject(o, "offset", (double)at);
             cJSON_AddNumberToObject(o, "length", (double)BD_MIN(ZERO_MAX, off + n - at));
             cJSON_AddBoolToObject(o, "zero", true);
-            if (call(s->cx, "POST", path, o, "import", NULL)) return 1;
+            if (call_r(s->cx, "POST", path, o, "import", NULL, true)) return 1;
         }
         return 0;
     }
@@ -540,7 +562,7 @@ static int session_write(struct session *s, uint64_t off, uint64_t n, const uint
         cJSON_AddNumberToObject(o, "offset", (double)(off + at));
         cJSON_AddStringToObject(o, "data", enc);
         free(enc);
-        if (call(s->cx, "POST", path, o, "import", NULL)) return 1;
+        if (call_r(s->cx, "POST", path, o, "import", NULL, true)) return 1;
     }
     return 0;
 }
