@@ -585,6 +585,21 @@ cluster_leader() {
     echo "$best"
 }
 
+# cluster_wait_applied [SECS]: every live proxy's index has applied the
+# leader's commit index as it is now (default 30 s; fails the test after).
+# A follower's index may lag the commit by a heartbeat or more: wait for
+# this before reading state through any proxy that must include what was
+# just committed.
+cluster_wait_applied() {
+    local secs=${1:-30} leader commit name
+    leader=$(cluster_leader) || fail "cluster_wait_applied: no leader"
+    commit=$(cluster_field "$leader" /v1/status '.raft.commit_index') ||
+        fail "cluster_wait_applied: $leader did not answer"
+    for name in $(_cluster_live proxy); do
+        wait_for "$secs" "[ \"\$(cluster_field $name /v1/status '.index.applied_index // 0')\" -ge $commit ]"
+    done
+}
+
 # cluster_wait_ready [SECS]: every running, unpaused process answers
 # /v1/status; if proxies run, one of them is leader; and if three or more
 # blob servers run too, the leader has a partition whose three servers are

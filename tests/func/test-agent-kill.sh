@@ -30,11 +30,22 @@ for k in 1 2 3; do
         --duration 30 --init "$init" --mix flush=0,fua=0,multiconn=0,reconnect=0 \
         --out-dir "$tmp" >"$tmp/fsx-$k.out" 2>&1 &
     fsx=$!
+    # Let it run a while, and then until the agent holds unshipped data
+    # (up to 30 s more: on a loaded machine fsx's first writes can be late).
     sleep 3
-    dirty=$(cluster_field agent1 /v1/status '.volumes.dirty_bytes // 0')
+    for _ in $(seq 300); do
+        vols=$(cluster_field agent1 /v1/status '.volumes' || true)
+        dirty=$(jq -r '.dirty_bytes // 0' <<<"$vols" 2>/dev/null || echo 0)
+        [ "${dirty:-0}" -gt 0 ] || ! kill -0 "$fsx" 2>/dev/null && break
+        sleep 0.1
+    done
     cluster_kill agent1
     # Nothing dirty would make this a plain restart test.
-    [ "$dirty" -gt 0 ] || fail "kill $k: no unshipped data in the agent's cache at the kill"
+    [ "$dirty" -gt 0 ] || {
+        tail -5 "$tmp/fsx-$k.out"
+        echo "the agent's volumes before the kill: $vols"
+        fail "kill $k: no unshipped data in the agent's cache at the kill"
+    }
     wait $fsx || rc=$?
     [ "${rc:-0}" -eq 3 ] || [ "${rc:-0}" -eq 0 ] ||
         { tail -20 "$tmp/fsx-$k.out"; fail "fsx failed before the kill"; }

@@ -83,6 +83,9 @@ wait_for 20 '[ -n "$(writer v)" ]'
 # The agent ships what it still caches in the background: wait until it
 # holds nothing unshipped, so that only the rollback could change v below.
 wait_for 60 '[ "$(cluster_field agent1 /v1/status ".volumes.dirty_bytes + .volumes.ships_in_flight")" = 0 ]'
+# ... and until every proxy applied those writes: ctl reads the first
+# proxy's index, which may be a follower a heartbeat behind.
+cluster_wait_applied 30
 before=$(state v)
 if ctl volume rollback v s1 2>"$tmp/err"; then fail "rollback of an attached volume succeeded"; fi
 grep -q "HTTP 409" "$tmp/err" && grep -q attached "$tmp/err" || fail "attached rollback: $(cat "$tmp/err")"
