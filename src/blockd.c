@@ -98,8 +98,9 @@ static void log_exposed(void *arg, const char *key, const char *addr)
 static void log_exposed_nbd(void *arg, const char *key, const char *addr)
 {
     (void)arg;
-    log_warn("blockd", "%s = %s is not on loopback and nbd_tls is not \"require\": a volume "
-                       "attached without a client opens there unauthenticated and unencrypted",
+    log_warn("blockd", "%s = %s is not on loopback and nbd_tls is not \"require\": it accepts "
+                       "plaintext NBD (other hosts open only volumes attached for their TLS "
+                       "client id, but a client that does not ask for TLS talks in the clear)",
              key, addr);
 }
 
@@ -120,7 +121,8 @@ static void warn_exposed_nbd(void *arg, const char *key, const char *addr)
     const char *path = arg;
     fprintf(stderr,
             "blockd: warning: %s: %s = %s is not on loopback and nbd_tls is not \"require\": "
-            "a volume attached without a client opens there unauthenticated and unencrypted\n",
+            "it accepts plaintext NBD (other hosts open only volumes attached for their TLS "
+            "client id, but a client that does not ask for TLS talks in the clear)\n",
             path, key, addr);
 }
 

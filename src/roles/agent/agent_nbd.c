@@ -126,10 +126,11 @@ static void deny(struct agent_nbd_conn *c, const char *fmt, ...)
              why);
 }
 
-/* Over TCP a volume opens only for the client its attachment names, and
- * with nbd_tls "require" only if it names one (agent_nbd.h).  NULL if the
- * connection may open a volume whose attachment names CLIENT ("": none),
- * else why not, into BUF. */
+/* Over TCP a volume opens only for the client its attachment names; one
+ * that names none, only for a client on this host, and with nbd_tls
+ * "require" for nobody (agent_nbd.h).  NULL if the connection may open a
+ * volume whose attachment names CLIENT ("": none), else why not, into
+ * BUF. */
 static const char *access_denied(const struct agent_nbd_conn *c, const char *client, char *buf,
                                  size_t cap)
 {
@@ -150,7 +151,37 @@ static const char *access_denied(const struct agent_nbd_conn *c, const char *cli
                  "open volumes (nbd_tls \"require\")");
         return buf;
     }
+    if (!c->same_host) {
+        snprintf(buf, cap, "its attachment names no client, and from another host only the "
+                 "TLS client an attachment names opens a volume (attach it with --client)");
+        return buf;
+    }
     return NULL;
+}
+
+/* Whether the TCP peer of FD is on this host: a loopback address, or the
+ * connection's own local address (a process here dialling one of this
+ * host's addresses). */
+static bool peer_same_host(int fd)
+{
+    struct sockaddr_storage pa = {0}, la = {0};
+    socklen_t pl = sizeof(pa), ll = sizeof(la);
+    if (getpeername(fd, (struct sockaddr *)&pa, &pl) < 0 ||
+        getsockname(fd, (struct sockaddr *)&la, &ll) < 0 || pa.ss_family != la.ss_family)
+        return false;
+    if (pa.ss_family == AF_INET) {
+        const struct in_addr *p = &((const struct sockaddr_in *)&pa)->sin_addr;
+        const struct in_addr *l = &((const struct sockaddr_in *)&la)->sin_addr;
+        return (ntohl(p->s_addr) >> 24) == 127 || p->s_addr == l->s_addr;
+    }
+    if (pa.ss_family == AF_INET6) {
+        const struct in6_addr *p = &((const struct sockaddr_in6 *)&pa)->sin6_addr;
+        const struct in6_addr *l = &((const struct sockaddr_in6 *)&la)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(p) || memcmp(p, l, sizeof(*p)) == 0) return true;
+        /* An IPv4 peer on a dual-stack socket: ::ffff:127.x.y.z. */
+        return IN6_IS_ADDR_V4MAPPED(p) && p->s6_addr[12] == 127;
+    }
+    return false;
 }
 
 /* Send an option error reply and read the next option. */
@@ -751,6 +782,7 @@ static int adopt_via(struct agent_nbd *s, int fd, enum agent_nbd_via via, const 
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    c->same_host = via == AGENT_NBD_VIA_TCP && peer_same_host(fd);
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     struct event_base *base = reactor_base(s->rx);

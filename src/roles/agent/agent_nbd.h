@@ -15,9 +15,13 @@
  *   - over TCP, TLS follows tls_mode (NBD_OPT_STARTTLS, net/nbd_tls.h: the
  *     agent's certificate, a client certificate of the cluster CA, or a
  *     PSK).  A volume whose attachment names a client opens only for a
- *     TLS client with that id (PSK identity or certificate id); with
- *     NBD_TLS_REQUIRE a volume naming no client opens for nobody over TCP.
- *     NBD_OPT_LIST over TCP lists only what the connection could open;
+ *     TLS client with that id (PSK identity or certificate id).  A volume
+ *     naming no client opens over TCP only for a client on this host (its
+ *     address is loopback or the connection's own local address: as
+ *     trusted as the shared Unix socket's users), and with NBD_TLS_REQUIRE
+ *     for nobody; from another host a volume needs its attachment to name
+ *     the client.  NBD_OPT_LIST over TCP lists only what the connection
+ *     could open;
  *   - the shared Unix socket (unix_path) is for local tools: TLS is
  *     offered there but never required, and it serves every volume of the
  *     agent (its permissions are the check);

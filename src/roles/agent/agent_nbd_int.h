@@ -86,6 +86,8 @@ struct agent_nbd_conn {
     uint64_t id;                 /* for logs */
     uint64_t accepted_ms;        /* monotonic, for logs */
     char peer[80];
+    bool same_host;              /* VIA_TCP: the peer is on this host (a loopback
+                                    address, or the connection's own local one) */
     int refs;                    /* see the file comment */
     struct agent_nbd_conn *prev, *next;       /* s->conns */
     struct agent_nbd_conn *hs_prev, *hs_next; /* s->hs_head..hs_tail, oldest first */
