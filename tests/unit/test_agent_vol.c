@@ -1177,7 +1177,10 @@ TEST(no_second_ship_of_a_scattered_block_in_flight)
     struct agent_vol *h = open_vol("vol-a", false, NULL);
     CHECK(h);
     ships_at_start = ships();
-    double b0 = agent_cluster_status_num(cl, "index.blobs");
+    /* Live blob records (a write resent after an unknown outcome, which a
+     * loaded machine can provoke, leaves its first blob dead, for GC). */
+    double b0 = agent_cluster_status_num(cl, "index.blobs") -
+                agent_cluster_status_num(cl, "index.gc_pending");
     for (uint64_t b = 10; b <= 30; b += 10) CHECK_EQ(do_write(h, b * BS, BS, 16, 0), 0);
     struct waiter f1 = {0}, f2 = {0};
     w_init(&f1, 0, 0);
@@ -1197,7 +1200,9 @@ TEST(no_second_ship_of_a_scattered_block_in_flight)
     CHECK(cluster_matches(20 * BS, BS, 17));
     CHECK(cluster_matches(30 * BS, BS, 16));
     CHECK(cluster_matches(50 * BS, BS, 17));
-    CHECK_EQ(agent_cluster_status_num(cl, "index.blobs") - b0, 3); /* one blob per write */
+    double live = agent_cluster_status_num(cl, "index.blobs") -
+                  agent_cluster_status_num(cl, "index.gc_pending");
+    CHECK_EQ(live - b0, 3); /* one live blob per write */
     agent_vol_put(h);
     teardown();
 }
