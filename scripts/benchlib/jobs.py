@@ -13,7 +13,7 @@ Adding a job: a Job in JOBS (table order) and its name in RUN_ORDER; when
 fio needs more than rw/bs/iodepth/fsync, job_args() adds it, and when its
 figures are not one direction's, metrics() reads them.  The report lays
 out whatever jobs ran.  A job that only means something for blockd (the
-space job, benchlib.space) has blockd_only and a module of its own that
+space and qos jobs, benchlib.space and benchlib.qos) has blockd_only and a module of its own that
 run_jobs() calls instead of one fio run per target; a slow one is left out
 of --quick unless named in --jobs.
 """
@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 
-from benchlib import space
+from benchlib import qos, space
 from benchlib.common import GiB, MiB, PROCS, Fail, say, tail
 
 
@@ -69,6 +69,10 @@ JOBS = [
     # bounding the space they leave (blockd only).
     Job("space", "4k randwrite QD32, 20× overwrite (space)", "randwrite", 4096, 32,
         blockd_only=True, slow=True),
+    # benchlib.qos: a limit held, a burst spent, a noisy neighbour, the
+    # limiter's cost (blockd only); its row is the limited volume's run.
+    Job("qos", "4k randwrite QD16 held to 500 IOPS (qos)", "randwrite", 4096, 16,
+        blockd_only=True, slow=True),
 ]
 JOB_BY_NAME = {j.name: j for j in JOBS}
 # Not a fio job of its own: the pre-fill pass (one sequential pass over the
@@ -79,7 +83,7 @@ FILL = Job("fill", "1M seq write QD8, one pass + flush", "write", MiB, 8)
 # Run order: reads first, on the pre-filled data; then writes, the 4k ones
 # last so the index is at its most fragmented when bytes/extent is read.
 RUN_ORDER = ["r4k-qd1", "r4k-qd32", "r1m-qd8", "w1m-qd8", "rw-mix-qd16", "w4k-qd1", "w4k-qd1-fsync",
-             "w4k-qd32", "w512-qd32", "space"]
+             "w4k-qd32", "w512-qd32", "space", "qos"]
 
 
 def run_fio(ctx, t, name, args, out_path, timeout, at_ramp=None):
@@ -222,7 +226,7 @@ def run_jobs(ctx, targets, before_job=None):
                 continue
             try:
                 if job.blockd_only:
-                    m = space.run(ctx, t, run_fio)
+                    m = {"space": space, "qos": qos}[job.name].run(ctx, t, run_fio)
                     t.settle()
                 else:
                     m = run_one(ctx, t, job)
@@ -238,8 +242,9 @@ def run_jobs(ctx, targets, before_job=None):
                     pass
                 continue
             thr = f"{m['mbs']:,.0f} MB/s" if job.big else f"{m['iops']:,.0f} IOPS"
-            cpu = m["server_cpu_s"]
-            cpu_txt = f"  cpu {cpu / (m['bytes'] / GiB):6.1f} s/GiB" if cpu is not None and m["bytes"] else ""
+            cpu = m.get("server_cpu_s")  # a blockd-only job's module may not measure it
+            cpu_txt = (f"  cpu {cpu / (m['bytes'] / GiB):6.1f} s/GiB"
+                       if cpu is not None and m.get("bytes") else "")
             say(f"{name:14} {t.key:9} {thr:>14}  mean {m['mean_us']:8.1f} µs  p99 {m['p99_us']:8.1f} µs"
                 + cpu_txt)
     return results

@@ -152,6 +152,17 @@ def render(ctx, targets, results, blockd, goals):
                      f"{sj['p99_write_before_us']:.0f} → {sj['p99_write_during_us']:.0f} µs during "
                      f"the rewrite ({sj['moved_during_bytes'] / MiB:.0f} MiB re-pointed in that "
                      f"window)")
+        qj = blockd_qos(results)
+        if qj:
+            L.append(f"QoS job: {qj['iops']:.0f} IOPS under a {qj['limit']} IOPS limit at QD16; "
+                     f"with a {qj['burst']} burst for {qj['burst_seconds']} s, per second "
+                     f"{', '.join(str(x) for x in qj['burst_series'])}; a quiet 4k QD1 volume's "
+                     f"p99 read/write {qj['p99_quiet_alone_us'][0]:.0f}/"
+                     f"{qj['p99_quiet_alone_us'][1]:.0f} µs alone, "
+                     f"{qj['p99_quiet_beside_us'][0]:.0f}/{qj['p99_quiet_beside_us'][1]:.0f} µs "
+                     f"beside a neighbour at {qj['noisy_iops']:.0f} IOPS; limiter engaged vs none "
+                     f"{', '.join(f'{a:.0f}/{b:.0f}' for a, b in zip(qj['cost_iops_on'], qj['cost_iops_off']))}"
+                     f" IOPS")
         L.append(f"Agent cache clean before every read job: NBD FLUSH, then /v1/status "
                  f"dirty_bytes = dirty_extents = ships_in_flight = 0 (longest wait "
                  f"{rep['max_clean_wait_s']} s)")
@@ -234,6 +245,12 @@ def goals_vs_refs(G, goal, get, refs):
                  f"{fmt_num(b)} vs {fmt_num(r)} s/GiB", cmp=lambda v, t: v <= t, tfmt="≤ 0.5×")
 
 
+def blockd_qos(results):
+    """The qos job's figures (benchlib.qos), or None if it did not run."""
+    r = results.get(("blockd", "qos"))
+    return r if isinstance(r, dict) else None
+
+
 def blockd_space(results):
     """The space job's figures (benchlib.space), or None if it did not run."""
     r = results.get(("blockd", "space"))
@@ -304,6 +321,18 @@ def goals_of(results, blockd_rep, refs=(), floor=None):
              f"4k QD1 read {sj['p99_read_during_us']:.0f} vs {sj['p99_read_before_us']:.0f} µs, "
              f"write {sj['p99_write_during_us']:.0f} vs {sj['p99_write_before_us']:.0f} µs"
              if sj else "", cmp=lambda v, t: v <= t, tfmt="≤ 2×")
+    qj = blockd_qos(results)
+    goal("QoS: 4k randwrite QD16 held to a 500 IOPS limit", qj and qj["limit_ratio"], 0.05,
+         f"{qj['iops']:.0f} IOPS" if qj else "", fmt=lambda v: f"{v:.3f}×",
+         cmp=lambda v, t: abs(v - 1) <= t, tfmt="1 ± 0.05×")
+    quiet = (max(ratio(qj["p99_quiet_beside_us"][0], qj["p99_quiet_alone_us"][0]) or 0,
+                 ratio(qj["p99_quiet_beside_us"][1], qj["p99_quiet_alone_us"][1]) or 0)
+             if qj else None)
+    goal("QoS: a quiet QD1 volume's p99 beside a noisy neighbour vs alone", quiet, 2.0,
+         f"worse of read and write; neighbour at {qj['noisy_iops']:.0f} IOPS" if qj else "",
+         cmp=lambda v, t: v <= t, tfmt="≤ 2×")
+    goal("QoS: limiter engaged (never reached) vs no limits, 4k randwrite QD32",
+         qj and qj["cost_ratio"], 0.98, f"{len(qj['cost_iops_on'])} interleaved pairs" if qj else "")
     iv = (blockd_rep or {}).get("idle_volumes")
     per = iv["per_volume"] / MiB if iv else None
     goal("agent RSS per attached idle volume", per, 4.0, f"{iv['volumes']} volumes" if iv else "",

@@ -54,7 +54,7 @@ def cluster_space(t, base=None):
     """The leader's (or any proxy's) /v1/cluster "space" object; with BASE
     (an earlier one), blob and data bytes and their ratio since BASE."""
     for addr in t.proxy_admins:
-        status, c = http_json("GET", addr, "/v1/cluster")
+        status, c = http_json("GET", addr, "/v1/cluster", token=t.token, ca=t.ca)
         if status == 200 and isinstance((c or {}).get("space"), dict):
             sp = dict(c["space"])
             if base:
@@ -70,25 +70,26 @@ def cluster_space(t, base=None):
 def rewrite_status(t):
     """The leader's /v1/status "rewrite" object (None if no leader answered)."""
     for addr in t.proxy_admins:
-        status, st = http_json("GET", addr, "/v1/status")
+        status, st = http_json("GET", addr, "/v1/status", token=t.token, ca=t.ca)
         if status == 200 and ((st or {}).get("raft") or {}).get("state") == "leader":
             return st.get("rewrite")
     return None
 
 
-def settle_volume(t, h):
-    """FLUSH on H, then wait until the agent holds nothing dirty for VOL."""
+def settle_volume(t, h, vol=VOL):
+    """FLUSH on H (a handle on VOL), then wait until the agent holds
+    nothing dirty for VOL."""
     nbd_flush(h, 300)
     deadline = time.monotonic() + 300
     while True:
-        status, st = http_json("GET", t.agent_admin, "/v1/status")
+        status, st = http_json("GET", t.agent_admin, "/v1/status", token=t.token, ca=t.ca)
         vols = ((st or {}).get("volumes") or {}).get("volumes") or []
-        v = next((v for v in vols if v.get("name") == VOL), None)
+        v = next((v for v in vols if v.get("name") == vol), None)
         if v is not None and v.get("dirty_bytes", 0) + v.get("dirty_extents", 0) == 0 \
                 and v.get("ships_in_flight", 0) == 0:
             return
         if time.monotonic() > deadline:
-            raise Fail(f"the agent's cache for {VOL} is not clean after 300 s")
+            raise Fail(f"the agent's cache for {vol} is not clean after 300 s")
         t.check_alive()
         time.sleep(0.1)
 

@@ -1,0 +1,197 @@
+"""benchlib.qos: the QoS job (blockd only): limits held, bursts spent, a
+noisy neighbour, and what the limiter costs (issue 13, README "QoS").
+
+Owns the job "qos".  On volumes of its own, attached to the run's agent:
+
+  1. limit: "qos-lim" held to LIMIT IOPS; fio 4k randwrite QD16 for
+     WINDOW_S: the IOPS fio saw against LIMIT (goal: within 5 %);
+  2. burst: the same volume at LIMIT with a burst of BURST for
+     BURST_SECONDS, left idle long enough to save its credit, then the same
+     load: fio's per-second IOPS log, the seconds at the burst rate and the
+     rate after (expected: about BURST for BURST_SECONDS, then LIMIT);
+  3. neighbour: "qos-quiet" (no limits) runs 4k randrw 50/50 at QD1 for
+     WINDOW_S alone, then again while "qos-noisy" (no limits, the same
+     agent) runs 4k randwrite at QD32 with a FLUSH every 64 writes: the
+     quiet volume's p99 with the neighbour against without (goal: within
+     2x); the quiet volume's reads go to the cluster (written and settled
+     first);
+  4. cost: "qos-cost" with no limits against the same volume held to
+     QOS_MAX-style limits it never reaches (every request goes through the
+     buckets), 4k randwrite QD32, COST_ROUNDS interleaved pairs of
+     COST_S seconds: IOPS with the limiter engaged over IOPS without
+     (goal: at least 0.98; this bounds the cost on an unlimited volume,
+     which pays less: one test per request).
+
+A change of limits reaches the agent with its next VOL_QOS poll (every
+500 ms): each step waits APPLY_S after the PATCH.  Figures go into results
+as ("blockd", "qos"): the limited run's IOPS and latency (so the main
+tables have a row) and the fields below; report.goals_of judges them.
+"""
+import json
+import threading
+import time
+
+from benchlib.cluster import http_json
+from benchlib.common import MiB, Fail, say
+from benchlib.space import settle_volume
+from benchlib.targets import nbd_close, nbd_open
+
+LIMIT = 500
+BURST = 1500
+BURST_SECONDS = 2
+APPLY_S = 2.0             # a PATCH reaches the agent within a second (VOL_QOS every 500 ms)
+WINDOW_S = 10
+BURST_RUN_S = 8
+COST_S = 5
+COST_ROUNDS = 3
+HIGH = {"iops": 10_000_000, "bps": "1T"}  # engaged on every request, never reached
+SIZE = 64 * MiB
+VOLS = ("qos-lim", "qos-quiet", "qos-noisy", "qos-cost")
+
+
+def set_limits(t, vol, limits):
+    """PATCH VOL's own limits (None: unset every field), through any proxy."""
+    body = {"limits": limits if limits is not None else
+            {k: None for k in ("iops", "iops_burst", "burst_seconds", "bps")}}
+    for addr in t.proxy_admins:
+        status, _ = http_json("PATCH", addr, f"/v1/volumes/{vol}", body, token=t.token, ca=t.ca)
+        if status == 200:
+            time.sleep(APPLY_S)
+            return
+    raise Fail(f"qos: no proxy took the limits of {vol}: {limits}")
+
+
+def fio_base(t, vol, size):
+    return ["--ioengine=nbd", f"--uri=nbd://{t.nbd_addr}/{vol}", f"--size={size}", "--bs=4k"]
+
+
+def write_iops(d):
+    return d["jobs"][0]["write"]["iops"]
+
+
+def p99s(d):
+    j = d["jobs"][0]
+    p = lambda s: j[s]["lat_ns"].get("percentile", {}).get("99.000000", 0) / 1e3
+    return p("read"), p("write")
+
+
+def per_second(path):
+    """fio's IOPS log (log_avg_msec=1000): the I/Os of each second, in order."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = [x.strip() for x in line.split(",")]
+            if len(parts) >= 2 and parts[1].isdigit():
+                out.append(int(parts[1]))
+    return out
+
+
+def run(ctx, t, run_fio):
+    """The QoS job on blockd target T, running fio through RUN_FIO
+    (benchlib.jobs', which calls this); returns its figures."""
+    size = SIZE // 2 if ctx.quick else SIZE
+    window = max(ctx.runtime, WINDOW_S) if not ctx.quick else 5
+    for v in VOLS:
+        t.create(v, size)
+    handles = {v: nbd_open(f"nbd://{t.nbd_addr}/{v}") for v in VOLS}
+    out = f"{ctx.out}/fio"
+    try:
+        # Written end to end and settled, so reads go to the cluster.
+        for v in VOLS:
+            run_fio(ctx, t, f"qos-fill-{v}", fio_base(t, v, size) + ["--rw=write", "--bs=1M",
+                                                                       "--iodepth=8"],
+                    f"{out}/blockd-qos-fill-{v}.json", timeout=600)
+            settle_volume(t, handles[v], v)
+
+        # 1. The limit held under a queue deeper than it needs.
+        set_limits(t, "qos-lim", {"iops": LIMIT})
+        d = run_fio(ctx, t, "qos-limit", fio_base(t, "qos-lim", size) + [
+            "--rw=randwrite", "--iodepth=16", "--time_based", f"--runtime={window}",
+            f"--ramp_time={ctx.ramp}"], f"{out}/blockd-qos-limit.json", timeout=window + 120)
+        got = write_iops(d)
+        lim = d["jobs"][0]["write"]
+        settle_volume(t, handles["qos-lim"], "qos-lim")
+        say(f"qos: limit {LIMIT} IOPS, QD16: {got:.0f} IOPS ({got / LIMIT:.3f}×)")
+
+        # 2. A burst: saved while idle, spent first, then the limit.
+        set_limits(t, "qos-lim", {"iops": LIMIT, "iops_burst": BURST,
+                                  "burst_seconds": BURST_SECONDS})
+        time.sleep(BURST_SECONDS + 1)  # idle: the bucket fills
+        log = f"{out}/blockd-qos-burst"
+        run_fio(ctx, t, "qos-burst", fio_base(t, "qos-lim", size) + [
+            "--rw=randwrite", "--iodepth=16", "--time_based", f"--runtime={BURST_RUN_S}",
+            f"--write_iops_log={log}", "--log_avg_msec=1000"],
+            f"{out}/blockd-qos-burst.json", timeout=BURST_RUN_S + 120)
+        series = per_second(f"{log}_iops.1.log")
+        settle_volume(t, handles["qos-lim"], "qos-lim")
+        set_limits(t, "qos-lim", None)
+        say(f"qos: limit {LIMIT} with a {BURST} burst for {BURST_SECONDS} s, per second: "
+            f"{', '.join(str(x) for x in series)}")
+
+        # 3. The quiet volume's p99, alone and beside a noisy neighbour.
+        quiet_args = fio_base(t, "qos-quiet", size) + [
+            "--rw=randrw", "--rwmixread=50", "--iodepth=1", "--time_based",
+            f"--runtime={window}", f"--ramp_time={ctx.ramp}"]
+        alone = p99s(run_fio(ctx, t, "qos-quiet-alone", quiet_args,
+                             f"{out}/blockd-qos-quiet-alone.json", timeout=window + 120))
+        settle_volume(t, handles["qos-quiet"], "qos-quiet")
+        noisy_err = []
+
+        def noisy():
+            try:
+                run_fio(ctx, t, "qos-noisy", fio_base(t, "qos-noisy", size) + [
+                    "--rw=randwrite", "--iodepth=32", "--fsync=64", "--time_based",
+                    f"--runtime={window + ctx.ramp + 4}"],
+                    f"{out}/blockd-qos-noisy.json", timeout=window + ctx.ramp + 180)
+            except Fail as e:
+                noisy_err.append(str(e))
+        th = threading.Thread(target=noisy)
+        th.start()
+        time.sleep(2)  # the neighbour at full speed first
+        beside = p99s(run_fio(ctx, t, "qos-quiet-beside", quiet_args,
+                              f"{out}/blockd-qos-quiet-beside.json", timeout=window + 120))
+        th.join()
+        if noisy_err:
+            raise Fail(noisy_err[0])
+        noisy_iops = write_iops(_load(f"{out}/blockd-qos-noisy.json"))
+        settle_volume(t, handles["qos-quiet"], "qos-quiet")
+        settle_volume(t, handles["qos-noisy"], "qos-noisy")
+        say(f"qos: quiet volume 4k QD1 p99 read {alone[0]:.0f} -> {beside[0]:.0f} µs, write "
+            f"{alone[1]:.0f} -> {beside[1]:.0f} µs beside a neighbour at {noisy_iops:.0f} IOPS")
+
+        # 4. The limiter's cost: the same volume and load, buckets engaged
+        # but never empty, against no limits, in interleaved rounds.
+        off, on = [], []
+        for r in range(COST_ROUNDS):
+            for engaged in (False, True):
+                set_limits(t, "qos-cost", HIGH if engaged else None)
+                d = run_fio(ctx, t, f"qos-cost-{r}-{int(engaged)}", fio_base(t, "qos-cost", size) + [
+                    "--rw=randwrite", "--iodepth=32", "--time_based",
+                    f"--runtime={COST_S if not ctx.quick else 2}", f"--ramp_time={ctx.ramp}"],
+                    f"{out}/blockd-qos-cost-{r}-{int(engaged)}.json", timeout=COST_S + 120)
+                (on if engaged else off).append(write_iops(d))
+                settle_volume(t, handles["qos-cost"], "qos-cost")
+        set_limits(t, "qos-cost", None)
+        cost = sum(on) / sum(off) if sum(off) else None
+        say(f"qos: limiter engaged vs none, 4k randwrite QD32: {sum(on) / len(on):,.0f} vs "
+            f"{sum(off) / len(off):,.0f} IOPS ({cost:.3f}×)" if cost else "qos: no cost figure")
+
+        lat = lim["lat_ns"]
+        return {"iops": got, "mbs": lim["bw_bytes"] / 1e6, "ios": lim["total_ios"],
+                "mean_us": lat["mean"] / 1e3,
+                "p99_us": lat.get("percentile", {}).get("99.000000", 0) / 1e3,
+                "limit": LIMIT, "limit_ratio": got / LIMIT,
+                "burst": BURST, "burst_seconds": BURST_SECONDS, "burst_series": series,
+                "p99_quiet_alone_us": list(alone), "p99_quiet_beside_us": list(beside),
+                "noisy_iops": noisy_iops, "cost_ratio": cost,
+                "cost_iops_on": on, "cost_iops_off": off}
+    finally:
+        for h in handles.values():
+            nbd_close(h)
+
+
+def _load(path):
+    """fio's JSON at PATH (fio's nbd engine may print a line before it)."""
+    with open(path) as f:
+        text = f.read()
+    return json.loads(text[text.index("{"):])
