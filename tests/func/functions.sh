@@ -114,6 +114,30 @@ wait_for() {
     eval "$@" || fail "timed out after ${secs}s waiting for: $*"
 }
 
+# nbd_apply URI FILE SEED N: N random writes (4 KiB to 256 KiB, one in
+# five a zero) to both the volume at URI and the local image FILE, then
+# flush: FILE stays what the volume must read as.  (Debian's libnbd
+# binding: /usr/bin/python3, as below.)
+nbd_apply() {
+    /usr/bin/python3 - "$@" <<'PY'
+import nbd, random, sys
+uri, path, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(seed)
+h = nbd.NBD(); h.connect_uri(uri)
+size = h.get_size()
+with open(path, "r+b") as f:
+    for _ in range(n):
+        ln = rnd.randrange(1, 65) * 4096
+        off = rnd.randrange(0, (size - ln) // 4096 + 1) * 4096
+        if rnd.random() < 0.2:
+            h.zero(ln, off); data = bytes(ln)
+        else:
+            data = rnd.randbytes(ln); h.pwrite(data, off)
+        f.seek(off); f.write(data)
+h.flush(); h.shutdown()
+PY
+}
+
 # nbdsh runs `python3 -m nbd`, but Debian's libnbd binding loads only in
 # /usr/bin/python3, which may not be the python3 first on PATH.
 nbdsh() { /usr/bin/python3 -m nbd "$@"; }

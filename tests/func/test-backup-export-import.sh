@@ -27,28 +27,7 @@ cluster_wait_ready 30
 uri() { cluster_uri "$1"; }
 ctl() { cluster_ctl "$@"; }
 
-# nbd_apply URI FILE SEED N: N random writes (4 KiB to 256 KiB, one in
-# five a zero) to both the volume at URI and the local image FILE, then
-# flush: FILE stays what the volume must read as.
-nbd_apply() {
-    "$py" - "$@" <<'PY'
-import nbd, os, random, sys
-uri, path, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-rnd = random.Random(seed)
-h = nbd.NBD(); h.connect_uri(uri)
-size = h.get_size()
-with open(path, "r+b") as f:
-    for _ in range(n):
-        ln = rnd.randrange(1, 65) * 4096
-        off = rnd.randrange(0, (size - ln) // 4096 + 1) * 4096
-        if rnd.random() < 0.2:
-            h.zero(ln, off); data = bytes(ln)
-        else:
-            data = rnd.randbytes(ln); h.pwrite(data, off)
-        f.seek(off); f.write(data)
-h.flush(); h.shutdown()
-PY
-}
+# nbd_apply URI FILE SEED N: functions.sh.
 same() { qemu-img compare -q -f raw -F raw "$(uri "$1")" "$2" || fail "$1 does not read as $2"; }
 # unheld VOL: wait until no agent holds VOL read-write (an import needs
 # that; the agent lets a volume go two seconds after its last client, and
