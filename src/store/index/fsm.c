@@ -508,27 +508,36 @@ static int do_create_partition(struct fsm_txn *t, const struct idxcmd *c,
     return part_put(t, &p);
 }
 
+/* Partition PART_ID's member OLD becomes NEW (a usable node, not yet a
+ * member), at a new epoch (res->id), into *P; a move to OLD ends with it.
+ * REPLACE_REPLICA and MOVE_REPLICA both. */
+static int swap_member(struct fsm_txn *t, uint32_t part_id, uint64_t old_node,
+                       uint64_t new_node, struct index_part *p, struct idxcmd_result *res)
+{
+    int rc = index_txn_part(t->ix, t->txn, part_id, p);
+    if (rc == -ENOENT) res->status = IDXCMD_ST_ENOENT;
+    if (rc) return rc == -ENOENT ? 0 : rc;
+    int slot = -1;
+    for (int i = 0; i < 3; i++) {
+        if (p->nodes[i] == old_node) slot = i;
+        if (p->nodes[i] == new_node) res->status = IDXCMD_ST_EINVAL;
+    }
+    if (slot < 0) res->status = IDXCMD_ST_EINVAL;
+    if (!res->status && (rc = usable_node(t, new_node, &res->status))) return rc;
+    if (res->status) return 0;
+    p->nodes[slot] = new_node;
+    p->epoch++;
+    res->id = p->epoch;
+    if ((rc = part_put(t, p))) return rc;
+    return move_del(t, p->id, old_node);
+}
+
 static int do_replace_replica(struct fsm_txn *t, const struct idxcmd *c,
                               struct idxcmd_result *res)
 {
     const typeof(c->u.replace_replica) *a = &c->u.replace_replica;
     struct index_part p;
-    int rc = index_txn_part(t->ix, t->txn, a->part_id, &p);
-    if (rc == -ENOENT) res->status = IDXCMD_ST_ENOENT;
-    if (rc) return rc == -ENOENT ? 0 : rc;
-    int slot = -1;
-    for (int i = 0; i < 3; i++) {
-        if (p.nodes[i] == a->old_node) slot = i;
-        if (p.nodes[i] == a->new_node) res->status = IDXCMD_ST_EINVAL;
-    }
-    if (slot < 0) res->status = IDXCMD_ST_EINVAL;
-    if (!res->status && (rc = usable_node(t, a->new_node, &res->status))) return rc;
-    if (res->status) return 0;
-    p.nodes[slot] = a->new_node;
-    p.epoch++;
-    res->id = p.epoch;
-    if ((rc = part_put(t, &p))) return rc;
-    return move_del(t, p.id, a->old_node); /* a move to OLD ends with it */
+    return swap_member(t, a->part_id, a->old_node, a->new_node, &p, res);
 }
 
 static int do_alloc_blob_ids(struct fsm_txn *t, const struct idxcmd *c, struct idxcmd_result *res)
@@ -660,23 +669,10 @@ static int do_move_replica(struct fsm_txn *t, const struct idxcmd *c, struct idx
 {
     const typeof(c->u.move_replica) *a = &c->u.move_replica;
     struct index_part p;
-    int rc = index_txn_part(t->ix, t->txn, a->part_id, &p);
-    if (rc == -ENOENT) res->status = IDXCMD_ST_ENOENT;
-    if (rc) return rc == -ENOENT ? 0 : rc;
-    int slot = -1;
-    for (int i = 0; i < 3; i++) {
-        if (p.nodes[i] == a->old_node) slot = i;
-        if (p.nodes[i] == a->new_node) res->status = IDXCMD_ST_EINVAL;
-    }
-    if (slot < 0) res->status = IDXCMD_ST_EINVAL;
-    if (!res->status && (rc = usable_node(t, a->new_node, &res->status))) return rc;
-    if (res->status) return 0;
-    p.nodes[slot] = a->new_node;
-    p.epoch++;
-    res->id = p.epoch;
+    int rc = swap_member(t, a->part_id, a->old_node, a->new_node, &p, res);
+    if (rc || res->status) return rc;
     struct index_move m = {.part = p.id, .node = a->new_node, .from = a->old_node,
                            .reason = a->reason, .started_index = t->index};
-    if ((rc = part_put(t, &p)) || (rc = move_del(t, p.id, a->old_node))) return rc;
     return move_put(t, &m);
 }
 
