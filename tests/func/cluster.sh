@@ -754,13 +754,16 @@ cluster_vol_socket() {
     echo "$path"
 }
 
-# cluster_ctl ARGS...: `blockd ctl` against every proxy, with the token and
-# the CA, bounded by CLUSTER_CTL_TIMEOUT seconds (60).
+# cluster_ctl ARGS...: `blockd ctl` against every proxy (CLUSTER_CTL_VIA=NAME:
+# that proxy only), with the token and the CA, bounded by
+# CLUSTER_CTL_TIMEOUT seconds (60).
 cluster_ctl() {
     local name urls=()
     for name in "${CLUSTER_NAMES[@]}"; do
+        [ -z "${CLUSTER_CTL_VIA:-}" ] || [ "$name" = "$CLUSTER_CTL_VIA" ] || continue
         [ "${CLUSTER_ROLE[$name]}" = proxy ] && urls+=(--url "${CLUSTER_ADMIN[$name]}")
     done
+    [ ${#urls[@]} -gt 0 ] || fail "cluster_ctl: no proxy named ${CLUSTER_CTL_VIA:-}"
     local ca=() pre=()
     [ -z "$CLUSTER_CA" ] || ca=(--ca "$CLUSTER_CA")
     # --netns: from the first live proxy's namespace (it reaches the others

@@ -415,7 +415,9 @@ static void on_write_put(struct proxy_copy *c, int err)
 {
     struct imp_write *w = c->data;
     if (err) {
-        admin_reply_error(w->r, proxy_life_http_code(err), "write: %s", bd_strerror(err));
+        admin_reply_error(w->r, proxy_life_http_code(err), "write: %s%s%s", bd_strerror(err),
+                          err == -EAGAIN && c->why ? ": " : "",
+                          err == -EAGAIN && c->why ? c->why : "");
         free(w);
         return;
     }

@@ -69,6 +69,11 @@ static void on_put(struct proxy_blobs_put *put, int err)
         copy_put(c);
         return;
     }
+    c->why = err == -ETIMEDOUT ? "the blob servers' puts timed out"
+             : err == -BD_EFENCED || err == -ESTALE ? "the blob servers refused the partition's epoch"
+                                                    : "the blob servers' puts failed";
+    log_warn(c->p->tag, "copy: put of %u bytes failed on %d partitions: %s", c->len, c->tries,
+             bd_strerror(err));
     copy_finish(c, err == -ENOSPC ? -ENOSPC : -EAGAIN);
 }
 
@@ -76,8 +81,11 @@ static void copy_put(struct proxy_copy *c)
 {
     struct proxy *p = c->p;
     struct index_part placed, *part = &placed;
-    uint64_t id = proxy_copy_place(p, c->avoid, &placed) ? proxy_mgmt_lease_take(p) : 0;
+    bool placed_ok = proxy_copy_place(p, c->avoid, &placed);
+    uint64_t id = placed_ok ? proxy_mgmt_lease_take(p) : 0;
     if (!id) {
+        c->why = !placed_ok ? "no open partition (three blob servers up, below the fill limit)"
+                            : "this proxy's blob id lease is empty (a refill is under way)";
         copy_finish(c, -EAGAIN);
         return;
     }

@@ -50,6 +50,7 @@ struct proxy_copy {
     uint32_t partition;
     uint64_t csum;
     uint32_t n_failed;
+    const char *why;           /* with -EAGAIN: what was missing or failed (static text) */
     /* private */
     struct proxy *p;
     uint8_t *buf;

@@ -215,7 +215,13 @@ uint64_t proxy_mgmt_lease_left(struct proxy *p)
 uint64_t proxy_mgmt_lease_take(struct proxy *p)
 {
     struct lease *l = &p->mgmt->lease;
-    if (l->next >= l->end) return 0;
+    if (l->next >= l->end) {
+        /* Ask now: a follower that never held a lease has no tick that
+         * would (the leader's asks), and a caller that gets 0 answers
+         * EAGAIN and is tried again. */
+        lease_refill(p->mgmt);
+        return 0;
+    }
     uint64_t id = l->next++;
     if (l->end - l->next < LEASE_LOW) lease_refill(p->mgmt);
     return id;
@@ -722,6 +728,7 @@ void proxy_mgmt_status(struct proxy *p, cJSON *out)
     cJSON_AddNumberToObject(out, "gc_tracked", m ? m->n_gc : 0);
     cJSON_AddNumberToObject(out, "gc_deleted", m ? (double)m->gc_deleted : 0);
     if (!m) return;
+    cJSON_AddNumberToObject(out, "blob_ids_leased", (double)(m->lease.end - m->lease.next));
     cJSON *s = cJSON_AddObjectToObject(out, "index_space");
     cJSON_AddNumberToObject(s, "table_pages", (double)m->ix_pages);
     cJSON_AddNumberToObject(s, "limit_pages", (double)m->ix_limit_pages);
