@@ -20,7 +20,8 @@ Owns the job "qos".  On volumes of its own, attached to the run's agent:
      buckets), 4k randwrite QD32, COST_ROUNDS interleaved pairs of
      COST_S seconds: IOPS with the limiter engaged over IOPS without
      (goal: at least 0.98; this bounds the cost on an unlimited volume,
-     which pays less: one test per request).
+     which pays less: one test per request).  The pairs alternate which
+     runs first (ABBA): the second run of a pair finds the cluster warmer.
 
 A change of limits reaches the agent with its next VOL_QOS poll (every
 500 ms): each step waits APPLY_S after the PATCH.  Figures go into results
@@ -43,7 +44,7 @@ APPLY_S = 2.0             # a PATCH reaches the agent within a second (VOL_QOS e
 WINDOW_S = 10
 BURST_RUN_S = 8
 COST_S = 5
-COST_ROUNDS = 3
+COST_ROUNDS = 4
 HIGH = {"iops": 10_000_000, "bps": "1T"}  # engaged on every request, never reached
 SIZE = 64 * MiB
 VOLS = ("qos-lim", "qos-quiet", "qos-noisy", "qos-cost")
@@ -163,7 +164,8 @@ def run(ctx, t, run_fio):
         # but never empty, against no limits, in interleaved rounds.
         off, on = [], []
         for r in range(COST_ROUNDS):
-            for engaged in (False, True):
+            # ABBA: the second run of a pair finds the cluster warmer.
+            for engaged in ((False, True) if r % 2 == 0 else (True, False)):
                 set_limits(t, "qos-cost", HIGH if engaged else None)
                 d = run_fio(ctx, t, f"qos-cost-{r}-{int(engaged)}", fio_base(t, "qos-cost", size) + [
                     "--rw=randwrite", "--iodepth=32", "--time_based",
