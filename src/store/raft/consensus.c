@@ -27,6 +27,8 @@
 
 #define CONSENSUS_INSTALL_TIMEOUT_MS (30u * 60 * 1000)
 
+#define HEARD_MAX 16 /* peers remembered by when they last spoke (more than a group has) */
+
 struct consensus {
     struct reactor *rx;
     struct raft raft;
@@ -38,7 +40,34 @@ struct consensus {
     struct raft_transfer transfer;
     void (*done)(void *arg);
     void *done_arg;
+    struct {
+        uint64_t id, at_ms;    /* a peer, and when a Raft message from it last arrived */
+    } heard[HEARD_MAX];
 };
+
+/* Note that peer ID spoke at NOW: its slot, else the oldest (or an empty) one. */
+static void heard_from(struct consensus *c, uint64_t id, uint64_t now)
+{
+    unsigned slot = 0;
+    for (unsigned i = 0; i < HEARD_MAX; i++)
+        if (c->heard[i].id == id) {
+            c->heard[i].at_ms = now;
+            return;
+        }
+    for (unsigned i = 1; i < HEARD_MAX; i++)
+        if (c->heard[i].at_ms < c->heard[slot].at_ms) slot = i;
+    c->heard[slot].id = id;
+    c->heard[slot].at_ms = now;
+}
+
+/* Whether peer ID spoke within the last WITHIN_MS. */
+static bool heard_within(const struct consensus *c, uint64_t id, uint64_t within_ms)
+{
+    uint64_t now = util_mono_ms();
+    for (unsigned i = 0; i < HEARD_MAX; i++)
+        if (c->heard[i].id == id) return now - c->heard[i].at_ms <= within_ms;
+    return false;
+}
 
 static int from_raft_status(int status)
 {
@@ -152,6 +181,8 @@ static void sync_peers(struct consensus *c)
 
 void consensus_deliver(struct consensus *c, struct conn *from, const struct wire_raft_req *req)
 {
+    uint64_t id = from ? conn_peer_id(from) : 0;
+    if (id) heard_from(c, id, util_mono_ms());
     sync_peers(c);
     rio_deliver(c->rio, from, req);
 }
@@ -338,7 +369,14 @@ int consensus_peer_progress(struct consensus *c, uint64_t id, uint64_t *match_in
         if (cf->servers[i].id != id) continue;
         const struct raft_progress *pr = &c->raft.leader_state.progress[i];
         *match_index = pr->match_index;
-        *recent = id == c->raft.id || pr->recent_recv;
+        /* libraft clears every peer's recent_recv at each election timeout
+         * (its contact-quorum check) and sets it again at the next append
+         * result, so alone it reads "not recent" for a moment after every
+         * check: a peer that sent any Raft message within the election
+         * timeout is recent (one that hears us but cannot answer shows as
+         * lagging instead). */
+        *recent = id == c->raft.id || pr->recent_recv ||
+                  heard_within(c, id, c->raft.election_timeout);
         if (id == c->raft.id) *match_index = raft_last_index(&c->raft);
         return 0;
     }
