@@ -14,6 +14,7 @@ stay in scripts/bench; see its opening comment for what a run measures).
             its JSON, the run loop over jobs and targets
   floor     the disk's flush floor, measured in the run (one, three in
             parallel, two rounds of three, six in series)
+  syscount  system calls per durable 4k write, per blockd process (perf stat)
   report    tables, ratios and goals; results.md and results.json
 
 Standard library only (plus python3-libnbd, imported by targets).

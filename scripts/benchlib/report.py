@@ -113,6 +113,23 @@ def render(ctx, targets, results, blockd, goals):
         L.append("2x-par-3 is the disk's part of a durable replicated write: three blob copies "
                  "flushed in parallel, then three Raft log appends in parallel.")
         L.append("")
+    sc = getattr(ctx, "syscount", None)
+    if sc:
+        L.append("## System calls per durable 4k write (QD1, a FLUSH after each; perf stat, "
+                 "per process, idle background subtracted)")
+        L.append("")
+        cats = ["flush", "file_write", "net_write", "net_read", "epoll_wait"]
+        L.append("| processes | " + " | ".join(cats) + " |")
+        L.append("|---|" + "--:|" * len(cats))
+        for role, r in sc.items():
+            who = f"{role} ×{r['processes']}" if "processes" in r else role
+            L.append(f"| {who} | " + " | ".join(f"{r[c]:.2f}" for c in cats) + " |")
+        L.append("")
+        L.append("flush: fdatasync, fsync, msync, sync_file_range; file_write: pwrite64, pwritev; "
+                 "net_write/net_read: write, writev, sendmsg / read, readv, recvmsg (TLS records, "
+                 "NBD, eventfd wake-ups).  A count, not the critical path: the README says "
+                 "which of these a write waits for.")
+        L.append("")
     if blockd is not None:
         rep = blockd.report_data
         L.append("## blockd processes (at the end of the run)")
@@ -366,6 +383,7 @@ def write_results(ctx, targets, results, blockd, goals):
                    "targets": {t.key: {"label": t.label, "uri": t.uri} for t in targets},
                    "results": {f"{k}/{j}": v for (k, j), v in results.items()},
                    "blockd": rep, "floor": getattr(ctx, "floor", None), "goals": goals,
+                   "syscalls_per_durable_write": getattr(ctx, "syscount", None),
                    "errors": ctx.errors}, f, indent=2)
     latest = f"{TOP}/bench-results/latest"
     if os.path.dirname(ctx.out) == os.path.dirname(latest) and \
