@@ -137,6 +137,7 @@ void proxy_mgmt_wait_add(struct proxy *p, struct proxy_mgmt_wait *w)
     }
     w->next = p->waiters;
     p->waiters = w;
+    fsm_raft_hurry(&p->fr, w->index); /* the index writer commits it without lingering */
 }
 
 /* Fire the waiters whose index is applied (or, with ERR, all of them). */
@@ -690,6 +691,22 @@ void proxy_mgmt_tick(struct proxy *p)
     if (m->lease.end - m->lease.next < LEASE_LOW_TICK) lease_refill(m);
 }
 
+static double c_ix_txns(void *arg)
+{
+    struct proxy_mgmt *m = arg;
+    uint64_t txns, entries;
+    fsm_raft_counts(&m->p->fr, &txns, &entries);
+    return (double)txns;
+}
+
+static double c_ix_entries(void *arg)
+{
+    struct proxy_mgmt *m = arg;
+    uint64_t txns, entries;
+    fsm_raft_counts(&m->p->fr, &txns, &entries);
+    return (double)entries;
+}
+
 int proxy_mgmt_start(struct proxy *p)
 {
     struct proxy_mgmt *m = calloc(1, sizeof(*m));
@@ -707,6 +724,11 @@ int proxy_mgmt_start(struct proxy *p)
     metrics_gauge("blockd_proxy_index_reap_layers",
                   "Deleted layers whose extents are still being freed in bounded steps", l,
                   g_ix_reap, m, m);
+    metrics_counter_fn("blockd_proxy_index_commits_total",
+                       "Index writer transactions committed (one LMDB fsync each)", l,
+                       c_ix_txns, m, m);
+    metrics_counter_fn("blockd_proxy_index_committed_entries_total",
+                       "Raft entries in those transactions", l, c_ix_entries, m, m);
     return 0;
 }
 

@@ -818,37 +818,60 @@ static void txn_abort(struct fsm_txn *t)
     t->ix->n_dead = 0;
 }
 
-int fsm_apply_batch(struct index *ix, struct fsm_entry *e, uint32_t n,
-                    void (*decided)(void *arg), void *arg)
+static bool entries_increase(const struct fsm_entry *e, uint32_t n, uint64_t after)
 {
-    for (uint32_t i = 0; i < n; i++)
-        if (e[i].index == 0 || (i && e[i].index <= e[i - 1].index)) return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].index == 0 || e[i].index <= after) return false;
+        after = e[i].index;
+    }
+    return true;
+}
+
+int fsm_apply_txn(struct index *ix, struct fsm_entry *e, uint32_t n, void (*decided)(void *arg),
+                  uint32_t (*more)(void *arg, struct fsm_entry **next), void *arg)
+{
+    if (!entries_increase(e, n, 0)) return -EINVAL;
     struct fsm_txn t;
     int rc = txn_begin(ix, &t);
     if (rc) return rc;
     struct index_meta m0 = t.meta;
     bool changed = false;
-    for (uint32_t i = 0; i < n; i++) {
-        if (e[i].index <= t.meta.applied) {
-            memset(e[i].res, 0, offsetof(struct idxcmd_result, st));
-            e[i].res->status = IDXCMD_ST_SKIPPED;
-            continue;
-        }
-        t.index = e[i].index;
-        if ((rc = apply_one(&t, e[i].cmd, e[i].len, e[i].res))) {
+    uint64_t prev = 0;
+    for (;;) {
+        if (!entries_increase(e, n, prev)) {
             txn_abort(&t);
-            return rc;
+            return -EINVAL;
         }
-        t.meta.applied = e[i].index;
-        changed = true;
+        for (uint32_t i = 0; i < n; i++) {
+            prev = e[i].index;
+            if (e[i].index <= t.meta.applied) {
+                memset(e[i].res, 0, offsetof(struct idxcmd_result, st));
+                e[i].res->status = IDXCMD_ST_SKIPPED;
+                continue;
+            }
+            t.index = e[i].index;
+            if ((rc = apply_one(&t, e[i].cmd, e[i].len, e[i].res))) {
+                txn_abort(&t);
+                return rc;
+            }
+            t.meta.applied = e[i].index;
+            changed = true;
+        }
+        if (decided) decided(arg);
+        if (!more || (n = more(arg, &e)) == 0) break;
     }
-    if (decided) decided(arg);
     if (!changed) {
         mdb_cursor_close(t.cur);
         mdb_txn_abort(t.txn);
         return 0;
     }
     return txn_commit(&t, &m0);
+}
+
+int fsm_apply_batch(struct index *ix, struct fsm_entry *e, uint32_t n,
+                    void (*decided)(void *arg), void *arg)
+{
+    return fsm_apply_txn(ix, e, n, decided, NULL, arg);
 }
 
 int fsm_apply(struct index *ix, uint64_t raft_index, const uint8_t *cmd, size_t len,

@@ -58,6 +58,15 @@ struct fsm_entry {
  * replica computes the same one), whatever then happens to this copy. */
 int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n,
                     void (*decided)(void *arg), void *arg);
+/* The same, with more entries in the same transaction: after DECIDED,
+ * MORE(ARG, &next) returns how many further entries to apply (at *next,
+ * indexes above the last ones), or 0 to commit.  MORE may block: that is
+ * how the index writer keeps one transaction (one fsync) open across
+ * entries that arrive one at a time (fsm_raft.c).  DECIDED runs after
+ * each group.  A failure anywhere aborts all of it: nothing applied. */
+int fsm_apply_txn(struct index *ix, struct fsm_entry *entries, uint32_t n,
+                  void (*decided)(void *arg),
+                  uint32_t (*more)(void *arg, struct fsm_entry **next), void *arg);
 
 /* ---- libraft adapter -------------------------------------------------------------
  *
@@ -102,6 +111,8 @@ int fsm_apply_batch(struct index *ix, struct fsm_entry *entries, uint32_t n,
  *   snapshot): then the dump is an older prefix of what we hold and is
  *   dropped unread. */
 
+struct fsm_applier; /* the index-writer thread (fsm_raft.c) */
+
 /* The result of one applied entry, as raft's apply() hands it on. */
 struct fsm_pending {
     struct idxcmd_result res;     /* first: valid once decided */
@@ -119,6 +130,7 @@ struct fsm_pending {
     struct fsm_pending *decided_next;
     bool dec_queued;           /* on the decided list already (under the writer's lock) */
     int werr;                  /* the writer's verdict, under its lock */
+    struct fsm_applier *ap;    /* the writer it is queued on */
 };
 
 /* Run CB(P, ARG) once P is done: at once if it already is, else on the
@@ -133,8 +145,6 @@ void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, v
  * the proxy stops applying; the entry stays committed in the raft log. */
 void fsm_pending_wait_decided(struct fsm_pending *p,
                               void (*cb)(struct fsm_pending *p, void *arg), void *arg);
-
-struct fsm_applier; /* the index-writer thread (fsm_raft.c) */
 
 struct fsm_raft {
     struct raft_fsm fsm;       /* give &fsm to raft_init; fsm.data is this */
@@ -169,6 +179,15 @@ int fsm_raft_set_async(struct fsm_raft *fr, struct reactor *rx);
  * then the only write (LMDB serialises writers in any case).  0, or the
  * error of index_load. */
 int fsm_raft_install(void *arg, const struct raft_buffer *data);
+/* Someone on the reactor waits to see entry INDEX in FR's index (a read
+ * at a raft index, C7): the writer, which otherwise keeps a transaction
+ * open a few milliseconds for more entries, commits as soon as it holds
+ * INDEX.  fsm_pending_wait says so itself.  No-op in synchronous mode. */
+void fsm_raft_hurry(struct fsm_raft *fr, uint64_t index);
+/* The writer's transactions committed so far and the entries they held
+ * (their ratio is the entries one LMDB fsync covered); 0 in synchronous
+ * mode. */
+void fsm_raft_counts(struct fsm_raft *fr, uint64_t *txns, uint64_t *entries);
 /* Stop the writer thread after it committed everything queued (completions
  * are delivered through RX), then release FR. */
 void fsm_raft_fini(struct fsm_raft *fr);

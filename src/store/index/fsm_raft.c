@@ -102,6 +102,12 @@ static void snap_bufs_free(struct snap_bufs *s)
 /* ---- the index-writer thread -------------------------------------------------- */
 
 #define APPLY_BATCH_MAX 256
+/* A transaction lingers this long for more entries (one LMDB fsync for
+ * all of them); whoever needs to see an entry cuts it short.  On a disk
+ * shared by the blob store and the Raft log, a commit's fsync per durable
+ * write queued behind the next write's own flushes: README "Performance". */
+#define APPLY_LINGER_MS 10
+#define APPLY_TXN_MAX 4096u /* entries per transaction, lingering or not */
 #define APPLY_RETRY_MS 1000u /* a batch that found the map full is tried again after this */
 #define APPLY_SMALL_AFTER_FULL 1024u /* then this many entries go one per transaction */
 
@@ -120,15 +126,25 @@ struct fsm_applier {
     bool poked;                    /* work is queued on the reactor */
     bool stopping;
     bool stalled;                  /* the last batch hit a full map and waits to retry */
+    uint64_t committed;            /* the last index the writer committed (or skipped) */
+    uint64_t txns, txn_entries;    /* transactions committed, and the entries in them */
+    uint64_t hurry_until;          /* someone waits to see this index: commit once it is in */
+    unsigned draining;             /* applier_drain callers: commit at once, linger not */
     uint32_t small;                /* batches of one entry still to do after a full map */
     uint64_t stalls;               /* retries after a full map */
     int err;                       /* first hard error; later batches are not applied */
 };
 
-/* The writer's batch whose results are decided (before its commit). */
-struct decided_ctx {
+/* One write transaction of the writer: its entries (head..last, in raft
+ * order), the group whose results were just decided (sub), the entries'
+ * slots for fsm_apply_txn, and when it stops lingering. */
+struct applier_txn {
     struct fsm_applier *ap;
-    struct fsm_pending *batch;
+    struct fsm_pending *head, *last;
+    struct fsm_pending *sub;       /* the group fsm_apply_txn applies now */
+    struct fsm_entry *ents;        /* APPLY_BATCH_MAX slots */
+    uint32_t total;                /* entries in the transaction */
+    struct timespec deadline;      /* CLOCK_REALTIME, for pthread_cond_timedwait */
 };
 
 /* Poke the reactor unless a poke is already pending (lock held). */
@@ -141,10 +157,10 @@ static void applier_poke(struct fsm_applier *ap)
 
 static void on_decided(void *arg)
 {
-    struct decided_ctx *d = arg;
+    struct applier_txn *d = arg;
     struct fsm_applier *ap = d->ap;
     pthread_mutex_lock(&ap->lock);
-    for (struct fsm_pending *q = d->batch; q; q = q->next) {
+    for (struct fsm_pending *q = d->sub; q; q = q->next) {
         /* A batch retried after a full map is decided again, the same way
          * (apply is deterministic): each entry is queued as decided once. */
         if (q->dec_queued) continue;
@@ -158,6 +174,61 @@ static void on_decided(void *arg)
     pthread_mutex_unlock(&ap->lock);
 }
 
+/* Take up to MAX queued entries off the queue (lock held) into T's slots
+ * and its list; returns how many. */
+static uint32_t txn_take(struct applier_txn *t, uint32_t max)
+{
+    struct fsm_applier *ap = t->ap;
+    struct fsm_pending *first = ap->head, *p = first, *last = NULL;
+    uint32_t n = 0;
+    while (p && n < max) {
+        t->ents[n] = (struct fsm_entry){.index = p->index, .cmd = p->cmd, .len = p->len,
+                                        .res = &p->res};
+        last = p;
+        p = p->next;
+        n++;
+    }
+    if (!n) return 0;
+    ap->head = p;
+    if (!p) ap->tail = NULL;
+    last->next = NULL;
+    if (t->last) t->last->next = first;
+    else t->head = first;
+    t->last = last;
+    t->sub = first;
+    t->total += n;
+    return n;
+}
+
+/* fsm_apply_txn's MORE, on the writer thread: linger for more entries in
+ * the same transaction, so that entries arriving one at a time (a durable
+ * write at QD1 is one Raft entry) share one LMDB fsync instead of paying
+ * one each.  Results are decided per group as before, so a write's answer
+ * never waits here; only visibility (readers of this proxy's index) does,
+ * and whoever waits to see an entry says so (fsm_raft_hurry, and every
+ * fsm_pending_wait): the transaction then commits as soon as it holds that
+ * entry.  Stops lingering after APPLY_LINGER_MS, at APPLY_TXN_MAX entries,
+ * while draining or stopping, and after a full map (small transactions). */
+static uint32_t applier_more(void *arg, struct fsm_entry **next)
+{
+    struct applier_txn *t = arg;
+    struct fsm_applier *ap = t->ap;
+    uint32_t n = 0;
+    pthread_mutex_lock(&ap->lock);
+    for (;;) {
+        if (ap->stopping || ap->draining || ap->small || t->total >= APPLY_TXN_MAX) break;
+        if (ap->hurry_until > ap->committed && ap->hurry_until <= t->last->index) break;
+        if (ap->head) {
+            n = txn_take(t, BD_MIN((uint32_t)APPLY_BATCH_MAX, APPLY_TXN_MAX - t->total));
+            break;
+        }
+        if (pthread_cond_timedwait(&ap->wake, &ap->lock, &t->deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&ap->lock);
+    *next = t->ents;
+    return n;
+}
+
 static void *applier_main(void *arg)
 {
     struct fsm_applier *ap = arg;
@@ -167,38 +238,31 @@ static void *applier_main(void *arg)
     for (;;) {
         while (!ap->head && !ap->stopping) pthread_cond_wait(&ap->wake, &ap->lock);
         if (!ap->head) break;
-        struct fsm_pending *batch = ap->head, *p = batch, *last = NULL;
-        uint32_t n = 0;
         /* After a full map, one entry per transaction for a while: a batch
          * dirties more pages at once than its entries one by one, and the
          * entries that free space (deletes, REAP) must get through. */
-        uint32_t max = ap->small ? 1 : APPLY_BATCH_MAX;
-        while (p && n < max) {
-            last = p;
-            p = p->next;
-            n++;
-        }
-        ap->head = p;
-        if (!p) ap->tail = NULL;
-        last->next = NULL;
+        struct applier_txn t = {.ap = ap, .ents = ents};
+        uint32_t n = txn_take(&t, ap->small ? 1 : APPLY_BATCH_MAX);
+        struct fsm_pending *batch = t.head;
         ap->running = true;
         int err = ap->err;
         pthread_mutex_unlock(&ap->lock);
 
         if (!err) {
-            uint32_t i = 0;
-            for (struct fsm_pending *q = batch; q; q = q->next, i++)
-                ents[i] = (struct fsm_entry){.index = q->index, .cmd = q->cmd, .len = q->len,
-                                             .res = &q->res};
-            struct decided_ctx d = {ap, batch};
-            err = fsm_apply_batch(ap->fr->ix, ents, n, on_decided, &d);
+            clock_gettime(CLOCK_REALTIME, &t.deadline);
+            t.deadline.tv_nsec += (long)APPLY_LINGER_MS * 1000000L;
+            t.deadline.tv_sec += t.deadline.tv_nsec / 1000000000L;
+            t.deadline.tv_nsec %= 1000000000L;
+            err = fsm_apply_txn(ap->fr->ix, ents, n, on_decided, applier_more, &t);
         }
+        struct fsm_pending *last = t.last; /* applier_more may have added entries */
         pthread_mutex_lock(&ap->lock);
         if (err == -ENOSPC && !ap->stopping) {
             /* The map is full here (a reader held freed pages, or this
              * replica's map is smaller than the leader's): nothing of the
-             * batch was applied, and applying it again later is safe, so
-             * wait and retry rather than fail stop.  Readers go on. */
+             * transaction was applied, and applying it again later is
+             * safe, so wait and retry rather than fail stop.  Readers go
+             * on. */
             if (!ap->stalled)
                 fprintf(stderr, "blockd: index map full while applying entry %llu; retrying "
                                 "every %u ms\n", (unsigned long long)batch->index,
@@ -221,6 +285,9 @@ static void *applier_main(void *arg)
         if (!err) {
             ap->stalled = false;
             if (ap->small) ap->small--;
+            ap->committed = last->index;
+            ap->txns++;
+            ap->txn_entries += t.total;
         }
         /* The reactor may be reading err of a decided entry right now:
          * the writer's verdict goes in werr, copied over at delivery. */
@@ -300,10 +367,40 @@ static void applier_done(struct reactor_work *w)
 static int applier_drain(struct fsm_applier *ap)
 {
     pthread_mutex_lock(&ap->lock);
+    ap->draining++;
+    pthread_cond_signal(&ap->wake); /* a lingering transaction commits now */
     while (ap->head || ap->running) pthread_cond_wait(&ap->idle, &ap->lock);
+    ap->draining--;
     int err = ap->err;
     pthread_mutex_unlock(&ap->lock);
     return err;
+}
+
+/* Someone waits to see INDEX: the writer commits as soon as its
+ * transaction holds it (applier_more). */
+static void applier_hurry(struct fsm_applier *ap, uint64_t index)
+{
+    pthread_mutex_lock(&ap->lock);
+    if (index > ap->hurry_until) {
+        ap->hurry_until = index;
+        pthread_cond_signal(&ap->wake);
+    }
+    pthread_mutex_unlock(&ap->lock);
+}
+
+void fsm_raft_counts(struct fsm_raft *fr, uint64_t *txns, uint64_t *entries)
+{
+    *txns = *entries = 0;
+    if (!fr->ap) return;
+    pthread_mutex_lock(&fr->ap->lock);
+    *txns = fr->ap->txns;
+    *entries = fr->ap->txn_entries;
+    pthread_mutex_unlock(&fr->ap->lock);
+}
+
+void fsm_raft_hurry(struct fsm_raft *fr, uint64_t index)
+{
+    if (fr->ap) applier_hurry(fr->ap, index);
 }
 
 void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, void *arg),
@@ -316,6 +413,7 @@ void fsm_pending_wait(struct fsm_pending *p, void (*cb)(struct fsm_pending *p, v
     p->cb = cb;
     p->arg = arg;
     p->cb_when_decided = false;
+    if (p->ap) applier_hurry(p->ap, p->index);
 }
 
 void fsm_pending_wait_decided(struct fsm_pending *p,
@@ -394,6 +492,7 @@ static int fr_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **
         p->index = index;
         p->cmd = cmd;
         p->len = buf->len;
+        p->ap = fr->ap;
         struct fsm_applier *ap = fr->ap;
         pthread_mutex_lock(&ap->lock);
         if (ap->tail) ap->tail->next = p;
