@@ -31,6 +31,15 @@ def http_json(method, addr, path, body=None, token=None, timeout=5.0, ca=None):
     """(status, parsed JSON or None); status 0 when nothing answered.  With
     CA (the cluster CA's file) over HTTPS, verifying the server against it."""
     data = json.dumps(body).encode() if body is not None else None
+    status, raw = http_raw(method, addr, path, data, token, timeout, ca)
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, None
+
+
+def http_raw(method, addr, path, data=None, token=None, timeout=5.0, ca=None):
+    """(status, body bytes or None), as http_json without the JSON."""
     scheme = "https" if ca else "http"
     req = urllib.request.Request(f"{scheme}://{addr}{path}", data=data, method=method)
     if data is not None:
@@ -50,10 +59,7 @@ def http_json(method, addr, path, body=None, token=None, timeout=5.0, ca=None):
         raw, status = e.read(), e.code
     except (OSError, urllib.error.URLError):
         return 0, None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, None
+    return status, raw
 
 
 class Blockd(Target):
@@ -252,6 +258,7 @@ def start_blockd(ctx, key="blockd", tls=True):
     t = Blockd(key, label, uri, procs, agent_cfg["admin"], proxy_admins, token, "bench", ca)
     t.create = create
     t.nbd_addr = nbd_addr
+    t.admins = {n: cfg[n][role(n)].get("admin", "") for n, _ in procs}  # name -> admin address
     t.agent_pid = agent_p.pid
     say(f"{key}: serving {t.uri}; data in {work}")
     return t

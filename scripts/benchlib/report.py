@@ -122,6 +122,8 @@ def render(ctx, targets, results, blockd, goals):
         L.append("| processes | " + " | ".join(cats) + " |")
         L.append("|---|" + "--:|" * len(cats))
         for role, r in sc.items():
+            if role == "stages":
+                continue
             who = f"{role} ×{r['processes']}" if "processes" in r else role
             L.append(f"| {who} | " + " | ".join(f"{r[c]:.2f}" for c in cats) + " |")
         L.append("")
@@ -130,6 +132,15 @@ def render(ctx, targets, results, blockd, goals):
                  "NBD, eventfd wake-ups).  A count, not the critical path: the README says "
                  "which of these a write waits for.")
         L.append("")
+        if sc.get("stages"):
+            L.append("Stages of the same writes, from the roles' latency histograms (mean over "
+                     "the run; a stage inside another overlaps it):")
+            L.append("")
+            L.append("| process | histogram | per write | mean µs |")
+            L.append("|---|---|--:|--:|")
+            for proc, series, per, mean in sc["stages"]:
+                L.append(f"| {proc} | {series} | {per:.2f} | {mean:,.0f} |")
+            L.append("")
     if blockd is not None:
         rep = blockd.report_data
         L.append("## blockd processes (at the end of the run)")

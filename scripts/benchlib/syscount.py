@@ -13,9 +13,12 @@ writes a second they are a small part of the figure, and the same run
 without I/O (IDLE_S seconds, scaled to the counted run's length) is
 subtracted.
 
-This counts what happens, not what is in series: the README pairs the
-count with the path (blob copies, then the Raft round) that says which
-flushes a write waits for.  Needs perf and tracefs (root); when perf
+This counts what happens, not what is in series.  What is in series
+comes from the roles' own latency histograms, read from every process's
+/metrics before and after the same run (STAGES): the mean of each stage
+per write (the agent's FLUSH, its ship to the proxy's ack, the proxy's
+write, its Raft commit, the blob servers' group-commit flush), so the
+time of one durable write can be laid out stage by stage.  Needs perf and tracefs (root); when perf
 cannot attach, the figures are None and the run goes on.
 """
 import os
@@ -24,6 +27,7 @@ import signal
 import subprocess
 import time
 
+from benchlib.cluster import http_raw
 from benchlib.common import say
 
 EVENTS = {
@@ -35,6 +39,44 @@ EVENTS = {
 }
 WRITES = 2000      # durable writes counted
 IDLE_S = 3.0       # the same processes with no I/O: the background to subtract
+
+
+# Histograms (name prefixes) whose mean per write lays out a durable write.
+STAGES = ("blockd_agent_flush_seconds", "blockd_agent_ship_seconds", "blockd_proxy_write_seconds",
+          "blockd_proxy_commit_seconds", "blockd_blob_flush_seconds", "blockd_blob_request_seconds")
+
+
+def _scrape(t):
+    """{(process, series): (count, sum seconds)} of the STAGES histograms."""
+    out = {}
+    for name, addr in getattr(t, "admins", {}).items():
+        if not addr:
+            continue
+        status, raw = http_raw("GET", addr, "/metrics", token=t.token, ca=t.ca)
+        if status != 200 or not raw:
+            continue
+        for line in raw.decode(errors="replace").splitlines():
+            m = re.match(r"(blockd_\w+?)_(sum|count)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
+            if not m or m.group(1) not in STAGES:
+                continue
+            key = (name, m.group(1) + (m.group(3) or ""))
+            c, sm = out.get(key, (0.0, 0.0))
+            if m.group(2) == "count":
+                c = float(m.group(4))
+            else:
+                sm = float(m.group(4))
+            out[key] = (c, sm)
+    return out
+
+
+def _stages(before, after):
+    """[(process, series, count per write, mean µs)] for series that moved."""
+    rows = []
+    for key, (c1, s1) in sorted(after.items()):
+        c0, s0 = before.get(key, (0.0, 0.0))
+        if c1 - c0 >= WRITES / 10:
+            rows.append((key[0], key[1], (c1 - c0) / WRITES, (s1 - s0) / (c1 - c0) * 1e6))
+    return rows
 
 
 def _role(name):
@@ -114,8 +156,10 @@ def measure(ctx, t, run_fio):
     fio_args = [f"--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=1", f"--number_ios={WRITES}"]
     try:
         idle, idle_s = _count(t.procs, seconds=IDLE_S, out=f"{out}/idle.csv")
+        m0 = _scrape(t)
         busy, busy_s = _count(t.procs, work=lambda: run_fio(
             ctx, t, "syscount", fio_args, f"{out}/fio.json", timeout=300), out=f"{out}/busy.csv")
+        stages = _stages(m0, _scrape(t))
     except OSError as e:
         say(f"syscount: perf failed ({e}); not counted")
         return None
@@ -134,7 +178,10 @@ def measure(ctx, t, run_fio):
             r[cat] += max(0.0, b - i) / WRITES
     tot = {c: sum(r[c] for r in res.values()) for c in EVENTS}
     res["total"] = tot
+    res["stages"] = stages
     say("syscount: per durable 4k write: " + "; ".join(
         f"{role} " + " ".join(f"{c}={v:.2f}" for c, v in r.items() if c != "processes")
-        for role, r in res.items()))
+        for role, r in res.items() if role != "stages"))
+    for proc, series, per, mean in stages:
+        say(f"syscount: {proc} {series}: {per:.2f} per write, mean {mean:,.0f} µs")
     return res
