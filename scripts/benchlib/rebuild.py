@@ -8,8 +8,10 @@ Owns the job "rebuild".  On the run's blockd cluster it
      its own ports, data directory and, with TLS, a certificate from the
      run's CA) and waits until the leader sees four servers up and no move
      under way (a new server may get a replica by rebalancing first);
-  2. makes the volume "rebuild" (REBUILD_QUICK or REBUILD_FULL bytes),
-     writes it end to end and settles it (agent cache clean);
+  2. makes the volume "rebuild" (REBUILD_QUICK bytes with --quick, else
+     COPY_S seconds of the leader's rebuild_bytes_per_sec, between
+     REBUILD_MIN and REBUILD_MAX: the drain must outlast the window), writes
+     it end to end and settles it (agent cache clean);
   3. normal: 4k random read/write 50/50 at QD (QD1) for WINDOW_S (or
      ctx.runtime if longer): the reads go to the blob servers, since the
      agent's cache is clean;
@@ -44,7 +46,8 @@ from benchlib.space import settle_volume
 from benchlib.targets import nbd_close, nbd_open
 
 REBUILD_QUICK = 128 * MiB
-REBUILD_FULL = 1024 * MiB
+REBUILD_MIN, REBUILD_MAX = 1024 * MiB, 4096 * MiB
+COPY_S = 60               # volume sized so the drain lasts about this long at the budget
 WINDOW_S = 10
 QD = 1
 SAMPLE_S = 0.5
@@ -136,12 +139,14 @@ def client_p99(ctx, t, run_fio, name, size):
 def run(ctx, t, run_fio):
     """The rebuild job on blockd target T, running fio through RUN_FIO
     (benchlib.jobs', which calls this); returns its figures."""
-    size = REBUILD_QUICK if ctx.quick else REBUILD_FULL
     name, extra = start_extra_blob(ctx, t)
     t.procs.append((name, extra))  # checked, counted and stopped with the cluster
     procs = t.procs
     wait_for("4 blob servers up and no move under way", lambda: quiet(t, 4), 120, procs,
              interval=1.0)
+    budget = rebuild_of(cluster(t)).get("rebuild_bytes_per_sec") or REBUILD_MAX
+    size = REBUILD_QUICK if ctx.quick else \
+        min(REBUILD_MAX, max(REBUILD_MIN, int(budget * COPY_S) // MiB * MiB))
     t.create(VOL, size)
     uri = f"nbd://{t.nbd_addr}/{VOL}"
     h = nbd_open(uri)
