@@ -13,7 +13,7 @@ Adding a job: a Job in JOBS (table order) and its name in RUN_ORDER; when
 fio needs more than rw/bs/iodepth/fsync, job_args() adds it, and when its
 figures are not one direction's, metrics() reads them.  The report lays
 out whatever jobs ran.  A job that only means something for blockd (the
-space and qos jobs, benchlib.space and benchlib.qos) has blockd_only and a module of its own that
+space, qos and rebuild jobs, benchlib.space, .qos and .rebuild) has blockd_only and a module of its own that
 run_jobs() calls instead of one fio run per target; a slow one is left out
 of --quick unless named in --jobs.
 """
@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 
-from benchlib import qos, space
+from benchlib import qos, rebuild, space
 from benchlib.common import GiB, MiB, PROCS, Fail, say, tail
 
 
@@ -73,6 +73,10 @@ JOBS = [
     # limiter's cost (blockd only); its row is the limited volume's run.
     Job("qos", "4k randwrite QD16 held to 500 IOPS (qos)", "randwrite", 4096, 16,
         blockd_only=True, slow=True),
+    # benchlib.rebuild: a fourth blob server, one drained: client p99 during
+    # the copy against without (blockd only); its row is the run during it.
+    Job("rebuild", "4k randrw QD1 during a drain's rebuild", "randrw", 4096, 1, mix=50,
+        blockd_only=True, slow=True),
 ]
 JOB_BY_NAME = {j.name: j for j in JOBS}
 # Not a fio job of its own: the pre-fill pass (one sequential pass over the
@@ -83,7 +87,8 @@ FILL = Job("fill", "1M seq write QD8, one pass + flush", "write", MiB, 8)
 # Run order: reads first, on the pre-filled data; then writes, the 4k ones
 # last so the index is at its most fragmented when bytes/extent is read.
 RUN_ORDER = ["r4k-qd1", "r4k-qd32", "r1m-qd8", "w1m-qd8", "rw-mix-qd16", "w4k-qd1", "w4k-qd1-fsync",
-             "w4k-qd32", "w512-qd32", "space", "qos"]
+             "w4k-qd32", "w512-qd32", "space", "qos",
+             "rebuild"]  # last: it leaves the cluster with a server drained and one added
 
 
 def run_fio(ctx, t, name, args, out_path, timeout, at_ramp=None):
@@ -226,7 +231,7 @@ def run_jobs(ctx, targets, before_job=None):
                 continue
             try:
                 if job.blockd_only:
-                    m = {"space": space, "qos": qos}[job.name].run(ctx, t, run_fio)
+                    m = {"space": space, "qos": qos, "rebuild": rebuild}[job.name].run(ctx, t, run_fio)
                     t.settle()
                 else:
                     m = run_one(ctx, t, job)

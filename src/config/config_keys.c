@@ -263,9 +263,10 @@ static const struct cfg_key proxy_keys[] = {
             "minimum is twice that so an in-flight write is never taken for garbage"},
     {U64(cfg_proxy, replace_after_ms), .def = 600000, .min = 1000, .max = 7 * DAY_MS,
      .doc = "a blob server down this long is replaced in each of its partitions"},
-    {SIZE(cfg_proxy, rebuild_bytes_per_sec), .def = 256 * MiB, .min = 0, .max = 1 * TiB,
+    {SIZE(cfg_proxy, rebuild_bytes_per_sec), .def = 64 * MiB, .min = 0, .max = 1 * TiB,
      .doc = "how fast replicas are copied to the servers that replace, drain or rebalance "
-            "(all moves together); 0 = as fast as they go"},
+            "(all moves together; what it costs client p99: scripts/bench --jobs rebuild, "
+            "README \"The cluster's shape\"); 0 = as fast as they go"},
     {U64(cfg_proxy, rebalance_moves), .def = 1, .min = 0, .max = 64,
      .doc = "replicas moved at once to keep partitions in proportion to capacity; 0 = no "
             "rebalancing (drains and lost servers still move)"},

@@ -2,7 +2,8 @@
  *   1. bytes of index per extent: N random 4 KiB writes (each its own blob,
  *      the worst case: one extent record and one blob record per write) in
  *      WRITE_BATCHes of 1024, 8 entries per transaction (the writer
- *      thread's grouping), then LMDB pages in use x page size / extents;
+ *      thread's grouping; BENCH_INDEX_TXN=K for K), then LMDB pages in use
+ *      x page size / extents;
  *   2. apply throughput with MDB_NOMETASYNC (one fsync per entry): entries/s
  *      and writes/s for batches of 1, 16 and 128 writes per entry;
  *   3. the Raft snapshot of it: the dump (as fsm_raft.c takes it, one read
@@ -11,11 +12,18 @@
  *   4. deleting the volume: its first (budgeted) entry and the REAP
  *      entries that free the rest.
  * Usage: bench_index [DIR [N_EXTENTS]]  (default $TMPDIR or /tmp, 1000000).
+ *        bench_index --raft-seed INDEX_DIR RAFT_DIR ID ADDR CLUSTER_ID
+ * The second form gives a kept index the raft directory a one-proxy group
+ * (proxy ID at ADDR) would have after taking a snapshot of it: term 1 and
+ * a snapshot at the index's applied entry holding its dump, so a proxy
+ * started over the two leads from there (a proxy refuses an index that has
+ * applied entries over an empty raft log: its log would restart at 1).
  * DIR must be on the disk you want to measure (not tmpfs).  With
  * BENCH_INDEX_KEEP=1 the index is left in DIR/bench-index-PID/ (for
  * scripts/bench-shape's proxy catch-up run) and step 4 is skipped. */
 #include "idxtest.h"
 #include "base/util.h"
+#include "store/raft/raftlog.h"
 
 #include <fcntl.h>
 #include <time.h>
@@ -64,19 +72,23 @@ static int random_writes(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blo
     return 0;
 }
 
-/* Fill: ENTRIES WRITE_BATCHes of 1024 random 4 KiB writes, applied 8 per
- * transaction as the proxy's index writer groups them (fsm_raft.c), so the
- * fill measures apply, not one fsync per entry.  Returns seconds, or -1. */
+/* Fill: ENTRIES WRITE_BATCHes of 1024 random 4 KiB writes, applied K per
+ * transaction through fsm_apply_batch, as the proxy's index writer applies
+ * everything queued in one transaction (fsm_raft.c): 8 is a busy proxy's
+ * usual batch, more is a follower catching up on a backlog.  Returns
+ * seconds, or -1. */
 static double fill(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blocks,
-                   uint32_t entries, uint64_t *blob)
+                   uint32_t entries, uint32_t K, uint64_t *blob)
 {
-    enum { B = IDXCMD_MAX_WRITES, K = 8 };
+    enum { B = IDXCMD_MAX_WRITES };
     static struct idxcmd_write w[B];
-    static uint8_t bufs[K][IDXCMD_MAX_LEN];
-    static struct idxcmd_result res[K];
+    uint8_t *bufs = malloc((size_t)K * IDXCMD_MAX_LEN);
+    struct idxcmd_result *res = calloc(K, sizeof(*res));
+    struct fsm_entry *ents = calloc(K, sizeof(*ents));
+    double out = -1;
+    if (!bufs || !res || !ents) goto done;
     uint64_t t0 = util_mono_ns();
     for (uint32_t e = 0; e < entries;) {
-        struct fsm_entry ents[K];
         uint32_t k = 0;
         for (; k < K && e < entries; k++, e++) {
             uint32_t n = 0;
@@ -90,19 +102,148 @@ static double fill(struct itx *t, uint64_t vol, uint64_t gen, uint64_t blocks,
             struct idxcmd c = {.type = IDXCMD_WRITE_BATCH};
             c.u.write_batch.n = m;
             c.u.write_batch.in = w;
-            int len = idxcmd_encode(bufs[k], sizeof(bufs[k]), &c);
-            if (len < 0) return -1;
-            ents[k] = (struct fsm_entry){t->next++, bufs[k], (size_t)len, &res[k]};
+            uint8_t *b = bufs + (size_t)k * IDXCMD_MAX_LEN;
+            int len = idxcmd_encode(b, IDXCMD_MAX_LEN, &c);
+            if (len < 0) goto done;
+            ents[k] = (struct fsm_entry){t->next++, b, (size_t)len, &res[k]};
         }
-        if (fsm_apply_batch(t->ix, ents, k, NULL, NULL)) return -1;
+        if (fsm_apply_batch(t->ix, ents, k, NULL, NULL)) goto done;
         for (uint32_t q = 0; q < k; q++)
-            if (res[q].status != IDXCMD_ST_OK || res[q].st[0] != IDXCMD_ST_OK) return -1;
+            if (res[q].status != IDXCMD_ST_OK || res[q].st[0] != IDXCMD_ST_OK) goto done;
     }
-    return (double)(util_mono_ns() - t0) / 1e9;
+    out = (double)(util_mono_ns() - t0) / 1e9;
+done:
+    free(bufs);
+    free(res);
+    free(ents);
+    return out;
+}
+
+struct grow {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static int dump_to_mem(void *arg, const void *buf, size_t len)
+{
+    struct grow *g = arg;
+    if (g->len + len > g->cap) {
+        size_t cap = g->cap ? g->cap : 1u << 20;
+        while (cap < g->len + len) cap *= 2;
+        uint8_t *q = raft_realloc(g->p, cap);
+        if (!q) return -ENOMEM;
+        g->p = q;
+        g->cap = cap;
+    }
+    memcpy(g->p + g->len, buf, len);
+    g->len += len;
+    return 0;
+}
+
+struct seed_wait {
+    struct reactor *rx;
+    int status, done;
+};
+
+static void on_seeded(struct raftlog_req *req, int status)
+{
+    struct seed_wait *w = req->data;
+    w->status = status;
+    w->done = 1;
+    reactor_break(w->rx);
+}
+
+static void on_log_closed(void *arg)
+{
+    struct seed_wait *w = arg;
+    w->done = 1;
+    reactor_break(w->rx);
+}
+
+/* --raft-seed: see the opening comment. */
+static int raft_seed(const char *index_dir, const char *raft_dir, uint64_t id, const char *addr,
+                     const char *cluster)
+{
+    struct index *ix;
+    struct index_reader *rd;
+    char err[512];
+    struct index_opts o = {.dir = index_dir, .cluster_id = cluster, .allow_tmpfs = true,
+                           .map_size = 1ull << 40};
+    if (index_open(&o, &ix, err, sizeof(err)) || index_reader_new(ix, &rd)) {
+        fprintf(stderr, "bench_index: index %s: %s\n", index_dir, err);
+        return 1;
+    }
+    struct grow g = {0};
+    uint64_t t0 = util_mono_ns();
+    if (index_read_begin(rd)) return 1;
+    uint64_t applied = index_applied(rd);
+    int rc = index_dump(rd, dump_to_mem, &g);
+    index_read_end(rd);
+    index_reader_free(rd);
+    index_close(ix);
+    if (rc || !applied) {
+        fprintf(stderr, "bench_index: dump of %s: %s (applied %llu)\n", index_dir, bd_strerror(rc),
+                (unsigned long long)applied);
+        return 1;
+    }
+    double dump_s = (double)(util_mono_ns() - t0) / 1e9;
+    struct reactor *rx = reactor_new();
+    struct raftlog *l;
+    struct raftlog_opts lo = {.cluster_hash = util_xxh3(cluster, strlen(cluster)), .node_id = id,
+                              .tag = "seed"};
+    if (!rx || raftlog_open(rx, raft_dir, &lo, &l, err, sizeof(err))) {
+        fprintf(stderr, "bench_index: raft log %s: %s\n", raft_dir, err);
+        return 1;
+    }
+    if (!raftlog_pristine(l)) {
+        fprintf(stderr, "bench_index: %s already holds a raft log\n", raft_dir);
+        return 1;
+    }
+    struct raftlog_state st;
+    if (raftlog_load(l, &st, err, sizeof(err))) {
+        fprintf(stderr, "bench_index: raft log %s: %s\n", raft_dir, err);
+        return 1;
+    }
+    raft_free(st.entries);
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    struct raft_buffer buf = {g.p, g.len};
+    struct raft_snapshot snap = {.index = applied, .term = 1, .configuration_index = applied,
+                                 .bufs = &buf, .n_bufs = 1};
+    struct seed_wait w = {.rx = rx};
+    struct raftlog_req req = {.data = &w};
+    if (raft_configuration_add(&conf, id, addr, RAFT_VOTER) || raftlog_set_term(l, 1)) return 1;
+    snap.configuration = conf;
+    uint64_t t1 = util_mono_ns();
+    if (raftlog_snapshot_put(l, &req, 0, &snap, on_seeded)) return 1;
+    while (!w.done) reactor_run(rx);
+    double put_s = (double)(util_mono_ns() - t1) / 1e9;
+    raft_configuration_close(&conf);
+    raft_free(g.p);
+    rc = w.status;
+    w.done = 0;
+    raftlog_close(l, on_log_closed, &w);
+    while (!w.done) reactor_run(rx);
+    raftlog_free(l);
+    reactor_free(rx);
+    if (rc) {
+        fprintf(stderr, "bench_index: storing the snapshot: %s\n", bd_strerror(rc));
+        return 1;
+    }
+    printf("raft seed: snapshot at %llu, %.1f MiB, dumped in %.1f s, stored in %.1f s\n",
+           (unsigned long long)applied, (double)buf.len / 1048576.0, dump_s, put_s);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--raft-seed")) {
+        if (argc != 7) {
+            fprintf(stderr, "usage: bench_index --raft-seed INDEX_DIR RAFT_DIR ID ADDR CLUSTER_ID\n");
+            return 2;
+        }
+        return raft_seed(argv[2], argv[3], strtoull(argv[4], NULL, 0), argv[5], argv[6]);
+    }
     const char *base = argc > 1 ? argv[1] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     uint64_t n_ext = argc > 2 ? strtoull(argv[2], NULL, 0) : 1000000;
     char dir[512];
@@ -121,8 +262,10 @@ int main(int argc, char **argv)
     }
     uint64_t vol, gen, blob = 1;
     if (itx_attach(&t, "big", "bench", &vol, &gen) != IDXCMD_ST_OK) return 1;
+    uint32_t per_txn = getenv("BENCH_INDEX_TXN") ? (uint32_t)atoi(getenv("BENCH_INDEX_TXN")) : 8;
+    if (per_txn < 1 || per_txn > 1024) per_txn = 8;
     double secs = fill(&t, vol, gen, (64ull << 40) / BS, (uint32_t)(n_ext / IDXCMD_MAX_WRITES),
-                       &blob);
+                       per_txn, &blob);
     if (secs < 0) return 1;
     struct index_stats st;
     index_read_begin(t.rd);
@@ -134,11 +277,11 @@ int main(int argc, char **argv)
            (double)st.pages * st.page_size / 1048576.0,
            (double)st.file_pages * st.page_size / 1048576.0);
     printf("index bytes per extent: %.1f (tables), %.1f (file); filled in %.1f s: %.0f "
-           "extents/s applied (1024 writes per entry, 8 entries per transaction, as the "
+           "extents/s applied (1024 writes per entry, %u entries per transaction, as the "
            "index writer groups them)\n",
            (double)st.pages * st.page_size / (double)st.extents,
            (double)st.file_pages * st.page_size / (double)st.extents, secs,
-           (double)st.extents / secs);
+           (double)st.extents / secs, per_txn);
     index_read_begin(t.rd);
     uint64_t d0 = util_mono_ns();
     uint64_t digest;

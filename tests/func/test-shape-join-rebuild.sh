@@ -6,7 +6,8 @@
 # (issue 15; defends C3).  Every partition ends on three servers in three
 # zones, in sync, and everything written reads back.  Small blobs (8 KiB)
 # and a slow copy rate (rebuild_bytes_per_sec) make a move last several
-# checkpoints.
+# checkpoints.  Reads during the move never try the member being filled
+# first (no failover).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/cluster.sh"
 set -e
@@ -78,6 +79,17 @@ wait_for 120 moving_with_checkpoint
 clusterjs | python3 -c '
 import json, sys
 for m in json.load(sys.stdin)["rebuild"]["list"]: print("move under way:", m)'
+
+# Reads during the move try the member being filled last: none pays a
+# failed round trip there first (blockd_proxy_blob_gets_total{result="failover"}).
+failovers() {
+    cluster_get proxy1 /metrics | awk '/^blockd_proxy_blob_gets_total\{.*result="failover"/ {s += $NF} END {print s + 0}'
+}
+f0=$(failovers)
+cluster_vol_verify v 51 "$MIB"
+f1=$(failovers)
+[ "$f1" = "$f0" ] || fail "reads during the move failed over $((f1 - f0)) times: the member being filled was tried first"
+echo "ok: $MIB MiB read during the move, no failover"
 
 # Kill the leader in the middle of it.
 old=$(cluster_leader)

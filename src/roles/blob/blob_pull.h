@@ -22,9 +22,12 @@
 
 struct blob_pull;
 
-/* Blobs copied at once per request, and how long a request waits for its
- * source's connection before its blobs fail with EAGAIN. */
-#define BLOB_PULL_CONCURRENCY 4u
+/* Blobs copied at once per request (2: the source answers a pull's GETs
+ * on the reactor that serves clients' reads, so each one queued there is
+ * a blob's worth of wait for a client read behind it; the leader keeps a
+ * few pulls in flight per move for throughput), and how long a request
+ * waits for its source's connection before its blobs fail with EAGAIN. */
+#define BLOB_PULL_CONCURRENCY 2u
 #define BLOB_PULL_CONNECT_MS 5000u
 
 /* A puller over store BS (kept), with connections to peers made from OPTS

@@ -488,7 +488,13 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct cfg *top
         rc = -ENOMEM;
         goto fail;
     }
+    uint64_t applied = 0; /* consensus refuses an empty raft log under an applied index */
+    if (index_read_begin(p->rd) == 0) {
+        applied = index_applied(p->rd);
+        index_read_end(p->rd);
+    }
     struct consensus_opts co = {.cfg = cfg, .auth = &p->auth, .fsm = &p->fr.fsm,
+                                .fsm_applied = applied,
                                 .tag = r->tag, .on_init = bind_fsm, .on_init_arg = p,
                                 .install = fsm_raft_install, .install_arg = &p->fr,
                                 .join = cfg->join};

@@ -41,6 +41,8 @@ struct proxy_blobs {
     uint32_t io_timeout_ms;
     struct node *nodes;
     unsigned n_nodes, cap_nodes;
+    struct proxy_blobs_filling *filling; /* members being filled, sorted */
+    unsigned n_filling;
     bool closing;              /* proxy_blobs_free is running: no new work */
 };
 
@@ -87,7 +89,37 @@ void proxy_blobs_free(struct proxy_blobs *pb)
         link_free(l);
     }
     free(pb->nodes);
+    free(pb->filling);
     free(pb);
+}
+
+int proxy_blobs_set_filling(struct proxy_blobs *pb, const struct proxy_blobs_filling *pairs,
+                            unsigned n)
+{
+    if (n == 0 && pb->n_filling == 0) return 0;
+    struct proxy_blobs_filling *f = NULL;
+    if (n) {
+        f = malloc(n * sizeof(*f));
+        if (!f) return -ENOMEM;
+        memcpy(f, pairs, n * sizeof(*f));
+    }
+    free(pb->filling);
+    pb->filling = f;
+    pb->n_filling = n;
+    return 0;
+}
+
+static bool is_filling(const struct proxy_blobs *pb, uint32_t part, uint64_t node)
+{
+    unsigned lo = 0, hi = pb->n_filling;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        const struct proxy_blobs_filling *m = &pb->filling[mid];
+        if (m->part == part && m->node == node) return true;
+        if (m->part < part || (m->part == part && m->node < node)) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
 }
 
 /* The slot of ID in the sorted array: where it is, or where it would go. */
@@ -377,11 +409,14 @@ void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
     get->pb = pb;
     get->next = 0;
     get->last_err = 0;
-    /* Replicas that are up by heartbeat first (proxy_plan_replica_order). */
+    /* Replicas that are up by heartbeat first (proxy_plan_replica_order),
+     * a member a move is still filling after them. */
     uint64_t order[PROXY_BLOBS_REPLICAS];
     uint8_t up = 0;
     for (int i = 0; i < PROXY_BLOBS_REPLICAS; i++)
-        if (proxy_blobs_is_up(pb, get->nodes[i])) up |= (uint8_t)(1u << i);
+        if (proxy_blobs_is_up(pb, get->nodes[i]) &&
+            !(pb->n_filling && is_filling(pb, get->partition, get->nodes[i])))
+            up |= (uint8_t)(1u << i);
     proxy_plan_replica_order(get->nodes, up, order);
     memcpy(get->nodes, order, sizeof(order));
     get_try(get);

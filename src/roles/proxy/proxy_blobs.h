@@ -54,6 +54,19 @@ void proxy_blobs_free(struct proxy_blobs *pb);
 void proxy_blobs_heartbeat(struct proxy_blobs *pb, const struct wire_node_heartbeat_req *hb,
                            const char *addr);
 bool proxy_blobs_is_up(struct proxy_blobs *pb, uint64_t id);
+
+/* The members a replica move is filling: (partition, new member) pairs.
+ * A read tries such a member after the partition's other members that are
+ * up (it lacks the blobs not copied yet, and reading there first costs
+ * every such read a failed round trip: client p99 during a rebuild).
+ * Replaces the previous set; PAIRS (sorted by partition, then node) is
+ * copied.  0 or -ENOMEM (the previous set stays). */
+struct proxy_blobs_filling {
+    uint32_t part;
+    uint64_t node;
+};
+int proxy_blobs_set_filling(struct proxy_blobs *pb, const struct proxy_blobs_filling *pairs,
+                            unsigned n);
 /* Every node this proxy has heard of, ascending by id: *OUT returned owned
  * (free()), *N its count.  0 or -ENOMEM. */
 int proxy_blobs_list(struct proxy_blobs *pb, struct proxy_blobs_node **out, unsigned *n);

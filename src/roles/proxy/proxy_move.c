@@ -27,7 +27,9 @@
  *          BLOB_PULLs, each blob from one of the sources that hold it, the
  *          sources taken in turn: the bytes go server to server, from
  *          every surviving replica at once, never through the leader;
- *          paced by rebuild_bytes_per_sec (a token bucket over all moves);
+ *          paced by rebuild_bytes_per_sec (a token bucket over all moves,
+ *          a quarter second deep, and pulls of at most an eighth of a
+ *          second's budget, so the copy is smooth, not bursts at disk speed);
  *   MARK   MOVE_MARK(cursor = the bound, bytes): the checkpoint.  A new
  *          leader reads it and starts after it; a blob at or below it is
  *          on the new member.  At the end, MOVE_MARK done closes the move.
@@ -38,8 +40,11 @@
  *
  * Why leave writes alone: the new member is a member from the
  * MOVE_REPLICA on, so every new blob is put to it by the writer; only the
- * blobs from before need the copy.  Reads of a blob not copied yet fail
- * over to another replica (proxy_blobs.c).  A blob garbage-collected
+ * blobs from before need the copy.  Reads try the new member last while
+ * its move is under way (every proxy's tick hands the moves table to the
+ * blob pool, proxy_blobs_set_filling): a blob not copied yet would cost a
+ * failed round trip there first, and a read that does land there (the
+ * others down) fails over to another replica (proxy_blobs.c).  A blob garbage-collected
  * meanwhile is not copied (the index says dead), and a pull that races
  * with its deletion fails and the retry skips it.
  *
@@ -548,14 +553,29 @@ static void on_pull(struct proxy_blobs_call *pc, int err, struct conn_frame *f)
     unref(mv);
 }
 
-/* Refill the token bucket (rebuild_bytes_per_sec, one second's worth at most). */
+/* Refill the token bucket (rebuild_bytes_per_sec), a quarter second's
+ * worth at most: about one proxy tick, so pulls sent from the tick keep the
+ * rate, while an idle moment never saves up a second of copying to spend
+ * at once (a burst at disk speed is what client p99 feels). */
 static void tokens_refill(struct proxy_move *mv)
 {
     uint64_t rate = mv->p->cfg->rebuild_bytes_per_sec, now = util_mono_ms();
     if (!rate) return;
     mv->tokens += (double)rate * (double)(now - mv->tokens_ms) / 1000.0;
-    if (mv->tokens > (double)rate) mv->tokens = (double)rate;
+    if (mv->tokens > (double)rate / PROXY_MOVE_BURST_DIV)
+        mv->tokens = (double)rate / PROXY_MOVE_BURST_DIV;
     mv->tokens_ms = now;
+}
+
+/* The bytes one BLOB_PULL may carry: PROXY_MOVE_PULL_BYTES, or an eighth
+ * of a second of the budget when that is less, so a pull (which the new
+ * member copies as fast as it can) is a small step of the pacing, not a
+ * burst. */
+static uint64_t pull_bytes_max(const struct proxy_move *mv)
+{
+    uint64_t rate = mv->p->cfg->rebuild_bytes_per_sec;
+    uint64_t max = rate ? rate / (2 * PROXY_MOVE_BURST_DIV) : PROXY_MOVE_PULL_BYTES;
+    return max < PROXY_MOVE_PULL_BYTES ? max : PROXY_MOVE_PULL_BYTES;
 }
 
 /* Send queued pulls while the run has room and the bucket has tokens (a
@@ -638,6 +658,7 @@ static void page_plan(struct proxy_move *mv, struct run *r)
     uint32_t di = 0, turn = (uint32_t)r->page;
     struct pull *tail = NULL;
     struct pull *cur[RPLAN_REPLICAS] = {NULL};
+    uint64_t pull_max = pull_bytes_max(mv);
     if (index_read_begin(mv->rd) < 0) {
         free(diff);
         r->phase = RUN_WAIT;
@@ -658,7 +679,7 @@ static void page_plan(struct proxy_move *mv, struct run *r)
             if (diff[k].present & (1u << i)) holders[nh++] = i;
         int s = holders[(turn++) % (unsigned)nh];
         struct pull *pl = cur[s];
-        if (pl && (pl->n == WIRE_PULL_MAX || pl->bytes + b.len > PROXY_MOVE_PULL_BYTES))
+        if (pl && (pl->n == WIRE_PULL_MAX || pl->bytes + b.len > pull_max))
             pl = NULL;
         if (!pl) {
             pl = calloc(1, sizeof(*pl));
@@ -903,11 +924,51 @@ static void decide(struct proxy_move *mv, uint64_t now)
 
 /* ---- tick, status ---------------------------------------------------------------------------- */
 
+/* Every proxy (reads are served by all): tell the blob pool which members
+ * moves are filling, from the index's moves table, so reads try them last. */
+static void filling_refresh(struct proxy *p, struct proxy_move *mv)
+{
+    if (!p->blobs || index_read_begin(mv->rd) < 0) return;
+    struct index_move recs[64];
+    struct proxy_blobs_filling *set = NULL;
+    unsigned n_set = 0, cap = 0;
+    uint32_t n = 0, ap = 0;
+    uint64_t an = 0;
+    bool ok = true;
+    do {
+        if (index_move_list(mv->rd, ap, an, recs, 64, &n) < 0) {
+            ok = false;
+            break;
+        }
+        for (uint32_t i = 0; i < n && ok; i++) {
+            if (n_set == cap) {
+                cap = cap ? 2 * cap : 16;
+                struct proxy_blobs_filling *g = realloc(set, cap * sizeof(*set));
+                if (!g) {
+                    ok = false;
+                    break;
+                }
+                set = g;
+            }
+            set[n_set++] = (struct proxy_blobs_filling){.part = recs[i].part,
+                                                        .node = recs[i].node};
+        }
+        if (n) {
+            ap = recs[n - 1].part;
+            an = recs[n - 1].node;
+        }
+    } while (ok && n == 64);
+    index_read_end(mv->rd);
+    if (ok) proxy_blobs_set_filling(p->blobs, set, n_set); /* in the table's key order */
+    free(set);
+}
+
 void proxy_move_tick(struct proxy *p)
 {
     struct proxy_move *mv = p->move;
     if (!mv || mv->stopping) return;
     uint64_t now = util_mono_ms();
+    filling_refresh(p, mv);
     if (!consensus_is_leader(p->cons)) {
         if (mv->leader) {
             mv->leader = false;

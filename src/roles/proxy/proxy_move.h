@@ -21,6 +21,7 @@ struct proxy;
 #define PROXY_MOVE_PAGE 1024u
 #define PROXY_MOVE_PULLS 4u
 #define PROXY_MOVE_PULL_BYTES (32u << 20)
+#define PROXY_MOVE_BURST_DIV 4u /* the token bucket holds 1/4 s of rebuild_bytes_per_sec */
 #define PROXY_MOVE_DRAINS 4u
 #define PROXY_MOVE_RETRY_MS 2000u
 

@@ -5,6 +5,15 @@
  * peer as a voter if and only if the directory is pristine -> raft_start
  * (rio loads the log; libraft restores the snapshot and entries).
  *
+ * A pristine directory under a state machine that has applied entries
+ * (opts->fsm_applied) is refused before anything is written: its log
+ * would start again at 1.  A log that ends before the applied index is
+ * allowed, with a warning: installing a leader's snapshot loads the index
+ * before the snapshot is stored (rio.c), so a crash between the two leaves
+ * exactly that, and the entries up to the applied index are the same
+ * history's (apply skips them); the refusal above is the one state that
+ * can only come from elsewhere.
+ *
  * Close: if we lead and another voter exists, raft_transfer(0) picks the
  * most caught-up follower and sends it TimeoutNow; libraft calls back when
  * it has become leader or after an election timeout.  Then raft_close ->
@@ -122,6 +131,7 @@ int consensus_new(struct reactor *rx, const struct consensus_opts *o, struct con
     }
     c->started = true;
     c->raft.data = c;
+    bool refused = false;
     if (o->on_init) o->on_init(o->on_init_arg, &c->raft);
     raft_set_election_timeout(&c->raft, (unsigned)cfg->election_timeout_ms);
     raft_set_heartbeat_timeout(&c->raft, (unsigned)cfg->raft_heartbeat_ms);
@@ -133,6 +143,15 @@ int consensus_new(struct reactor *rx, const struct consensus_opts *o, struct con
      * default 30 s would abort and restart it over and over. */
     raft_set_install_snapshot_timeout(&c->raft, CONSENSUS_INSTALL_TIMEOUT_MS);
 
+    if (o->fsm_applied && rio_pristine(c->rio)) {
+        snprintf(err, errlen, "the index has applied raft entries up to %llu but the raft log in "
+                 "%s is empty: the index does not belong to this log (a restored or copied index "
+                 "directory?).  Move the index directory away so this proxy starts empty and "
+                 "catches up from the leader, or restore the raft directory that goes with it",
+                 (unsigned long long)o->fsm_applied, dir);
+        refused = true;
+        goto fail;
+    }
     if (o->join && rio_pristine(c->rio)) {
         log_info(c->tag, "joining an existing raft group: waiting for its leader to add this "
                  "proxy (id %llu)", (unsigned long long)cfg->id);
@@ -155,13 +174,19 @@ int consensus_new(struct reactor *rx, const struct consensus_opts *o, struct con
         snprintf(err, errlen, "raft start: %s (%s)", raft_strerror(rc), raft_errmsg(&c->raft));
         goto fail;
     }
+    if (o->fsm_applied > raft_last_index(&c->raft))
+        log_warn(c->tag, "the index has applied raft entries up to %llu, past the raft log's "
+                 "last (%llu): a snapshot install interrupted by a crash; entries up to %llu "
+                 "are skipped as applied", (unsigned long long)o->fsm_applied,
+                 (unsigned long long)raft_last_index(&c->raft),
+                 (unsigned long long)o->fsm_applied);
     *out = c;
     return 0;
 fail:
     /* raft_init succeeded: the instance must be closed asynchronously.
      * Run the reactor's normal path and report the start failure now. */
     close_and_free(c);
-    return rc == RAFT_CORRUPT ? -BD_ECORRUPT : -EIO;
+    return refused ? -EEXIST : rc == RAFT_CORRUPT ? -BD_ECORRUPT : -EIO;
 }
 
 /* Teach rio every member's address when the configuration changed: a

@@ -55,6 +55,14 @@ struct consensus_opts {
     /* Optional: rio's install hook (rio.h), e.g. fsm_raft_install. */
     int (*install)(void *arg, const struct raft_buffer *data);
     void *install_arg;
+    /* The state machine's applied index (index_applied).  A raft
+     * directory with no entries and no snapshot under a state machine that
+     * has applied entries is refused (consensus_new fails, saying so): the
+     * new log would start at 1, and apply skips every entry at or below
+     * the applied index as done, so the proxy would answer its first
+     * commands with SKIPPED results, against an index from another
+     * history (a restored or copied index directory). */
+    uint64_t fsm_applied;
 };
 
 /* A proposal in flight.  The caller owns it (embed it) until CB
