@@ -87,7 +87,52 @@ static int free_snap(void)
 
 /* ---- Reading the index back --------------------------------------------------- */
 
-/* The stamps a view (layer, NBLK blocks) shows, into OUT. */
+/* A random sub-range [A, B) of the view mapped in pages of a few pieces
+ * at a time, each page starting where the last ended (as the proxy reads
+ * a long range): the pieces tile it, in order, and show the stamps the
+ * whole map showed (FULL).  Edges of extents, holes and layers below are
+ * where a cursor walk can go wrong. */
+static bool view_part(uint64_t layer, const uint64_t *full)
+{
+    uint64_t a = rnd(NBLK), b = a + 1 + rnd(NBLK - a);
+    uint32_t page = 1 + (uint32_t)rnd(4);
+    struct index_piece p[4];
+    uint64_t at = a;
+    while (at < b) {
+        uint32_t n;
+        if (index_read_begin(T.rd)) return false;
+        int rc = index_map_layer(T.rd, layer, at * BS, (b - at) * BS, p, page, &n);
+        index_read_end(T.rd);
+        if (rc || n == 0 || n > page) {
+            printf("# after %s: map of blocks [%llu, %llu) by %u: rc %d, %u pieces\n", last_op,
+                   (unsigned long long)at, (unsigned long long)b, page, rc, n);
+            return false;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (p[i].off != at * BS || p[i].len == 0 || p[i].len % BS || p[i].off + p[i].len > b * BS) {
+                printf("# after %s: map of blocks [%llu, %llu): piece %u at %llu+%llu does not "
+                       "tile it\n", last_op, (unsigned long long)a, (unsigned long long)b, i,
+                       (unsigned long long)p[i].off, (unsigned long long)p[i].len);
+                return false;
+            }
+            for (uint64_t k = 0; k < p[i].len / BS; k++, at++) {
+                uint64_t got =
+                    p[i].kind == INDEX_DATA ? STAMP(p[i].blob_id, p[i].blob_off / BS + k) : 0;
+                if (got != full[at]) {
+                    printf("# after %s: map of blocks [%llu, %llu): block %llu reads stamp %llu, "
+                           "the whole map %llu\n", last_op, (unsigned long long)a,
+                           (unsigned long long)b, (unsigned long long)at,
+                           (unsigned long long)got, (unsigned long long)full[at]);
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
+
+/* The stamps a view (layer, NBLK blocks) shows, into OUT; and a random
+ * part of it mapped alone agrees. */
 static bool view(uint64_t layer, uint64_t *out)
 {
     struct index_piece p[NBLK + 1];
@@ -100,7 +145,7 @@ static bool view(uint64_t layer, uint64_t *out)
     for (uint32_t i = 0; i < n; i++)
         for (uint64_t k = 0; k < p[i].len / BS; k++, blk++)
             out[blk] = p[i].kind == INDEX_DATA ? STAMP(p[i].blob_id, p[i].blob_off / BS + k) : 0;
-    return blk == NBLK;
+    return blk == NBLK && view_part(layer, out);
 }
 
 static bool same(const char *what, const char *name, const uint64_t *got, const uint64_t *want)

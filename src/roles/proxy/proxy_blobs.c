@@ -356,7 +356,13 @@ static void get_on_reply(struct conn_call *call, int err, struct conn_frame *f)
             metric_inc(m_csum_err);
             err = -BD_ECSUM;
         } else {
-            memcpy(get->dst, r.data, r.data_len);
+            if (get->dst) {
+                memcpy(get->dst, r.data, r.data_len);
+            } else {
+                get->csum = r.csum;
+                get->got = r.data; /* points into the body taken next */
+                get->body = conn_frame_take(f);
+            }
             metric_inc(m_get_ok);
             get->cb(get, 0);
             return;
@@ -407,6 +413,8 @@ static void get_try(struct proxy_blobs_get *get)
 void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
 {
     get->pb = pb;
+    get->body = NULL;
+    get->got = NULL;
     get->next = 0;
     get->last_err = 0;
     /* Replicas that are up by heartbeat first (proxy_plan_replica_order),

@@ -106,7 +106,13 @@ struct proxy_blobs_get {
     uint64_t nodes[PROXY_BLOBS_REPLICAS];
     uint32_t off;
     uint32_t len;
-    uint8_t *dst;         /* len bytes, filled before cb with verified data */
+    uint8_t *dst;         /* len bytes, filled before cb with verified data; or NULL: */
+    /* outputs when dst is NULL, set before cb(get, 0): the reply's frame body,
+     * now the caller's to free(), the len verified bytes inside it, and their
+     * XXH3-64 (checked here against the bytes).  No copy of the payload. */
+    uint8_t *body;
+    const uint8_t *got;
+    uint64_t csum;
     /* private */
     struct proxy_blobs *pb;
     struct conn_call call;

@@ -26,9 +26,11 @@
  * Mapping a range (index_map) walks the volume's layer chain top-down: in
  * the top layer, extents overlapping the range are emitted and every gap
  * between them is resolved recursively in the layer below; a gap below the
- * bottom layer is a HOLE.  Each step re-seeks the cursor (MDB_SET_RANGE,
- * plus one MDB_PREV for an extent that starts before the position), so the
- * recursion needs no cursor per level; the depth is bounded by
+ * bottom layer is a HOLE.  Each level has its own cursor: a range is one
+ * seek per level visited (MDB_SET_RANGE, plus MDB_PREV for an extent that
+ * starts before the position), then one MDB_NEXT per further extent, so
+ * a 1 MiB read over 256 extents is not 256 B-tree descents; consecutive
+ * pieces of one blob share its record lookup.  The depth is bounded by
  * INDEX_MAX_DEPTH.  Pieces are clipped to the request (CONTRACT.md §4.2:
  * an extent longer than the request must never leak past it). */
 #include "store/index/index.h"
@@ -1207,12 +1209,14 @@ int index_ext_find(struct index *ix, MDB_cursor *cur, uint64_t layer, uint64_t p
 struct map_ctx {
     struct index *ix;
     MDB_txn *txn;
-    MDB_cursor *cur;
+    MDB_cursor *cur[INDEX_MAX_DEPTH]; /* one per level, opened when first needed */
     uint64_t chain[INDEX_MAX_DEPTH];
     uint32_t depth;
     struct index_piece *out;
     uint32_t max, n;
     bool full;
+    bool have_blob;                   /* BLOB holds the record looked up last */
+    struct index_blob blob;
 };
 
 static int emit(struct map_ctx *c, const struct index_piece *p)
@@ -1232,16 +1236,70 @@ static int emit(struct map_ctx *c, const struct index_piece *p)
     return 0;
 }
 
+/* The extent under CUR's position if it belongs to LAYER: 1 and *E, or 0. */
+static int ext_here(MDB_cursor *cur, MDB_cursor_op op, uint64_t layer, struct index_ext *e)
+{
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, op);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return index_mdb_err(rc);
+    if ((rc = index_dec_ext(&k, &v, e))) return rc;
+    return e->layer == layer;
+}
+
+/* Like index_ext_find (the extent of LAYER covering POS, else the first
+ * after it), but leaves CUR on the extent returned, so the walk goes on
+ * with MDB_NEXT: a range of N extents costs one seek and N-1 steps, not N
+ * seeks. */
+static int ext_seek(MDB_cursor *cur, uint64_t layer, uint64_t pos, struct index_ext *e)
+{
+    uint8_t kb[INDEX_EXT_KEY_LEN];
+    index_key_ext(kb, layer, pos);
+    MDB_val k = {sizeof(kb), kb}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool have_next = false;
+    if (rc == 0) {
+        if ((rc = index_dec_ext(&k, &v, e))) return rc;
+        if (e->layer == layer && e->off == pos) return 1;
+        have_next = e->layer == layer;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    } else if (rc == MDB_NOTFOUND) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    }
+    if (rc == 0) {
+        struct index_ext prev;
+        if ((rc = index_dec_ext(&k, &v, &prev))) return rc;
+        if (prev.layer == layer && prev.off < pos && prev.off + prev.len > pos) {
+            *e = prev;
+            return 1;
+        }
+        /* Back onto the one after POS (SET_RANGE's answer). */
+        if (have_next) return ext_here(cur, MDB_NEXT, layer, e);
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND) return index_mdb_err(rc);
+    /* Nothing before it: SET_RANGE's answer was the first key.  Go back. */
+    return have_next ? ext_here(cur, MDB_FIRST, layer, e) : 0;
+}
+
+/* Map [A, B) at level LVL of the chain: the level's extents in order
+ * (one seek, then cursor steps), the gaps between them from the levels
+ * below, HOLE below the bottom. */
 static int map_level(struct map_ctx *c, uint32_t lvl, uint64_t a, uint64_t b)
 {
     if (lvl == c->depth) {
         struct index_piece p = {.off = a, .len = b - a, .kind = INDEX_HOLE};
         return emit(c, &p);
     }
+    if (!c->cur[lvl]) {
+        int rc = mdb_cursor_open(c->txn, c->ix->dbi[INDEX_T_EXTENTS], &c->cur[lvl]);
+        if (rc) return index_mdb_err(rc);
+    }
+    MDB_cursor *cur = c->cur[lvl];
     uint64_t pos = a;
+    struct index_ext e;
+    int rc = ext_seek(cur, c->chain[lvl], pos, &e);
     while (pos < b && !c->full) {
-        struct index_ext e;
-        int rc = index_ext_find(c->ix, c->cur, c->chain[lvl], pos, &e);
         if (rc < 0) return rc;
         if (rc == 0 || e.off >= b) return map_level(c, lvl + 1, pos, b);
         if (e.off > pos) {
@@ -1254,20 +1312,27 @@ static int map_level(struct map_ctx *c, uint32_t lvl, uint64_t a, uint64_t b)
         if (e.flags & INDEX_EXT_ZERO) {
             p.kind = INDEX_ZERO;
         } else {
-            struct index_blob bl;
-            if ((rc = index_txn_blob(c->ix, c->txn, e.blob_id, &bl)))
-                return rc == -ENOENT ? -BD_ECORRUPT : rc;
+            if (!c->have_blob || c->blob.id != e.blob_id) {
+                c->have_blob = false;
+                if ((rc = index_txn_blob(c->ix, c->txn, e.blob_id, &c->blob)))
+                    return rc == -ENOENT ? -BD_ECORRUPT : rc;
+                c->have_blob = true;
+            }
+            const struct index_blob *bl = &c->blob;
             uint64_t boff = (uint64_t)e.blob_off + (pos - e.off);
-            if (boff + (end - pos) > bl.len) return -BD_ECORRUPT;
+            if (boff + (end - pos) > bl->len) return -BD_ECORRUPT;
             p.kind = INDEX_DATA;
-            p.blob_id = bl.id;
-            p.partition = bl.partition;
+            p.blob_id = bl->id;
+            p.partition = bl->partition;
             p.blob_off = (uint32_t)boff;
-            p.blob_len = bl.len;
-            p.blob_csum = bl.csum;
+            p.blob_len = bl->len;
+            p.blob_csum = bl->csum;
         }
         if ((rc = emit(c, &p))) return rc;
         pos = end;
+        /* Extents of a layer do not overlap, so the next key is the first
+         * extent at or after END: exactly what a seek to POS would find. */
+        if (pos < b && !c->full) rc = ext_here(cur, MDB_NEXT, c->chain[lvl], &e);
     }
     return 0;
 }
@@ -1280,10 +1345,9 @@ static int map_top(struct index_reader *rd, uint64_t top, uint64_t off, uint64_t
     int rc;
     if ((rc = chain_of(rd->ix, rd->txn, top, c.chain, INDEX_MAX_DEPTH, &c.depth)))
         return rc == -ENOBUFS ? -BD_ECORRUPT : rc;
-    if ((rc = mdb_cursor_open(rd->txn, rd->ix->dbi[INDEX_T_EXTENTS], &c.cur)))
-        return index_mdb_err(rc);
     rc = map_level(&c, 0, off, off + len);
-    mdb_cursor_close(c.cur);
+    for (uint32_t i = 0; i < c.depth; i++)
+        if (c.cur[i]) mdb_cursor_close(c.cur[i]);
     *n = c.n;
     return rc;
 }
