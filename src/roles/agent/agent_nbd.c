@@ -258,6 +258,7 @@ static void hs_tls_switch(struct agent_nbd_conn *c)
     bufferevent_setcb(b, on_read, on_write, on_event, c);
     bufferevent_setwatermark(b, EV_READ, 0, AGENT_NBD_READ_HIGH_WATER);
     bufferevent_setwatermark(b, EV_WRITE, s->o.out_high_water / 2, 0);
+    bufferevent_set_max_single_read(b, AGENT_NBD_READ_HIGH_WATER);
     bufferevent_enable(b, EV_READ | EV_WRITE);
 }
 
@@ -800,6 +801,10 @@ static int adopt_via(struct agent_nbd *s, int fd, enum agent_nbd_via via, const 
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, AGENT_NBD_READ_HIGH_WATER);
     bufferevent_setwatermark(c->bev, EV_WRITE, s->o.out_high_water / 2, 0);
+    /* libevent reads 16 KiB per call by default: a 1 MiB write would take
+     * 64 readv calls (and as many reactor turns); read up to the high
+     * water mark at once, as wire connections do (conn.c). */
+    bufferevent_set_max_single_read(c->bev, AGENT_NBD_READ_HIGH_WATER);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     nbd_hs_init(&c->hs, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
     /* TLS as the socket's kind says: TCP follows tls_mode; a Unix socket
