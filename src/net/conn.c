@@ -1028,14 +1028,17 @@ int conn_reply(struct conn *c, const struct wire_hdr *req, const void *fields, s
                const struct conn_payload *payload)
 {
     int rc = 0;
+    bool sent = false;
     if (c->bev && !(c->closing && !c->flush_then_close)) {
         rc = send_frame(c, req->type, WIRE_F_RESPONSE, WIRE_OK, req->req_id, fields, fields_len,
                         payload);
+        sent = rc == 0;
         if (rc == -ENOMEM) close_now(c, rc);
-    } else if (payload && payload->release) {
-        payload->release(payload->data, payload->len, payload->arg);
     }
-    if (rc < 0 && payload && payload->release && rc != -ENOMEM)
+    /* Not queued (closed, too big, or out of memory: send_frame references
+     * the payload last, so a failure means libevent never took it): the
+     * reply's payload is released here in every case, as the header says. */
+    if (!sent && payload && payload->release)
         payload->release(payload->data, payload->len, payload->arg);
     reply_done(c);
     return rc == -ENOMEM ? 0 : rc;

@@ -181,9 +181,11 @@ int conn_send_oneway(struct conn *c, uint16_t type, const void *fields, size_t f
 /* Abandon a pending call: cb(-ECANCELED) runs now. */
 void conn_call_cancel(struct conn_call *call);
 
-/* Reply OK to request REQ (the frame's header, copied).  The payload rule
- * is as conn_call, except that on a closed connection the payload is
- * released and 0 returned. */
+/* Reply OK to request REQ (the frame's header, copied).  Unlike
+ * conn_call, the reply always takes a payload that has RELEASE: when it is
+ * not queued (a closed connection: 0 returned; -EMSGSIZE; out of memory,
+ * which also closes the connection: 0 returned) RELEASE runs before this
+ * returns.  A payload without RELEASE is copied or not sent at all. */
 int conn_reply(struct conn *c, const struct wire_hdr *req, const void *fields, size_t fields_len,
                const struct conn_payload *payload);
 /* Reply with an error status from ERR (-errno/-BD_E*), a hint and a short
