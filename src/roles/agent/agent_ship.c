@@ -1,7 +1,8 @@
 /* agent_ship.c: shipping dirty data to the proxies, acks, and fencing.
  *
  * Place.  The lowest layer of the volume back end (agent_vol_int.h): it
- * calls the cluster client and the dirty map, nothing above it.  What the
+ * calls the cluster client, the dirty map, agent_fair and agent_qos's
+ * I/O count, nothing above it.  What the
  * layers above must learn goes up through vs->up: `progress` after an ack
  * (waiting writes and flushes, agent_io.c), `reattach` for a write of
  * unknown outcome (agent_attach.c), `fail` and `release` (agent_vol.c).
@@ -24,6 +25,19 @@
  * writes waiting for space, stopping, or a replayed journal (drain:
  * everything); otherwise the tick ships extents older than flush_age_ms
  * (and whatever adjoins them).
+ *
+ * Turns.  A picked ship does not go at once: it waits in its volume's
+ * ready queue, and the ready ships of all the agent's volumes go by
+ * agent_fair (agent_fair.h): deficit round robin between volumes, and
+ * while more than one volume is active their ship bytes in flight stay
+ * within AGENT_VOL_FAIR_CAP, so one volume's deep ship queue does not sit
+ * ahead of another volume's reads and ships on the shared links.  A
+ * volume's activity is its ships and its client I/O (agent_qos counts
+ * it).  Its ready ships count as in flight for the ordering rule and for
+ * its AGENT_VOL_MAX_SHIPS; they are dropped (extents dirty again, nothing
+ * was sent) when the volume is fenced, re-attached or freed, or when its
+ * turn comes while it is no longer ACTIVE under the generation it was
+ * picked in.  A ship's timeout runs from its send.
  *
  * Ordering rule.  A block is never shipped while an earlier ship of that
  * block is in flight: an extent overlapping an in-flight ship is skipped,
