@@ -120,8 +120,11 @@ def snapshot(t, work, path):
             cpu[f"{name}:{p.pid}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             pass
+    with open("/proc/stat") as f:  # the whole machine: user nice system idle iowait ...
+        ticks = [int(x) for x in f.readline().split()[1:]]
     with open(f"{path}/cpu.json", "w") as f:
-        json.dump({"t": time.monotonic(), "cpu_s": cpu}, f)
+        json.dump({"t": time.monotonic(), "cpu_s": cpu, "machine_ticks": ticks,
+                   "clk_tck": os.sysconf("SC_CLK_TCK")}, f)
 
 
 def fio_base(t, vol, size):
