@@ -25,7 +25,8 @@ Owns the job "qos".  On volumes of its own, attached to the run's agent:
 
 BLOCKD_QOS_STEPS (comma-separated: limit, burst, neighbour, cost; default
 all) runs only those steps, for quicker measurements of one of them.
-"hog" (never by default) runs the quiet volume's load once more beside
+"big" (never by default) runs it beside a neighbour writing 1 MiB blocks
+at QD8 without flushes (a deep ship queue); "hog" (never by default) runs the quiet volume's load once more beside
 BLOCKD_QOS_HOGS (default 2) busy loops that do no I/O at all: what plain
 CPU contention on this machine does to its p99, which no scheduling of
 I/O can remove (neighbour and hog together tell the two apart).
@@ -82,7 +83,7 @@ def steps():
     """The steps to run (BLOCKD_QOS_STEPS, default all)."""
     env = os.environ.get("BLOCKD_QOS_STEPS", "")
     want = {x.strip() for x in env.split(",") if x.strip()} or {"limit", "burst", "neighbour", "cost"}
-    bad = want - {"limit", "burst", "neighbour", "cost", "hog"}
+    bad = want - {"limit", "burst", "neighbour", "cost", "hog", "big"}
     if bad:
         raise Fail(f"BLOCKD_QOS_STEPS: unknown step(s) {', '.join(sorted(bad))}")
     return want
@@ -165,7 +166,8 @@ def run(ctx, t, run_fio):
     try:
         # Written end to end and settled, so reads go to the cluster.
         need = {"limit": ["qos-lim"], "burst": ["qos-lim"], "neighbour": ["qos-quiet", "qos-noisy"],
-                "cost": ["qos-cost"], "hog": ["qos-quiet"]}
+                "cost": ["qos-cost"], "hog": ["qos-quiet"],
+                "big": ["qos-quiet", "qos-noisy"]}
         for v in [v for v in VOLS if any(v in need[s] for s in want)]:
             run_fio(ctx, t, f"qos-fill-{v}", fio_base(t, v, size) + ["--rw=write", "--bs=1M",
                                                                        "--iodepth=8"],
@@ -238,6 +240,41 @@ def run(ctx, t, run_fio):
             say(f"qos: quiet volume 4k QD1 p99 read {alone[0]:.0f} -> {beside[0]:.0f} µs, write "
                 f"{alone[1]:.0f} -> {beside[1]:.0f} µs beside a neighbour at {noisy_iops:.0f} IOPS")
 
+        big = None
+        if "big" in want:
+            # 3c. The quiet load beside a neighbour with a deep ship queue:
+            # 1 MiB random writes at QD8, no flush, so the agent ships on
+            # pressure, up to 32 ships of a MiB at once (what the
+            # neighbour step's 4k writes never build: ~200 KiB in flight).
+            quiet_args = fio_base(t, "qos-quiet", size) + [
+                "--rw=randrw", "--rwmixread=50", "--iodepth=1", "--time_based",
+                f"--runtime={window}", f"--ramp_time={ctx.ramp}"]
+            big_err = []
+
+            def big_noisy():
+                try:
+                    run_fio(ctx, t, "qos-noisy-big", fio_base(t, "qos-noisy", size)[:-1] + [
+                        "--bs=1M", "--rw=randwrite", "--iodepth=8", "--time_based",
+                        f"--runtime={window + ctx.ramp + 4}"],
+                        f"{out}/blockd-qos-noisy-big.json", timeout=window + ctx.ramp + 180)
+                except Fail as e:
+                    big_err.append(str(e))
+            th = threading.Thread(target=big_noisy)
+            th.start()
+            time.sleep(2)
+            snapshot(t, ctx.work, f"{out}/qos-metrics-big-before")
+            big = p99s(run_fio(ctx, t, "qos-quiet-big", quiet_args,
+                               f"{out}/blockd-qos-quiet-big.json", timeout=window + 120))
+            snapshot(t, ctx.work, f"{out}/qos-metrics-big-after")
+            th.join()
+            if big_err:
+                raise Fail(big_err[0])
+            big_mbs = _load(f"{out}/blockd-qos-noisy-big.json")["jobs"][0]["write"]["bw_bytes"] / 1e6
+            settle_volume(t, handles["qos-quiet"], "qos-quiet")
+            settle_volume(t, handles["qos-noisy"], "qos-noisy")
+            say(f"qos: quiet volume 4k QD1 p99 read {big[0]:.0f} µs, write {big[1]:.0f} µs beside "
+                f"a neighbour writing 1 MiB at QD8 ({big_mbs:.0f} MB/s)")
+
         hog = None
         if "hog" in want:
             # 3b. The same quiet load beside busy loops that do no I/O.
@@ -286,6 +323,7 @@ def run(ctx, t, run_fio):
                 "burst": BURST, "burst_seconds": BURST_SECONDS, "burst_series": series,
                 "p99_quiet_alone_us": list(alone), "p99_quiet_beside_us": list(beside),
                 "p99_quiet_hog_us": list(hog) if hog else None,
+                "p99_quiet_big_us": list(big) if big else None,
                 "noisy_iops": noisy_iops, "cost_ratio": cost,
                 "cost_iops_on": on, "cost_iops_off": off}
     finally:
