@@ -1139,13 +1139,13 @@ static bool vol_matches(uint64_t id, uint64_t off, uint64_t len, uint8_t seed);
  * flight their ship bytes together stay within AGENT_VOL_FAIR_CAP (1 MiB;
  * a volume with nothing in flight always gets one), and once the other
  * volume is done the first one is alone again.  The blob servers hold
- * their replies 1 s, so what went out in the first 300 ms is what was in
+ * their replies 2 s, so what went out in the first 300 ms is what was in
  * flight at once.  Every byte of both volumes lands. */
 TEST(volumes_take_turns_within_the_cap)
 {
     setup();
-    copts.blob_fault.delay_ms = 1000;
-    cfg.io_timeout_ms = 6000; /* a ship waits 2 s before its outcome is unknown */
+    copts.blob_fault.delay_ms = 2000;
+    cfg.io_timeout_ms = 9000; /* a ship waits 3 s before its outcome is unknown */
     CHECK(start() == 0);
     struct agent_cluster_vol volb;
     CHECK_EQ(agent_cluster_create_volume(cl, "vol-b", VOL_SIZE), 0);
