@@ -1132,6 +1132,67 @@ static bool third_ship_out(void)
     return ships() - ships_at_start >= 3;
 }
 
+static bool vol_matches(uint64_t id, uint64_t off, uint64_t len, uint8_t seed);
+
+/* Volumes take turns on the shared links (agent_fair): a lone volume puts
+ * all its ships in flight at once, but while another volume has a ship in
+ * flight their ship bytes together stay within AGENT_VOL_FAIR_CAP (1 MiB;
+ * a volume with nothing in flight always gets one), and once the other
+ * volume is done the first one is alone again.  The blob servers hold
+ * their replies 2 s, so what went out in the first 300 ms is what was in
+ * flight at once.  Every byte of both volumes lands. */
+TEST(volumes_take_turns_within_the_cap)
+{
+    setup();
+    copts.blob_fault.delay_ms = 2000;
+    cfg.io_timeout_ms = 9000; /* a ship waits 3 s before its outcome is unknown */
+    CHECK(start() == 0);
+    struct agent_cluster_vol volb;
+    CHECK_EQ(agent_cluster_create_volume(cl, "vol-b", VOL_SIZE), 0);
+    CHECK_EQ(agent_cluster_attach(cl, "vol-b", "agent-1", false, false), 0);
+    CHECK_EQ(agent_cluster_volume(cl, "vol-b", &volb), 0);
+    struct agent_vol *ha = open_vol("vol-a", false, NULL);
+    CHECK(ha);
+    struct agent_vol *hb = open_vol("vol-b", false, NULL);
+    CHECK(hb);
+    const uint64_t ship = cfg.ship_bytes; /* 64 KiB */
+    /* Alone: 32 ships (AGENT_VOL_MAX_SHIPS, 2 MiB) at once. */
+    for (unsigned i = 0; i < 32; i++) CHECK_EQ(do_write(ha, i * ship, ship, 50, 0), 0);
+    double s0 = ships();
+    struct waiter fa = {0}, fb = {0};
+    w_init(&fa, 0, 0);
+    agent_vol_flush(ha, &fa.req);
+    pump(300);
+    CHECK_EQ(ships() - s0, 32);
+    CHECK_EQ(wait_w(&fa, 5000), 0);
+    /* vol-b's one ship in flight, then vol-a's 32: 4 KiB + 15 x 64 KiB
+     * fit in 1 MiB, the 16th would not. */
+    CHECK_EQ(do_write(hb, 0, BS, 51, 0), 0);
+    s0 = ships();
+    w_init(&fb, 0, 0);
+    agent_vol_flush(hb, &fb.req);
+    pump(50);
+    CHECK_EQ(ships() - s0, 1);
+    for (unsigned i = 0; i < 32; i++) CHECK_EQ(do_write(ha, i * ship, ship, 52, 0), 0);
+    s0 = ships();
+    w_init(&fa, 0, 0);
+    agent_vol_flush(ha, &fa.req);
+    pump(300);
+    CHECK_EQ(ships() - s0, 15);
+    CHECK(!fa.done);
+    /* vol-b's ship acked: vol-a is alone and the rest go at once, long
+     * before its first ships are acked. */
+    CHECK_EQ(wait_w(&fb, 5000), 0);
+    pump(100);
+    CHECK_EQ(ships() - s0, 32);
+    CHECK_EQ(wait_w(&fa, 5000), 0);
+    CHECK(vol_matches(vol.id, 0, 32 * ship, 52));
+    CHECK(vol_matches(volb.id, 0, BS, 51));
+    agent_vol_put(ha);
+    agent_vol_put(hb);
+    teardown();
+}
+
 /* A block is never shipped while an earlier ship of it is in flight.  The
  * blob servers hold their replies 600 ms, so a data write stays in flight
  * that long. */

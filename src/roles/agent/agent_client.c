@@ -52,6 +52,11 @@ struct agent_client {
     uint64_t retries;
     uint64_t rand;
     struct metrics_counter *m_retries;
+    /* Bytes sent on each link and not answered yet, and what a VOL_READ
+     * found ahead of it there (how long a quiet volume's read queues
+     * behind its neighbours' ships: README "QoS"). */
+    uint64_t *link_bytes;
+    struct metrics_counter *m_ahead_bytes, *m_ahead_reads;
     void (*on_up)(void *arg);
     void (*on_request)(struct conn *c, struct conn_frame *f, void *arg);
     void *arg;
@@ -140,6 +145,11 @@ static void on_response(struct conn_call *cc, int err, struct conn_frame *f)
 {
     struct agent_client_req *call = bd_container_of(cc, struct agent_client_req, cc);
     struct agent_client *cl = call->cl;
+    if (call->link < cl->n) {
+        uint64_t *lb = &cl->link_bytes[call->link];
+        *lb -= BD_MIN(*lb, call->sent_bytes);
+    }
+    call->sent_bytes = 0;
     if (cl->freeing) {
         done(call, -ESHUTDOWN, NULL);
         return;
@@ -210,6 +220,12 @@ static int send_once(struct agent_client_req *call)
                            pay, (uint32_t)BD_MIN(per, UINT32_MAX));
         if (rc == 0) {
             call->attempts++;
+            if (call->type == WIRE_VOL_READ) {
+                metric_add(cl->m_ahead_bytes, cl->link_bytes[i]);
+                metric_inc(cl->m_ahead_reads);
+            }
+            call->sent_bytes = call->fields_len + (pay ? pay->len : 0);
+            cl->link_bytes[i] += call->sent_bytes;
             return 0;
         }
         if (pay && call->payload_ref && pay->release)
@@ -297,9 +313,16 @@ struct agent_client *agent_client_new(struct reactor *rx, const struct agent_cli
     snprintf(labels, sizeof(labels), "role=\"%s\"", cl->tag);
     cl->m_retries = metrics_counter("blockd_agent_retries_total",
                                     "Agent requests to proxies retried", labels);
+    cl->m_ahead_bytes = metrics_counter("blockd_agent_read_ahead_bytes_total",
+                                        "Bytes sent and unanswered on the link a VOL_READ went on, "
+                                        "at its send (summed over reads)", labels);
+    cl->m_ahead_reads = metrics_counter("blockd_agent_read_ahead_reads_total",
+                                        "VOL_READs counted in blockd_agent_read_ahead_bytes_total",
+                                        labels);
     cl->timer = evtimer_new(reactor_base(rx), on_timer, cl);
     cl->links = calloc(o->n, sizeof(*cl->links));
-    if (!cl->timer || !cl->links) goto err_nomem;
+    cl->link_bytes = calloc(o->n, sizeof(*cl->link_bytes));
+    if (!cl->timer || !cl->links || !cl->link_bytes) goto err_nomem;
     struct conn_opts co = {.tag = cl->tag, .auth = o->auth, .fault = o->fault,
                            .connect_timeout_ms = (uint32_t)BD_MIN(o->io_timeout_ms, 5000),
                            .expect_role = WIRE_ROLE_PROXY};
@@ -329,6 +352,7 @@ void agent_client_free(struct agent_client *cl)
     for (unsigned i = 0; i < cl->n; i++) link_free(cl->links[i]); /* fails sends: -ESHUTDOWN */
     if (cl->timer) event_free(cl->timer);
     free(cl->links);
+    free(cl->link_bytes);
     free(cl);
 }
 

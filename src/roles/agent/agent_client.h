@@ -91,6 +91,7 @@ struct agent_client_req {
     struct agent_client *cl;
     struct conn_call cc;
     unsigned link;                  /* index of the link of the current send */
+    uint64_t sent_bytes;            /* of the current send, counted on its link */
     uint64_t due_ms;                /* retry time while waiting */
     uint32_t backoff_ms;
     struct agent_client_req *next; /* waiting list */

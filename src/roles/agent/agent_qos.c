@@ -371,6 +371,11 @@ void agent_qos_done(struct agent_qos_vol *qv, enum agent_qos_op op, uint64_t len
     metrics_observe_us(qv->m_lat[d], lat_us);
 }
 
+uint64_t agent_qos_vol_ios(const struct agent_qos_vol *qv)
+{
+    return qv ? qv->ios[0] + qv->ios[1] : 0;
+}
+
 static void set_gauges(struct agent_qos_vol *qv);
 
 void agent_qos_vol_set(struct agent_qos_vol *qv, const struct qos_limits *eff)

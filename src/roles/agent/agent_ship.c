@@ -1,7 +1,8 @@
 /* agent_ship.c: shipping dirty data to the proxies, acks, and fencing.
  *
  * Place.  The lowest layer of the volume back end (agent_vol_int.h): it
- * calls the cluster client and the dirty map, nothing above it.  What the
+ * calls the cluster client, the dirty map, agent_fair and agent_qos's
+ * I/O count, nothing above it.  What the
  * layers above must learn goes up through vs->up: `progress` after an ack
  * (waiting writes and flushes, agent_io.c), `reattach` for a write of
  * unknown outcome (agent_attach.c), `fail` and `release` (agent_vol.c).
@@ -24,6 +25,19 @@
  * writes waiting for space, stopping, or a replayed journal (drain:
  * everything); otherwise the tick ships extents older than flush_age_ms
  * (and whatever adjoins them).
+ *
+ * Turns.  A picked ship does not go at once: it waits in its volume's
+ * ready queue, and the ready ships of all the agent's volumes go by
+ * agent_fair (agent_fair.h): deficit round robin between volumes, and
+ * while more than one volume is active their ship bytes in flight stay
+ * within AGENT_VOL_FAIR_CAP, so one volume's deep ship queue does not sit
+ * ahead of another volume's reads and ships on the shared links.  A
+ * volume's activity is its ships and its client I/O (agent_qos counts
+ * it).  Its ready ships count as in flight for the ordering rule and for
+ * its AGENT_VOL_MAX_SHIPS; they are dropped (extents dirty again, nothing
+ * was sent) when the volume is fenced, re-attached or freed, or when its
+ * turn comes while it is no longer ACTIVE under the generation it was
+ * picked in.  A ship's timeout runs from its send.
  *
  * Ordering rule.  A block is never shipped while an earlier ship of that
  * block is in flight: an extent overlapping an in-flight ship is skipped,
@@ -59,6 +73,7 @@
 #include "runtime/metrics.h"
 #include "base/util.h"
 #include "roles/agent/agent_ship.h"
+#include "roles/agent/agent_qos.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +121,7 @@ struct agent_ship {
     uint64_t csum;
     uint64_t trace;              /* wire_vol_write_trace_id: "ship=" in both logs */
     uint64_t t0_us;
+    uint64_t cost;               /* bytes charged to the volume's flow (agent_fair) */
     bool zombie; /* sent under a fenced generation: result ignored */
     bool bad;    /* journal data failed its checksum while packing */
     struct agent_client_req call;
@@ -439,6 +455,45 @@ static bool pick_fn(void *arg, struct agent_cache_ext *e)
 
 static void on_ship_done(struct agent_client_req *call, int err, struct conn_frame *f);
 
+/* ---- turns between volumes (agent_fair) ---------------------------------- */
+
+static void fair_setup(struct agent_vols *vs)
+{
+    if (vs->fair_ready) return;
+    agent_fair_init(&vs->fair, AGENT_VOL_FAIR_CAP, AGENT_VOL_FAIR_QUANTUM,
+                    AGENT_VOL_FAIR_ACTIVE_MS);
+    vs->fair_ready = true;
+}
+
+static uint64_t ship_cost(const struct agent_ship *s)
+{
+    return s->kind == AGENT_CACHE_DATA ? BD_MAX(s->nblk * BD_BLOCK_SIZE, AGENT_VOL_FAIR_MIN_COST)
+                                       : AGENT_VOL_FAIR_MIN_COST;
+}
+
+/* V's flow has its next ready ship's bytes, or nothing, ready. */
+static void fair_update(struct agent_vol_shared *v)
+{
+    agent_fair_ready(&v->vs->fair, &v->flow, v->ready_head ? v->ready_head->cost : 0);
+}
+
+/* Drop V's ready ships (never sent): their ranges leave the in-flight set
+ * and their extents are dirty again. */
+static void ready_drop(struct agent_vol_shared *v)
+{
+    while (v->ready_head) {
+        struct agent_ship *s = v->ready_head;
+        v->ready_head = s->next;
+        infl_remove(v, s);
+        if (v->c) ship_unship(v, s);
+        if (v->n_ships) v->n_ships--;
+        ship_release(s);
+    }
+    v->ready_tail = NULL;
+    if (v->vs->fair_ready) fair_update(v);
+}
+
+/* Send S, V's ready ship whose turn came. */
 static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
 {
     struct agent_vols *vs = v->vs;
@@ -467,8 +522,11 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
     int n = m.n_ext ? wire_encode_vol_write_req(s->fields, SHIP_FIELDS_LEN(s->segs_cap), &m)
                     : wire_encode_vol_write_req(c->fields, sizeof(c->fields), &m);
     if (m.n_ext) c->fields_big = s->fields;
-    if (!BD_ALWAYS(n > 0) || infl_add(v, s) < 0) {
+    if (!BD_ALWAYS(n > 0)) {
+        infl_remove(v, s);
         ship_unship(v, s);
+        v->n_ships--;
+        agent_fair_done(&vs->fair, &v->flow, s->cost);
         ship_release(s);
         return;
     }
@@ -495,10 +553,71 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
                   (unsigned long long)m.generation);
     s->next = v->ships;
     v->ships = s;
-    v->n_ships++;
     v->busy++;
     metric_inc(vs->m_ships);
     agent_client_call(vs->cl, c);
+}
+
+/* Volumes that had client I/O since the last look are active for a while
+ * (agent_fair): a quiet volume's reads use the same links. */
+static void fair_look(struct agent_vols *vs, uint64_t now)
+{
+    for (struct agent_vol_shared *v = vs->vols; v; v = v->next) {
+        uint64_t ios = agent_qos_vol_ios(v->qos);
+        if (ios == v->fair_ios) continue;
+        v->fair_ios = ios;
+        agent_fair_add(&vs->fair, &v->flow);
+        agent_fair_touch(&v->flow, now);
+    }
+}
+
+/* Send ready ships, the volumes taking turns, while the cap lets them. */
+static void fair_pump(struct agent_vols *vs)
+{
+    if (!vs->fair_ready || vs->freeing) return;
+    uint64_t now = util_mono_ms();
+    fair_look(vs, now);
+    struct agent_fair_flow *fl;
+    while ((fl = agent_fair_pick(&vs->fair, now))) {
+        struct agent_vol_shared *v = bd_container_of(fl, struct agent_vol_shared, flow);
+        struct agent_ship *s = v->ready_head;
+        if (!BD_ALWAYS(s)) continue;
+        v->ready_head = s->next;
+        if (!v->ready_head) v->ready_tail = NULL;
+        s->next = NULL;
+        fair_update(v);
+        if (v->state != AGENT_VOL_ACTIVE || s->gen != v->gen) {
+            /* Picked under a generation or state that no longer holds:
+             * never sent, so its extents are simply dirty again. */
+            agent_fair_done(&vs->fair, fl, s->cost);
+            infl_remove(v, s);
+            ship_unship(v, s);
+            v->n_ships--;
+            ship_release(s);
+            continue;
+        }
+        ship_send(v, s);
+    }
+}
+
+/* S (picked) waits for V's turn: its ranges count as in flight from now
+ * (the ordering rule), and it holds one of V's ship slots. */
+static void ship_queue(struct agent_vol_shared *v, struct agent_ship *s)
+{
+    if (infl_add(v, s) < 0) {
+        ship_unship(v, s);
+        ship_release(s);
+        return;
+    }
+    s->gen = v->gen;
+    s->cost = ship_cost(s);
+    s->next = NULL;
+    if (v->ready_tail) v->ready_tail->next = s;
+    else v->ready_head = s;
+    v->ready_tail = s;
+    v->n_ships++;
+    agent_fair_add(&v->vs->fair, &v->flow);
+    fair_update(v);
 }
 
 /* Pick runs and send them; returns true if a corrupt block was found (it
@@ -507,6 +626,7 @@ static bool kick_once(struct agent_vol_shared *v, bool age)
 {
     struct agent_vols *vs = v->vs;
     if (!v->c || v->state != AGENT_VOL_ACTIVE || vs->freeing || !v->vol_id) return false;
+    fair_setup(vs);
     uint64_t now = util_mono_ms();
     if (now < v->ship_retry_at || v->n_ships >= AGENT_VOL_MAX_SHIPS) return false;
     if (agent_cache_extents(v->c) == agent_cache_lost_extents(v->c)) {
@@ -536,9 +656,10 @@ static bool kick_once(struct agent_vol_shared *v, bool age)
             ship_unship(v, s);
             ship_release(s);
         } else {
-            ship_send(v, s);
+            ship_queue(v, s);
         }
     }
+    fair_pump(vs);
     if (p.bad) agent_ship_mark_lost(v, p.bad_blk, 1, p.bad_seq, p.bad_seg);
     return p.bad;
 }
@@ -611,6 +732,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         return;
     }
     v->busy--;
+    agent_fair_done(&vs->fair, &v->flow, s->cost);
     struct wire_vol_write_resp resp = {0};
     if (err == 0 && wire_decode_vol_write_resp(f->body, f->hdr.len, f->hdr.payload_len, &resp) < 0)
         err = -EIO, call->unknown = true; /* acked, but we cannot read how */
@@ -619,6 +741,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
          * is superseded by the resend. */
         if (err == 0 && resp.raft_index > v->max_index) v->max_index = resp.raft_index;
         ship_release(s);
+        fair_pump(vs);
         vs->up->release(v);
         return;
     }
@@ -642,6 +765,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         agent_ship_reclaim(v);
         vs->up->progress(v); /* space freed; flushes and FUA writes may be done */
         agent_ship_kick(v);
+        fair_pump(vs);      /* the bytes came back: another volume's turn may go */
         vs->up->release(v);
         return;
     }
@@ -685,11 +809,13 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         if (f) ship_backoff(v); /* a refusing cluster: do not resend at once */
         vs->up->reattach(v);
     }
+    fair_pump(vs);
     vs->up->release(v);
 }
 
 void agent_ship_zombify_all(struct agent_vol_shared *v)
 {
+    ready_drop(v); /* never sent: nothing to fence */
     while (v->ships) {
         struct agent_ship *s = v->ships;
         v->ships = s->next;
@@ -703,6 +829,14 @@ void agent_ship_zombify_all(struct agent_vol_shared *v)
 
 void agent_ship_free_vol(struct agent_vol_shared *v)
 {
+    /* Ready ships never went; the dirty map is gone already (vol_free). */
+    while (v->ready_head) {
+        struct agent_ship *s = v->ready_head;
+        v->ready_head = s->next;
+        ship_release(s);
+    }
+    v->ready_tail = NULL;
+    if (v->vs->fair_ready) agent_fair_remove(&v->vs->fair, &v->flow);
     while (v->free_ships) {
         struct agent_ship *s = v->free_ships;
         v->free_ships = s->next;

@@ -62,9 +62,20 @@
 #include "store/journal/journal.h"
 #include "roles/agent/agent_cache.h"
 #include "roles/agent/agent_client.h"
+#include "roles/agent/agent_fair.h"
 #include "roles/agent/agent_vol.h"
 
-#define AGENT_VOL_MAX_SHIPS 32           /* VOL_WRITEs in flight per volume */
+#define AGENT_VOL_MAX_SHIPS 32           /* VOL_WRITEs in flight or ready per volume */
+/* Fairness between the volumes of an agent (agent_fair.h): while more
+ * than one volume is active, their ship bytes in flight together stay
+ * within FAIR_CAP (a volume with none in flight may always send one);
+ * the ready ships take turns by deficit round robin, FAIR_QUANTUM bytes of
+ * credit a turn; client I/O within FAIR_ACTIVE_MS makes a volume active. */
+#define AGENT_VOL_FAIR_CAP (1u << 20)
+#define AGENT_VOL_FAIR_QUANTUM (256u << 10)
+#define AGENT_VOL_FAIR_ACTIVE_MS 200
+/* What a ship without payload (ZERO, TRIM) costs in the turns. */
+#define AGENT_VOL_FAIR_MIN_COST 4096u
 #define AGENT_VOL_MAX_IO (32u << 20)     /* largest READ/WRITE */
 /* The block cover of an unaligned max_io request is up to two blocks
  * longer: the journal must hold it, so max_io leaves that much room. */
@@ -181,7 +192,10 @@ struct agent_vol_shared {
 
     /* shipping */
     struct agent_ship *ships;       /* in flight under the current generation */
-    unsigned n_ships;
+    struct agent_ship *ready_head, *ready_tail; /* picked, waiting their turn (agent_fair) */
+    unsigned n_ships;               /* in flight and ready */
+    struct agent_fair_flow flow;    /* its share of the links (vs->fair) */
+    uint64_t fair_ios;              /* client I/Os counted when last looked (agent_qos) */
     struct agent_ship_infl *infl;   /* the ranges of those ships, sorted */
     size_t n_infl, infl_cap;
     struct agent_ship *free_ships;
@@ -234,6 +248,8 @@ struct agent_vols {
     uint64_t seg_bytes, max_io, hw_bytes, ship_blocks;
     struct agent_vol_shared *vols;
     struct agent_qos *qos;          /* per-volume QoS: limits, waiters, figures */
+    struct agent_fair fair;         /* which volume's ship goes next (agent_ship.c) */
+    bool fair_ready;                /* fair is set up */
     uint64_t *broken;               /* volume ids whose journal cannot be read */
     unsigned n_broken;
     struct event *tick_ev, *done_ev;
