@@ -77,6 +77,26 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     reactor_break(arg);
 }
 
+/* Feed FR, as raft would, the entry creating volume PREFIX<I>; its
+ * pending result, or NULL. */
+static struct fsm_pending *apply_create(const char *prefix, int i)
+{
+    struct idxcmd c = {.type = IDXCMD_CREATE_VOLUME};
+    char name[32];
+    snprintf(name, sizeof(name), "%s%d", prefix, i);
+    c.u.create_volume.name = idxcmd_cstr(name);
+    c.u.create_volume.size = 1u << 20;
+    c.u.create_volume.block_size = 4096;
+    uint8_t buf[IDXCMD_MAX_LEN];
+    int n = idxcmd_encode(buf, sizeof(buf), &c);
+    if (n <= 0) return NULL;
+    struct raft_buffer rb = {.base = buf, .len = (size_t)n};
+    void *result = NULL;
+    if (FR.fsm.apply(&FR.fsm, &rb, &result) != 0) return NULL;
+    R.last_applied++;
+    return result;
+}
+
 TEST(decided_before_done_in_order)
 {
     char dir[512];
@@ -88,20 +108,7 @@ TEST(decided_before_done_in_order)
     FR.on_applied = on_applied;
     CHECK_EQ(fsm_raft_set_async(&FR, RX), 0);
     for (int i = 0; i < N_ENTRIES; i++) {
-        struct idxcmd c = {.type = IDXCMD_CREATE_VOLUME};
-        char name[32];
-        snprintf(name, sizeof(name), "v%d", i);
-        c.u.create_volume.name = idxcmd_cstr(name);
-        c.u.create_volume.size = 1u << 20;
-        c.u.create_volume.block_size = 4096;
-        uint8_t buf[IDXCMD_MAX_LEN];
-        int n = idxcmd_encode(buf, sizeof(buf), &c);
-        CHECK(n > 0);
-        struct raft_buffer rb = {.base = buf, .len = (size_t)n};
-        void *result = NULL;
-        CHECK_EQ(FR.fsm.apply(&FR.fsm, &rb, &result), 0);
-        R.last_applied++;
-        E[i].p = result;
+        E[i].p = apply_create("v", i);
         CHECK(E[i].p != NULL);
         /* Half register the decided waiter, half the done waiter: one
          * waiter per entry (fsm.h). */
@@ -162,24 +169,6 @@ static void linger_done(struct fsm_pending *p, void *arg)
     reactor_break(RX);
 }
 
-static struct fsm_pending *linger_apply(int i)
-{
-    struct idxcmd c = {.type = IDXCMD_CREATE_VOLUME};
-    char name[32];
-    snprintf(name, sizeof(name), "l%d", i);
-    c.u.create_volume.name = idxcmd_cstr(name);
-    c.u.create_volume.size = 1u << 20;
-    c.u.create_volume.block_size = 4096;
-    uint8_t buf[IDXCMD_MAX_LEN];
-    int n = idxcmd_encode(buf, sizeof(buf), &c);
-    if (n <= 0) return NULL;
-    struct raft_buffer rb = {.base = buf, .len = (size_t)n};
-    void *result = NULL;
-    if (FR.fsm.apply(&FR.fsm, &rb, &result) != 0) return NULL;
-    R.last_applied++;
-    return result;
-}
-
 static void run_bounded(int seconds)
 {
     struct event *t = evtimer_new(reactor_base(RX), on_timeout, RX);
@@ -205,7 +194,7 @@ TEST(lingering_transaction_commits)
 
     /* One entry, only its result awaited: decided, then visible on its own. */
     int decided = 0, done = 0;
-    struct fsm_pending *p = linger_apply(0);
+    struct fsm_pending *p = apply_create("l", 0);
     CHECK(p != NULL);
     fsm_pending_wait_decided(p, linger_decided, &decided);
     linger_target = 1;
@@ -216,7 +205,7 @@ TEST(lingering_transaction_commits)
     /* Three more; a waiter to see the last: it runs once all three are
      * visible, in order. */
     for (int i = 1; i <= 3; i++) {
-        CHECK((p = linger_apply(i)) != NULL);
+        CHECK((p = apply_create("l", i)) != NULL);
         if (i < 3) fsm_pending_wait_decided(p, linger_decided, &decided);
     }
     fsm_pending_wait(p, linger_done, &done);
@@ -235,7 +224,7 @@ TEST(lingering_transaction_commits)
      * entry that then arrives commits without lingering (checked here for
      * the outcome only: it becomes visible). */
     fsm_raft_hurry(&FR, 5);
-    CHECK((p = linger_apply(4)) != NULL);
+    CHECK((p = apply_create("l", 4)) != NULL);
     linger_target = 5;
     run_bounded(10);
     CHECK_EQ(last_announced, 5u);
