@@ -47,7 +47,7 @@
 #define ADMIN_TIMEOUT_MS 10000
 #define READ_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 10000
-#define READY_TIMEOUT_MS 10000
+#define READY_TIMEOUT_MS 30000 /* slow-reply faults (2 s per blob reply) on a loaded machine */
 
 struct agent_cluster {
     struct reactor *rx;
