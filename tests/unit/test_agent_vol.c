@@ -1134,7 +1134,7 @@ static bool third_ship_out(void)
 
 static bool vol_matches(uint64_t id, uint64_t off, uint64_t len, uint8_t seed);
 
-/* Volumes take turns on the shared links (agent_fair): a lone volume puts
+/* Volumes take turns on the shared links (base/fair.h): a lone volume puts
  * all its ships in flight at once, but while another volume has a ship in
  * flight their ship bytes together stay within AGENT_VOL_FAIR_CAP (1 MiB;
  * a volume with nothing in flight always gets one), and once the other

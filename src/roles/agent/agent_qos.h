@@ -148,7 +148,7 @@ void agent_qos_vol_set(struct agent_qos_vol *qv, const struct qos_limits *eff);
 /* The limiter (read-only use: tests, status). */
 struct agent_qos_lim *agent_qos_vol_lim(struct agent_qos_vol *qv);
 /* Client I/Os counted so far (both directions; FLUSH not counted): a
- * change says the volume had client I/O (agent_fair's activity). */
+ * change says the volume had client I/O (base/fair.h's activity). */
 uint64_t agent_qos_vol_ios(const struct agent_qos_vol *qv);
 /* Requests waiting now. */
 unsigned agent_qos_vol_waiting(const struct agent_qos_vol *qv);

@@ -1,7 +1,7 @@
 /* agent_ship.c: shipping dirty data to the proxies, acks, and fencing.
  *
  * Place.  The lowest layer of the volume back end (agent_vol_int.h): it
- * calls the cluster client, the dirty map, agent_fair and agent_qos's
+ * calls the cluster client, the dirty map, base/fair.h and agent_qos's
  * I/O count, nothing above it.  What the
  * layers above must learn goes up through vs->up: `progress` after an ack
  * (waiting writes and flushes, agent_io.c), `reattach` for a write of
@@ -28,7 +28,7 @@
  *
  * Turns.  A picked ship does not go at once: it waits in its volume's
  * ready queue, and the ready ships of all the agent's volumes go by
- * agent_fair (agent_fair.h): deficit round robin between volumes, and
+ * base/fair.h: deficit round robin between volumes, and
  * while more than one volume is active their ship bytes in flight stay
  * within AGENT_VOL_FAIR_CAP, so one volume's deep ship queue does not sit
  * ahead of another volume's reads and ships on the shared links.  A
@@ -121,7 +121,7 @@ struct agent_ship {
     uint64_t csum;
     uint64_t trace;              /* wire_vol_write_trace_id: "ship=" in both logs */
     uint64_t t0_us;
-    uint64_t cost;               /* bytes charged to the volume's flow (agent_fair) */
+    uint64_t cost;               /* bytes charged to the volume's flow (base/fair.h) */
     bool zombie; /* sent under a fenced generation: result ignored */
     bool bad;    /* journal data failed its checksum while packing */
     struct agent_client_req call;
@@ -455,12 +455,12 @@ static bool pick_fn(void *arg, struct agent_cache_ext *e)
 
 static void on_ship_done(struct agent_client_req *call, int err, struct conn_frame *f);
 
-/* ---- turns between volumes (agent_fair) ---------------------------------- */
+/* ---- turns between volumes (base/fair.h) ---------------------------------- */
 
 static void fair_setup(struct agent_vols *vs)
 {
     if (vs->fair_ready) return;
-    agent_fair_init(&vs->fair, AGENT_VOL_FAIR_CAP, AGENT_VOL_FAIR_QUANTUM,
+    fair_init(&vs->fair, AGENT_VOL_FAIR_CAP, AGENT_VOL_FAIR_QUANTUM,
                     AGENT_VOL_FAIR_ACTIVE_MS);
     vs->fair_ready = true;
 }
@@ -474,7 +474,7 @@ static uint64_t ship_cost(const struct agent_ship *s)
 /* V's flow has its next ready ship's bytes, or nothing, ready. */
 static void fair_update(struct agent_vol_shared *v)
 {
-    agent_fair_ready(&v->vs->fair, &v->flow, v->ready_head ? v->ready_head->cost : 0);
+    fair_ready(&v->vs->fair, &v->flow, v->ready_head ? v->ready_head->cost : 0);
 }
 
 /* Drop V's ready ships (never sent): their ranges leave the in-flight set
@@ -526,7 +526,7 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
         infl_remove(v, s);
         ship_unship(v, s);
         v->n_ships--;
-        agent_fair_done(&vs->fair, &v->flow, s->cost);
+        fair_done(&vs->fair, &v->flow, s->cost);
         ship_release(s);
         return;
     }
@@ -559,15 +559,15 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
 }
 
 /* Volumes that had client I/O since the last look are active for a while
- * (agent_fair): a quiet volume's reads use the same links. */
+ * (base/fair.h): a quiet volume's reads use the same links. */
 static void fair_look(struct agent_vols *vs, uint64_t now)
 {
     for (struct agent_vol_shared *v = vs->vols; v; v = v->next) {
         uint64_t ios = agent_qos_vol_ios(v->qos);
         if (ios == v->fair_ios) continue;
         v->fair_ios = ios;
-        agent_fair_add(&vs->fair, &v->flow);
-        agent_fair_touch(&v->flow, now);
+        fair_add(&vs->fair, &v->flow);
+        fair_touch(&v->flow, now);
     }
 }
 
@@ -577,8 +577,8 @@ static void fair_pump(struct agent_vols *vs)
     if (!vs->fair_ready || vs->freeing) return;
     uint64_t now = util_mono_ms();
     fair_look(vs, now);
-    struct agent_fair_flow *fl;
-    while ((fl = agent_fair_pick(&vs->fair, now))) {
+    struct fair_flow *fl;
+    while ((fl = fair_pick(&vs->fair, now))) {
         struct agent_vol_shared *v = bd_container_of(fl, struct agent_vol_shared, flow);
         struct agent_ship *s = v->ready_head;
         if (!BD_ALWAYS(s)) continue;
@@ -589,7 +589,7 @@ static void fair_pump(struct agent_vols *vs)
         if (v->state != AGENT_VOL_ACTIVE || s->gen != v->gen) {
             /* Picked under a generation or state that no longer holds:
              * never sent, so its extents are simply dirty again. */
-            agent_fair_done(&vs->fair, fl, s->cost);
+            fair_done(&vs->fair, fl, s->cost);
             infl_remove(v, s);
             ship_unship(v, s);
             v->n_ships--;
@@ -616,7 +616,7 @@ static void ship_queue(struct agent_vol_shared *v, struct agent_ship *s)
     else v->ready_head = s;
     v->ready_tail = s;
     v->n_ships++;
-    agent_fair_add(&v->vs->fair, &v->flow);
+    fair_add(&v->vs->fair, &v->flow);
     fair_update(v);
 }
 
@@ -732,7 +732,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         return;
     }
     v->busy--;
-    agent_fair_done(&vs->fair, &v->flow, s->cost);
+    fair_done(&vs->fair, &v->flow, s->cost);
     struct wire_vol_write_resp resp = {0};
     if (err == 0 && wire_decode_vol_write_resp(f->body, f->hdr.len, f->hdr.payload_len, &resp) < 0)
         err = -EIO, call->unknown = true; /* acked, but we cannot read how */
@@ -836,7 +836,7 @@ void agent_ship_free_vol(struct agent_vol_shared *v)
         ship_release(s);
     }
     v->ready_tail = NULL;
-    if (v->vs->fair_ready) agent_fair_remove(&v->vs->fair, &v->flow);
+    if (v->vs->fair_ready) fair_remove(&v->vs->fair, &v->flow);
     while (v->free_ships) {
         struct agent_ship *s = v->free_ships;
         v->free_ships = s->next;

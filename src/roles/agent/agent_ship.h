@@ -1,6 +1,6 @@
 /* agent_ship.h: shipping a volume's dirty data to the proxies (agent_ship.c),
  * the lowest layer of the volume back end (agent_vol_int.h).  It calls only
- * the cluster client, the dirty map and agent_fair; what its callers must
+ * the cluster client, the dirty map and base/fair.h; what its callers must
  * learn (a ship acked, a write of unknown outcome, a volume that cannot go
  * on) it reports through vs->up.  Everything runs on the reactor thread. */
 #ifndef BD_AGENT_SHIP_H
@@ -20,7 +20,7 @@ int agent_ship_put_version(struct agent_vol_shared *v, int kind, uint64_t start,
 
 /* Pick ships if V is ACTIVE, room is left (AGENT_VOL_MAX_SHIPS, ready and
  * in flight) and something asks for it: a drain, pressure, waiting writes
- * or flushes, or stopping; they go as the volumes' turns come (agent_fair,
+ * or flushes, or stopping; they go as the volumes' turns come (base/fair.h,
  * see agent_ship.c).  _age: the tick also ships extents older than
  * flush_age_ms. */
 void agent_ship_kick(struct agent_vol_shared *v);

@@ -62,11 +62,11 @@
 #include "store/journal/journal.h"
 #include "roles/agent/agent_cache.h"
 #include "roles/agent/agent_client.h"
-#include "roles/agent/agent_fair.h"
+#include "base/fair.h"
 #include "roles/agent/agent_vol.h"
 
 #define AGENT_VOL_MAX_SHIPS 32           /* VOL_WRITEs in flight or ready per volume */
-/* Fairness between the volumes of an agent (agent_fair.h): while more
+/* Fairness between the volumes of an agent (fair.h): while more
  * than one volume is active, their ship bytes in flight together stay
  * within FAIR_CAP (a volume with none in flight may always send one);
  * the ready ships take turns by deficit round robin, FAIR_QUANTUM bytes of
@@ -192,9 +192,9 @@ struct agent_vol_shared {
 
     /* shipping */
     struct agent_ship *ships;       /* in flight under the current generation */
-    struct agent_ship *ready_head, *ready_tail; /* picked, waiting their turn (agent_fair) */
+    struct agent_ship *ready_head, *ready_tail; /* picked, waiting their turn (base/fair.h) */
     unsigned n_ships;               /* in flight and ready */
-    struct agent_fair_flow flow;    /* its share of the links (vs->fair) */
+    struct fair_flow flow;    /* its share of the links (vs->fair) */
     uint64_t fair_ios;              /* client I/Os counted when last looked (agent_qos) */
     struct agent_ship_infl *infl;   /* the ranges of those ships, sorted */
     size_t n_infl, infl_cap;
@@ -248,7 +248,7 @@ struct agent_vols {
     uint64_t seg_bytes, max_io, hw_bytes, ship_blocks;
     struct agent_vol_shared *vols;
     struct agent_qos *qos;          /* per-volume QoS: limits, waiters, figures */
-    struct agent_fair fair;         /* which volume's ship goes next (agent_ship.c) */
+    struct fair fair;         /* which volume's ship goes next (agent_ship.c) */
     bool fair_ready;                /* fair is set up */
     uint64_t *broken;               /* volume ids whose journal cannot be read */
     unsigned n_broken;

@@ -1,37 +1,37 @@
-/* agent_fair.c: deficit round robin over the volumes' ready ships, with a
- * cap on ship bytes in flight while the link is contended (agent_fair.h
+/* fair.c: deficit round robin over the flows' ready requests, with a
+ * cap on bytes in flight while the path is contended (fair.h
  * for the contract).
  *
- * The ring holds the flows with a ship ready, in visit order; its head is
+ * The ring holds the flows with a request ready, in visit order; its head is
  * the flow being served.  A flow's turn begins when it reaches the head:
  * it gets QUANTUM of credit once per turn (`turn` remembers that it had
- * it) and sends ready ships while its credit covers them; when it cannot,
+ * it) and sends ready requests while its credit covers them; when it cannot,
  * its turn ends and it goes to the tail with what is left.  A flow held by
  * the cap goes to the tail without ending its turn (it gets no new credit
  * for being skipped), and when every flow of the ring is held nothing
  * goes.  A flow found with nothing ready leaves the ring and its credit
  * is dropped. */
-#include "roles/agent/agent_fair.h"
+#include "base/fair.h"
 
 #include <stddef.h>
 
-void agent_fair_init(struct agent_fair *f, uint64_t cap, uint64_t quantum, uint64_t active_ms)
+void fair_init(struct fair *f, uint64_t cap, uint64_t quantum, uint64_t active_ms)
 {
-    *f = (struct agent_fair){.cap = cap ? cap : 1, .quantum = quantum ? quantum : 1,
+    *f = (struct fair){.cap = cap ? cap : 1, .quantum = quantum ? quantum : 1,
                              .active_ms = active_ms};
 }
 
-void agent_fair_add(struct agent_fair *f, struct agent_fair_flow *fl)
+void fair_add(struct fair *f, struct fair_flow *fl)
 {
     if (fl->linked) return;
-    *fl = (struct agent_fair_flow){.fg_ms = fl->fg_ms, .linked = true, .next = f->flows};
+    *fl = (struct fair_flow){.fg_ms = fl->fg_ms, .linked = true, .next = f->flows};
     f->flows = fl;
 }
 
-static void ring_unlink(struct agent_fair *f, struct agent_fair_flow *fl)
+static void ring_unlink(struct fair *f, struct fair_flow *fl)
 {
-    struct agent_fair_flow *prev = NULL;
-    for (struct agent_fair_flow *x = f->rhead; x; prev = x, x = x->rnext) {
+    struct fair_flow *prev = NULL;
+    for (struct fair_flow *x = f->rhead; x; prev = x, x = x->rnext) {
         if (x != fl) continue;
         if (prev) prev->rnext = x->rnext;
         else f->rhead = x->rnext;
@@ -44,7 +44,7 @@ static void ring_unlink(struct agent_fair *f, struct agent_fair_flow *fl)
     fl->deficit = 0;
 }
 
-static void ring_push(struct agent_fair *f, struct agent_fair_flow *fl)
+static void ring_push(struct fair *f, struct fair_flow *fl)
 {
     fl->rnext = NULL;
     if (f->rtail) f->rtail->rnext = fl;
@@ -52,11 +52,11 @@ static void ring_push(struct agent_fair *f, struct agent_fair_flow *fl)
     f->rtail = fl;
 }
 
-void agent_fair_remove(struct agent_fair *f, struct agent_fair_flow *fl)
+void fair_remove(struct fair *f, struct fair_flow *fl)
 {
     if (!fl->linked) return;
     if (fl->queued) ring_unlink(f, fl);
-    for (struct agent_fair_flow **pp = &f->flows; *pp; pp = &(*pp)->next) {
+    for (struct fair_flow **pp = &f->flows; *pp; pp = &(*pp)->next) {
         if (*pp == fl) {
             *pp = fl->next;
             break;
@@ -69,7 +69,7 @@ void agent_fair_remove(struct agent_fair *f, struct agent_fair_flow *fl)
     fl->linked = false;
 }
 
-void agent_fair_ready(struct agent_fair *f, struct agent_fair_flow *fl, uint64_t bytes)
+void fair_ready(struct fair *f, struct fair_flow *fl, uint64_t bytes)
 {
     if (!fl->linked) return;
     fl->ready = bytes;
@@ -83,28 +83,28 @@ void agent_fair_ready(struct agent_fair *f, struct agent_fair_flow *fl, uint64_t
     }
 }
 
-static bool active(const struct agent_fair *f, const struct agent_fair_flow *fl, uint64_t now_ms)
+static bool active(const struct fair *f, const struct fair_flow *fl, uint64_t now_ms)
 {
     return fl->ready || fl->in_flight ||
            (fl->fg_ms && now_ms >= fl->fg_ms && now_ms - fl->fg_ms < f->active_ms);
 }
 
-bool agent_fair_contended(const struct agent_fair *f, uint64_t now_ms)
+bool fair_contended(const struct fair *f, uint64_t now_ms)
 {
     unsigned n = 0;
-    for (const struct agent_fair_flow *fl = f->flows; fl; fl = fl->next)
+    for (const struct fair_flow *fl = f->flows; fl; fl = fl->next)
         if (active(f, fl, now_ms) && ++n > 1) return true;
     return false;
 }
 
-struct agent_fair_flow *agent_fair_pick(struct agent_fair *f, uint64_t now_ms)
+struct fair_flow *fair_pick(struct fair *f, uint64_t now_ms)
 {
     if (!f->rhead) return NULL;
-    bool cont = agent_fair_contended(f, now_ms);
+    bool cont = fair_contended(f, now_ms);
     unsigned held = 0, n = 0;
-    for (struct agent_fair_flow *x = f->rhead; x; x = x->rnext) n++;
+    for (struct fair_flow *x = f->rhead; x; x = x->rnext) n++;
     while (f->rhead) {
-        struct agent_fair_flow *fl = f->rhead;
+        struct fair_flow *fl = f->rhead;
         if (!fl->ready) { /* served, and nothing more came: out, credit dropped */
             f->rhead = fl->rnext;
             if (!f->rhead) f->rtail = NULL;
@@ -146,7 +146,7 @@ struct agent_fair_flow *agent_fair_pick(struct agent_fair *f, uint64_t now_ms)
     return NULL;
 }
 
-void agent_fair_done(struct agent_fair *f, struct agent_fair_flow *fl, uint64_t bytes)
+void fair_done(struct fair *f, struct fair_flow *fl, uint64_t bytes)
 {
     if (!fl->linked) return;
     uint64_t b = bytes < fl->in_flight ? bytes : fl->in_flight;

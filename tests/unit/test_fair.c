@@ -1,5 +1,5 @@
-/* test_agent_fair.c: the agent's turns between volumes' ships
- * (src/roles/agent/agent_fair.c) on an injected clock.
+/* test_fair.c: turns between flows (deficit round robin and the contended cap)
+ * (src/base/fair.c) on an injected clock.
  *
  * Shares: backlogged flows get the same bytes whatever their ship sizes;
  * deficit carry-over: a flow whose ships are bigger than the quantum
@@ -10,7 +10,7 @@
  * that a flow with nothing in flight always gets one ship (a quiet
  * volume's small ship never waits for a neighbour's acks); bytes coming
  * back let held flows go; removing a flow forgets its bytes. */
-#include "roles/agent/agent_fair.h"
+#include "base/fair.h"
 #include "tap.h"
 
 #include <string.h>
@@ -20,24 +20,24 @@
 
 /* A test flow: a queue of ship sizes it keeps ready (endless if REPEAT). */
 struct tflow {
-    struct agent_fair_flow fl;
+    struct fair_flow fl;
     uint64_t size;        /* size of each ship */
     unsigned left;        /* ships left to send (UINT32_MAX: backlogged forever) */
     uint64_t sent_bytes;
     unsigned sent;
 };
 
-static void offer(struct agent_fair *f, struct tflow *t)
+static void offer(struct fair *f, struct tflow *t)
 {
-    agent_fair_ready(f, &t->fl, t->left ? t->size : 0);
+    fair_ready(f, &t->fl, t->left ? t->size : 0);
 }
 
 /* Pick until nothing goes; returns the flows picked in order (up to N). */
-static unsigned pump(struct agent_fair *f, uint64_t now, struct tflow **order, unsigned n)
+static unsigned pump(struct fair *f, uint64_t now, struct tflow **order, unsigned n)
 {
     unsigned k = 0;
-    struct agent_fair_flow *fl;
-    while ((fl = agent_fair_pick(f, now))) {
+    struct fair_flow *fl;
+    while ((fl = fair_pick(f, now))) {
         struct tflow *t = (struct tflow *)fl;
         t->sent_bytes += t->size;
         t->sent++;
@@ -51,42 +51,42 @@ static unsigned pump(struct agent_fair *f, uint64_t now, struct tflow **order, u
 
 TEST(lone_flow_gets_everything)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
     struct tflow a = {.size = 1 * MiB, .left = 32};
-    agent_fair_add(&f, &a.fl);
-    agent_fair_touch(&a.fl, 1000);
+    fair_add(&f, &a.fl);
+    fair_touch(&a.fl, 1000);
     offer(&f, &a);
-    CHECK(!agent_fair_contended(&f, 1000));
+    CHECK(!fair_contended(&f, 1000));
     struct tflow *order[64];
     /* No cap for a lone flow: all 32 MiB go at once. */
     CHECK_EQ(pump(&f, 1000, order, 64), 32);
     CHECK_EQ(f.in_flight, 32 * MiB);
     CHECK_EQ(a.fl.in_flight, 32 * MiB);
-    agent_fair_done(&f, &a.fl, 32 * MiB);
+    fair_done(&f, &a.fl, 32 * MiB);
     CHECK_EQ(f.in_flight, 0);
 }
 
 TEST(idle_flow_costs_nothing)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
     struct tflow a = {.size = 128 * KiB, .left = UINT32_MAX};
     struct tflow b = {.size = 4 * KiB, .left = 0};
-    agent_fair_add(&f, &a.fl);
-    agent_fair_add(&f, &b.fl);
-    agent_fair_touch(&b.fl, 1000); /* b had client I/O at 1000 ... */
+    fair_add(&f, &a.fl);
+    fair_add(&f, &b.fl);
+    fair_touch(&b.fl, 1000); /* b had client I/O at 1000 ... */
     offer(&f, &a);
     offer(&f, &b);
     struct tflow *order[64];
     /* ... so at 1100 the link is contended: a is held at the cap. */
-    CHECK(agent_fair_contended(&f, 1100));
+    CHECK(fair_contended(&f, 1100));
     CHECK_EQ(pump(&f, 1100, order, 64), 8);
     CHECK_EQ(f.in_flight, 1 * MiB);
-    agent_fair_done(&f, &a.fl, 1 * MiB);
+    fair_done(&f, &a.fl, 1 * MiB);
     /* At 1300 b has been quiet for 300 ms: a is alone again, uncapped,
      * and b saved no credit while idle. */
-    CHECK(!agent_fair_contended(&f, 1300));
+    CHECK(!fair_contended(&f, 1300));
     a.left = 40;
     offer(&f, &a);
     CHECK_EQ(pump(&f, 1300, order, 64), 40);
@@ -96,13 +96,13 @@ TEST(idle_flow_costs_nothing)
 
 TEST(cap_holds_while_contended_but_never_a_flow_with_nothing_in_flight)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
     struct tflow noisy = {.size = 256 * KiB, .left = UINT32_MAX};
     struct tflow quiet = {.size = 8 * KiB, .left = 0};
-    agent_fair_add(&f, &noisy.fl);
-    agent_fair_add(&f, &quiet.fl);
-    agent_fair_touch(&quiet.fl, 10);
+    fair_add(&f, &noisy.fl);
+    fair_add(&f, &quiet.fl);
+    fair_touch(&quiet.fl, 10);
     offer(&f, &noisy);
     struct tflow *order[64];
     CHECK_EQ(pump(&f, 20, order, 64), 4); /* 4 x 256 KiB = the cap */
@@ -119,11 +119,11 @@ TEST(cap_holds_while_contended_but_never_a_flow_with_nothing_in_flight)
     CHECK_EQ(pump(&f, 22, order, 64), 0);
     /* Bytes back: the quiet one goes first (it waited); its bytes count
      * against the cap too, so the neighbour waits for the next ack. */
-    agent_fair_done(&f, &noisy.fl, 256 * KiB);
+    fair_done(&f, &noisy.fl, 256 * KiB);
     CHECK_EQ(pump(&f, 23, order, 64), 1);
     CHECK(order[0] == &quiet);
     CHECK_EQ(f.in_flight, 768 * KiB + 16 * KiB);
-    agent_fair_done(&f, &quiet.fl, 16 * KiB);
+    fair_done(&f, &quiet.fl, 16 * KiB);
     CHECK_EQ(pump(&f, 24, order, 64), 1);
     CHECK(order[0] == &noisy);
     CHECK_EQ(f.in_flight, 1 * MiB);
@@ -131,12 +131,12 @@ TEST(cap_holds_while_contended_but_never_a_flow_with_nothing_in_flight)
 
 TEST(equal_shares_whatever_the_ship_sizes)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
     struct tflow big = {.size = 1 * MiB, .left = UINT32_MAX};
     struct tflow small = {.size = 16 * KiB, .left = UINT32_MAX};
-    agent_fair_add(&f, &big.fl);
-    agent_fair_add(&f, &small.fl);
+    fair_add(&f, &big.fl);
+    fair_add(&f, &small.fl);
     offer(&f, &big);
     offer(&f, &small);
     /* Drain as a link would: whatever went comes back before the next
@@ -145,8 +145,8 @@ TEST(equal_shares_whatever_the_ship_sizes)
         uint64_t b0 = big.sent_bytes, s0 = small.sent_bytes;
         struct tflow *order[256];
         pump(&f, 100 + round, order, 256);
-        agent_fair_done(&f, &big.fl, big.sent_bytes - b0);
-        agent_fair_done(&f, &small.fl, small.sent_bytes - s0);
+        fair_done(&f, &big.fl, big.sent_bytes - b0);
+        fair_done(&f, &small.fl, small.sent_bytes - s0);
     }
     CHECK(big.sent > 10);
     CHECK(small.sent > 10);
@@ -158,12 +158,12 @@ TEST(equal_shares_whatever_the_ship_sizes)
 
 TEST(deficit_carries_over_turns)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 4 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 4 * MiB, 256 * KiB, 200);
     struct tflow big = {.size = 1 * MiB, .left = UINT32_MAX};
     struct tflow small = {.size = 64 * KiB, .left = UINT32_MAX};
-    agent_fair_add(&f, &big.fl);
-    agent_fair_add(&f, &small.fl);
+    fair_add(&f, &big.fl);
+    fair_add(&f, &small.fl);
     offer(&f, &big);
     offer(&f, &small);
     /* Cap 4 MiB, nothing acked: the 1 MiB ship needs four turns of 256 KiB
@@ -183,26 +183,26 @@ TEST(deficit_carries_over_turns)
 
 TEST(remove_forgets_its_bytes)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
     struct tflow a = {.size = 512 * KiB, .left = UINT32_MAX};
     struct tflow b = {.size = 512 * KiB, .left = UINT32_MAX};
-    agent_fair_add(&f, &a.fl);
-    agent_fair_add(&f, &b.fl);
+    fair_add(&f, &a.fl);
+    fair_add(&f, &b.fl);
     offer(&f, &a);
     offer(&f, &b);
     struct tflow *order[64];
     CHECK(pump(&f, 5, order, 64) >= 2);
     uint64_t total = f.in_flight;
     uint64_t a_bytes = a.fl.in_flight;
-    agent_fair_remove(&f, &a.fl);
+    fair_remove(&f, &a.fl);
     CHECK_EQ(f.in_flight, total - a_bytes);
     CHECK(!a.fl.linked);
     CHECK(!a.fl.queued);
     /* Done for a removed flow changes nothing; b is alone, so uncapped. */
-    agent_fair_done(&f, &a.fl, a_bytes);
+    fair_done(&f, &a.fl, a_bytes);
     CHECK_EQ(f.in_flight, total - a_bytes);
-    CHECK(!agent_fair_contended(&f, 1000));
+    CHECK(!fair_contended(&f, 1000));
     b.left = 3;
     offer(&f, &b);
     CHECK_EQ(pump(&f, 1000, order, 64), 3);
@@ -210,18 +210,18 @@ TEST(remove_forgets_its_bytes)
 
 TEST(nothing_ready_nothing_picked)
 {
-    struct agent_fair f;
-    agent_fair_init(&f, 1 * MiB, 256 * KiB, 200);
-    CHECK(agent_fair_pick(&f, 0) == NULL);
+    struct fair f;
+    fair_init(&f, 1 * MiB, 256 * KiB, 200);
+    CHECK(fair_pick(&f, 0) == NULL);
     struct tflow a = {.size = 4 * KiB, .left = 0};
-    agent_fair_add(&f, &a.fl);
+    fair_add(&f, &a.fl);
     offer(&f, &a);
-    CHECK(agent_fair_pick(&f, 0) == NULL);
+    CHECK(fair_pick(&f, 0) == NULL);
     /* Ready then withdrawn before its turn: not picked, no credit kept. */
     a.left = 1;
     offer(&f, &a);
     a.left = 0;
     offer(&f, &a);
-    CHECK(agent_fair_pick(&f, 0) == NULL);
+    CHECK(fair_pick(&f, 0) == NULL);
     CHECK_EQ(a.fl.deficit, 0);
 }
