@@ -143,10 +143,32 @@ def cluster_configs(ctx, key, tls):
     names = sorted(f[:-5] for f in os.listdir(f"{TOP}/conf/local") if f.endswith(".json"))
     order = {"blob": 0, "proxy": 1, "agent": 2}
     names.sort(key=lambda n: (order.get(re.sub(r"\d+$", "", n), 3), n))
-    paths = {}
+    loaded = {}
     for n in names:
         with open(f"{TOP}/conf/local/{n}.json") as f:
-            c = fix(json.load(f))
+            loaded[n] = fix(json.load(f))
+    if getattr(ctx, "second_agent", False):
+        # agent2: the agent's config with its own id, ports and files
+        # (the qos job's "agents" step: a neighbour on another agent).
+        c = json.loads(json.dumps(loaded["agent"]))
+        a = c["agent"]
+        a["id"] = a["id"] + "2"
+        a["nbd_listen"] = f"127.0.0.1:{free_port()}"
+        a["admin"] = f"127.0.0.1:{free_port()}"
+        for k in ("nbd_unix", "nbd_volume_dir", "cache_dir", "cert_file", "key_file"):
+            if k in a:
+                base, dot, ext = a[k].rpartition(".") if k.endswith("_file") else (a[k], "", "")
+                a[k] = f"{base}-2{dot}{ext}"
+        if "log" in c and "file" in c["log"]:
+            c["log"]["file"] = c["log"]["file"].replace(".log", "2.log")
+        loaded["agent2"] = c
+        names.append("agent2")
+    paths = {}
+    for n in names:
+        c = loaded[n]
+        for role_, key_, value in getattr(ctx, "sets", []):
+            if role_ in c:
+                c[role_][key_] = value
         c["cluster_id"] = "bench"
         if not tls:
             c.pop("tls_ca_file", None)
@@ -230,9 +252,10 @@ def start_blockd(ctx, key="blockd", tls=True):
         return None
     wait_for("a Raft leader that sees 3 blob servers", leader, 60, procs)
 
-    def create(name, size):
-        """Create volume NAME and attach it to the agent (which serves only
-        the volumes attached to it)."""
+    def create(name, size, agent_id=None):
+        """Create volume NAME and attach it to the agent (AGENT_ID: another
+        agent of the cluster; an agent serves only the volumes attached to
+        it)."""
         def go():
             for addr in proxy_admins:
                 status, _ = http_json("POST", addr, "/v1/volumes", {"name": name, "size": size}, token,
@@ -245,7 +268,7 @@ def start_blockd(ctx, key="blockd", tls=True):
         def attach():
             for addr in proxy_admins:
                 status, _ = http_json("POST", addr, f"/v1/volumes/{name}/attach",
-                                      {"agent": agent_cfg["id"]}, token, ca=ca)
+                                      {"agent": agent_id or agent_cfg["id"]}, token, ca=ca)
                 if status == 200:
                     return True
             return False
@@ -258,6 +281,9 @@ def start_blockd(ctx, key="blockd", tls=True):
     t = Blockd(key, label, uri, procs, agent_cfg["admin"], proxy_admins, token, "bench", ca)
     t.create = create
     t.nbd_addr = nbd_addr
+    # A second agent (the qos job's "agents" step): its id and NBD address.
+    t.agent2 = ({"id": cfg["agent2"]["agent"]["id"], "nbd_addr": cfg["agent2"]["agent"]["nbd_listen"]}
+                if "agent2" in cfg else None)
     t.admins = {n: cfg[n][role(n)].get("admin", "") for n, _ in procs}  # name -> admin address
     t.agent_pid = agent_p.pid
     say(f"{key}: serving {t.uri}; data in {work}")

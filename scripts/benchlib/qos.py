@@ -26,7 +26,11 @@ Owns the job "qos".  On volumes of its own, attached to the run's agent:
 BLOCKD_QOS_STEPS (comma-separated: limit, burst, neighbour, cost; default
 all) runs only those steps, for quicker measurements of one of them.
 "big" (never by default) runs it beside a neighbour writing 1 MiB blocks
-at QD8 without flushes (a deep ship queue); "hog" (never by default) runs the quiet volume's load once more beside
+at QD8 without flushes (a deep ship queue); "agents" (never by default:
+scripts/bench then starts a second agent) runs it alone and then beside
+the same 1 MiB neighbour on a volume of the second agent, so the two
+meet only in the proxies and blob servers (the proxy's turns between
+volumes, proxy_wq.h; A/B with --set proxy.write_turn_cap_bytes=0); "hog" (never by default) runs the quiet volume's load once more beside
 BLOCKD_QOS_HOGS (default 2) busy loops that do no I/O at all: what plain
 CPU contention on this machine does to its p99, which no scheduling of
 I/O can remove (neighbour and hog together tell the two apart).
@@ -83,7 +87,7 @@ def steps():
     """The steps to run (BLOCKD_QOS_STEPS, default all)."""
     env = os.environ.get("BLOCKD_QOS_STEPS", "")
     want = {x.strip() for x in env.split(",") if x.strip()} or {"limit", "burst", "neighbour", "cost"}
-    bad = want - {"limit", "burst", "neighbour", "cost", "hog", "big"}
+    bad = want - {"limit", "burst", "neighbour", "cost", "hog", "big", "agents"}
     if bad:
         raise Fail(f"BLOCKD_QOS_STEPS: unknown step(s) {', '.join(sorted(bad))}")
     return want
@@ -128,8 +132,9 @@ def snapshot(t, work, path):
                    "clk_tck": os.sysconf("SC_CLK_TCK")}, f)
 
 
-def fio_base(t, vol, size):
-    return ["--ioengine=nbd", f"--uri=nbd://{t.nbd_addr}/{vol}", f"--size={size}", "--bs=4k"]
+def fio_base(t, vol, size, nbd_addr=None):
+    return ["--ioengine=nbd", f"--uri=nbd://{nbd_addr or t.nbd_addr}/{vol}", f"--size={size}",
+            "--bs=4k"]
 
 
 def write_iops(d):
@@ -275,6 +280,48 @@ def run(ctx, t, run_fio):
             say(f"qos: quiet volume 4k QD1 p99 read {big[0]:.0f} µs, write {big[1]:.0f} µs beside "
                 f"a neighbour writing 1 MiB at QD8 ({big_mbs:.0f} MB/s)")
 
+        far = None
+        if "agents" in want:
+            # 3d. The quiet load alone, then beside the 1 MiB neighbour on
+            # ANOTHER agent: the agent's own turns cannot help; what is
+            # shared is the proxies (the leader takes every write) and the
+            # blob servers.
+            if not t.agent2:
+                raise Fail("qos: the agents step needs the second agent (BLOCKD_QOS_STEPS=agents)")
+            t.create("qos-far", size, agent_id=t.agent2["id"])
+            quiet_args = fio_base(t, "qos-quiet", size) + [
+                "--rw=randrw", "--rwmixread=50", "--iodepth=1", "--time_based",
+                f"--runtime={window}", f"--ramp_time={ctx.ramp}"]
+            far_alone = p99s(run_fio(ctx, t, "qos-quiet-far-alone", quiet_args,
+                                     f"{out}/blockd-qos-quiet-far-alone.json", timeout=window + 120))
+            settle_volume(t, handles["qos-quiet"], "qos-quiet")
+            far_err = []
+
+            def far_noisy():
+                try:
+                    run_fio(ctx, t, "qos-noisy-far", fio_base(t, "qos-far", size, t.agent2["nbd_addr"])[:-1] + [
+                        "--bs=1M", "--rw=randwrite", "--iodepth=8", "--time_based",
+                        f"--runtime={window + ctx.ramp + 4}"],
+                        f"{out}/blockd-qos-noisy-far.json", timeout=window + ctx.ramp + 180)
+                except Fail as e:
+                    far_err.append(str(e))
+            th = threading.Thread(target=far_noisy)
+            th.start()
+            time.sleep(2)
+            snapshot(t, ctx.work, f"{out}/qos-metrics-far-before")
+            far_beside = p99s(run_fio(ctx, t, "qos-quiet-far", quiet_args,
+                                      f"{out}/blockd-qos-quiet-far.json", timeout=window + 120))
+            snapshot(t, ctx.work, f"{out}/qos-metrics-far-after")
+            th.join()
+            if far_err:
+                raise Fail(far_err[0])
+            far_mbs = _load(f"{out}/blockd-qos-noisy-far.json")["jobs"][0]["write"]["bw_bytes"] / 1e6
+            settle_volume(t, handles["qos-quiet"], "qos-quiet")
+            far = {"alone": list(far_alone), "beside": list(far_beside), "noisy_mbs": far_mbs}
+            say(f"qos: quiet volume 4k QD1 p99 read {far_alone[0]:.0f} -> {far_beside[0]:.0f} µs, "
+                f"write {far_alone[1]:.0f} -> {far_beside[1]:.0f} µs beside a neighbour on another "
+                f"agent writing 1 MiB at QD8 ({far_mbs:.0f} MB/s)")
+
         hog = None
         if "hog" in want:
             # 3b. The same quiet load beside busy loops that do no I/O.
@@ -324,6 +371,7 @@ def run(ctx, t, run_fio):
                 "p99_quiet_alone_us": list(alone), "p99_quiet_beside_us": list(beside),
                 "p99_quiet_hog_us": list(hog) if hog else None,
                 "p99_quiet_big_us": list(big) if big else None,
+                "quiet_far": far,
                 "noisy_iops": noisy_iops, "cost_ratio": cost,
                 "cost_iops_on": on, "cost_iops_off": off}
     finally:

@@ -74,6 +74,7 @@ struct cfg_proxy {
                                           this long; >= CFG_ORPHAN_GRACE_MIN_MS */
     uint64_t replace_after_ms;         /* a blob server down this long is replaced */
     uint64_t rebuild_bytes_per_sec;    /* copy rate of moves and rebuilds; 0 = unlimited */
+    uint64_t write_turn_cap_bytes;     /* writes in progress while volumes contend; 0 = no turns */
     uint64_t rebalance_moves;          /* rebalancing moves at once; 0 = no rebalancing */
     uint64_t rewrite_live_pct;         /* rewrite blobs whose live share is below; 0 = never */
     uint64_t rewrite_bytes_per_sec;    /* the blob rewrite's budget; 0 = off */

@@ -263,6 +263,11 @@ static const struct cfg_key proxy_keys[] = {
             "minimum is twice that so an in-flight write is never taken for garbage"},
     {U64(cfg_proxy, replace_after_ms), .def = 600000, .min = 1000, .max = 7 * DAY_MS,
      .doc = "a blob server down this long is replaced in each of its partitions"},
+    {SIZE(cfg_proxy, write_turn_cap_bytes), .def = 2 * MiB, .min = 0, .max = 1 * GiB,
+     .doc = "while more than one volume writes through this proxy, the payload bytes of writes "
+            "in progress, all volumes together, and volumes take turns (deficit round robin): "
+            "another volume's write waits behind at most this much; a lone writing volume is "
+            "never held; 0 = no turns, every write starts as it arrives"},
     {SIZE(cfg_proxy, rebuild_bytes_per_sec), .def = 64 * MiB, .min = 0, .max = 1 * TiB,
      .doc = "how fast replicas are copied to the servers that replace, drain or rebalance "
             "(all moves together; what it costs client p99: scripts/bench --jobs rebuild, "

@@ -37,6 +37,7 @@
 #include "roles/proxy/proxy_repair.h"
 #include "roles/proxy/proxy_shape.h"
 #include "roles/proxy/proxy_view.h"
+#include "roles/proxy/proxy_wq.h"
 #include "roles/proxy/proxy_flatten.h"
 #include "roles/proxy/proxy_rewrite.h"
 #include "base/bd.h"
@@ -322,6 +323,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         proxy_shape_tick(p);
         proxy_rewrite_tick(p);
         proxy_flatten_tick(p);
+        proxy_wq_sweep(p->wq);
     }
 }
 
@@ -359,6 +361,34 @@ static double g_blobs_up(void *a)
     return (double)proxy_blobs_up_count(((struct proxy *)a)->blobs);
 }
 
+static struct proxy_wq_stats wq_stats(void *a)
+{
+    struct proxy_wq_stats st = {0};
+    struct proxy *p = a;
+    if (p->wq) proxy_wq_stats(p->wq, &st);
+    return st;
+}
+static double g_wq_flows(void *a)
+{
+    return (double)wq_stats(a).flows;
+}
+static double g_wq_queued(void *a)
+{
+    return (double)wq_stats(a).queued;
+}
+static double g_wq_in_flight(void *a)
+{
+    return (double)wq_stats(a).in_flight;
+}
+static double c_wq_waits(void *a)
+{
+    return (double)wq_stats(a).waits;
+}
+static double c_wq_wait_s(void *a)
+{
+    return (double)wq_stats(a).wait_us / 1e6;
+}
+
 static void metrics_init(struct proxy *p)
 {
     char l[64];
@@ -382,6 +412,16 @@ static void metrics_init(struct proxy *p)
     metrics_gauge("blockd_raft_is_leader", "1 if this proxy leads", l, g_leader, p, p);
     metrics_gauge("blockd_proxy_blob_servers_up", "Blob servers heard from recently", l,
                   g_blobs_up, p, p);
+    metrics_gauge("blockd_proxy_write_turn_flows", "Volumes that wrote here recently (proxy_wq)", l,
+                  g_wq_flows, p, p);
+    metrics_gauge("blockd_proxy_write_turn_queued", "Writes waiting their volume's turn", l,
+                  g_wq_queued, p, p);
+    metrics_gauge("blockd_proxy_write_turn_in_flight_bytes",
+                  "Payload bytes of writes started and not yet answered", l, g_wq_in_flight, p, p);
+    metrics_counter_fn("blockd_proxy_write_turn_waits_total",
+                       "Writes that waited for their volume's turn", l, c_wq_waits, p, p);
+    metrics_counter_fn("blockd_proxy_write_turn_wait_seconds_total",
+                       "Time writes waited for their volume's turn", l, c_wq_wait_s, p, p);
 }
 
 static void proxy_teardown(struct proxy *p)
@@ -389,6 +429,9 @@ static void proxy_teardown(struct proxy *p)
     if (p->tick_ev) event_free(p->tick_ev);
     p->tick_ev = NULL;
     proxy_peers_free(p);
+    /* Writes waiting their turn fail first: the ones in flight finishing
+     * below would otherwise start them on a pool being freed. */
+    if (p->wq) proxy_wq_stop(p->wq, -ESHUTDOWN);
     proxy_cmd_fail_all(p);
     proxy_mgmt_lease_cancel(p, -ESHUTDOWN);
     proxy_repair_stop(p);
@@ -406,6 +449,8 @@ static void proxy_teardown(struct proxy *p)
     proxy_rewrite_stop(p);
     proxy_flatten_stop(p);
     proxy_index_fini(p);
+    proxy_wq_free(p->wq); /* after every write in flight was answered */
+    p->wq = NULL;
     if (p->rd) index_reader_free(p->rd);
     p->rd = NULL;
     fsm_raft_fini(&p->fr);
@@ -484,7 +529,8 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct cfg *top
     rc = proxy_flatten_start(p);
     if (rc < 0) goto fail;
     p->blobs = proxy_blobs_new(rx, &p->blob_opts, cfg->node_timeout_ms, 5000);
-    if (!p->blobs) {
+    p->wq = proxy_wq_new(cfg->write_turn_cap_bytes);
+    if (!p->blobs || !p->wq) {
         rc = -ENOMEM;
         goto fail;
     }

@@ -1,0 +1,210 @@
+/* proxy_wq.c: turns between volumes for the proxy's writes (proxy_wq.h
+ * for the contract).
+ *
+ * A flow per volume: base/fair.h's flow, the volume's waiting writes in
+ * arrival order, and a hash-chain link.  The head of a flow's queue is its
+ * ready request (fair_ready with its cost); pump() asks fair_pick which
+ * flow goes and starts that flow's head, until nothing more may go.
+ * Starting a write can finish it at once (a refusal), which calls
+ * proxy_wq_done and so pump() again from inside pump(): the inner call
+ * only marks `again` and the outer loop goes round once more, so the
+ * fair state is never walked while it is being changed. */
+#include "roles/proxy/proxy_wq.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "base/bd.h"
+#include "base/fair.h"
+#include "base/util.h"
+
+#define WQ_QUANTUM (256u * 1024u) /* DRR credit per turn, as the agent's */
+#define WQ_ACTIVE_MS 200u         /* a volume that wrote this recently is writing */
+#define WQ_IDLE_MS 1000u          /* an idle flow is freed after this */
+#define WQ_BUCKETS 1024u          /* hash chains; flows are the recently active volumes */
+
+struct proxy_wq_flow {
+    struct fair_flow fl;            /* first: fair_pick returns &fl */
+    uint64_t vol_id;
+    struct proxy_wq_item *head, *tail;
+    uint64_t n_queued;
+    struct proxy_wq_flow *hnext;
+};
+
+struct proxy_wq {
+    uint64_t cap;
+    struct fair fair;
+    struct proxy_wq_flow *buckets[WQ_BUCKETS];
+    uint64_t n_flows, n_queued, waits, wait_us;
+    bool pumping, again, stopped;
+    const struct proxy_wq_item *submitting; /* started within its own submit: no wait */
+};
+
+struct proxy_wq *proxy_wq_new(uint64_t cap)
+{
+    struct proxy_wq *q = calloc(1, sizeof(*q));
+    if (!q) return NULL;
+    q->cap = cap;
+    fair_init(&q->fair, cap ? cap : 1, WQ_QUANTUM, WQ_ACTIVE_MS);
+    return q;
+}
+
+static uint64_t cost_of(const struct proxy_wq_item *it)
+{
+    return it->cost ? it->cost : BD_BLOCK_SIZE;
+}
+
+static struct proxy_wq_flow **slot_of(struct proxy_wq *q, uint64_t vol_id)
+{
+    /* Fibonacci hashing: volume ids are small and sequential. */
+    uint64_t h = (vol_id * 0x9E3779B97F4A7C15ull) >> 54; /* 10 bits: WQ_BUCKETS */
+    struct proxy_wq_flow **pp = &q->buckets[h];
+    while (*pp && (*pp)->vol_id != vol_id) pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void pump(struct proxy_wq *q)
+{
+    if (q->pumping) {
+        q->again = true;
+        return;
+    }
+    q->pumping = true;
+    do {
+        q->again = false;
+        struct fair_flow *fl;
+        while (!q->stopped && (fl = fair_pick(&q->fair, util_mono_ms()))) {
+            struct proxy_wq_flow *f = (struct proxy_wq_flow *)fl;
+            struct proxy_wq_item *it = f->head;
+            if (BD_NEVER(!it)) continue; /* a flow is ready only with a head */
+            f->head = it->next;
+            if (!f->head) f->tail = NULL;
+            it->next = NULL;
+            f->n_queued--;
+            q->n_queued--;
+            fair_ready(&q->fair, fl, f->head ? cost_of(f->head) : 0);
+            if (it != q->submitting) { /* it waited for an earlier pump */
+                q->waits++;
+                q->wait_us += util_mono_ns() / 1000 - it->queued_us;
+            }
+            it->start(it);
+        }
+    } while (q->again);
+    q->pumping = false;
+}
+
+void proxy_wq_submit(struct proxy_wq *q, uint64_t vol_id, struct proxy_wq_item *it)
+{
+    it->next = NULL;
+    it->flow = NULL;
+    it->queued_us = 0;
+    if (q->stopped) {
+        it->fail(it, -ESHUTDOWN);
+        return;
+    }
+    if (!q->cap) {
+        it->start(it);
+        return;
+    }
+    struct proxy_wq_flow **pp = slot_of(q, vol_id);
+    struct proxy_wq_flow *f = *pp;
+    if (!f) {
+        f = calloc(1, sizeof(*f));
+        if (!f) {
+            it->start(it);
+            return;
+        }
+        f->vol_id = vol_id;
+        *pp = f;
+        fair_add(&q->fair, &f->fl);
+        q->n_flows++;
+    }
+    fair_touch(&f->fl, util_mono_ms());
+    it->flow = f;
+    it->queued_us = util_mono_ns() / 1000;
+    bool was_empty = !f->head;
+    if (f->tail) f->tail->next = it;
+    else f->head = it;
+    f->tail = it;
+    f->n_queued++;
+    q->n_queued++;
+    if (was_empty) fair_ready(&q->fair, &f->fl, cost_of(it));
+    const struct proxy_wq_item *outer = q->submitting;
+    q->submitting = it;
+    pump(q);
+    q->submitting = outer;
+}
+
+void proxy_wq_done(struct proxy_wq *q, struct proxy_wq_item *it)
+{
+    struct proxy_wq_flow *f = it->flow;
+    if (!q || !f) return; /* started without a turn */
+    it->flow = NULL;
+    fair_done(&q->fair, &f->fl, cost_of(it));
+    fair_touch(&f->fl, util_mono_ms());
+    pump(q);
+}
+
+void proxy_wq_stop(struct proxy_wq *q, int err)
+{
+    q->stopped = true;
+    for (unsigned b = 0; b < WQ_BUCKETS; b++) {
+        for (struct proxy_wq_flow *f = q->buckets[b]; f; f = f->hnext) {
+            while (f->head) {
+                struct proxy_wq_item *it = f->head;
+                f->head = it->next;
+                if (!f->head) f->tail = NULL;
+                it->next = NULL;
+                it->flow = NULL; /* never started: proxy_wq_done is a no-op for it */
+                f->n_queued--;
+                q->n_queued--;
+                fair_ready(&q->fair, &f->fl, 0);
+                it->fail(it, err);
+            }
+        }
+    }
+}
+
+void proxy_wq_sweep(struct proxy_wq *q)
+{
+    if (!q) return;
+    uint64_t now = util_mono_ms();
+    for (unsigned b = 0; b < WQ_BUCKETS; b++) {
+        struct proxy_wq_flow **pp = &q->buckets[b];
+        while (*pp) {
+            struct proxy_wq_flow *f = *pp;
+            bool idle = !f->head && !f->fl.in_flight && now - f->fl.fg_ms >= WQ_IDLE_MS;
+            if (!idle) {
+                pp = &f->hnext;
+                continue;
+            }
+            *pp = f->hnext;
+            fair_remove(&q->fair, &f->fl);
+            q->n_flows--;
+            free(f);
+        }
+    }
+}
+
+void proxy_wq_free(struct proxy_wq *q)
+{
+    if (!q) return;
+    proxy_wq_stop(q, -ESHUTDOWN);
+    for (unsigned b = 0; b < WQ_BUCKETS; b++) {
+        struct proxy_wq_flow *f = q->buckets[b];
+        while (f) {
+            struct proxy_wq_flow *next = f->hnext;
+            free(f);
+            f = next;
+        }
+    }
+    free(q);
+}
+
+void proxy_wq_stats(const struct proxy_wq *q, struct proxy_wq_stats *out)
+{
+    *out = (struct proxy_wq_stats){.flows = q->n_flows, .queued = q->n_queued,
+                                   .in_flight = q->fair.in_flight, .waits = q->waits,
+                                   .wait_us = q->wait_us};
+}
