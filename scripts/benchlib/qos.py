@@ -28,7 +28,8 @@ all) runs only those steps, for quicker measurements of one of them.
 "big" (never by default) runs it beside a neighbour writing 1 MiB blocks
 at QD8 without flushes (a deep ship queue); "agents" (never by default:
 scripts/bench then starts a second agent) runs it alone and then beside
-the same 1 MiB neighbour on a volume of the second agent, so the two
+the same 1 MiB neighbour on a volume of the second agent (the quiet load
+here is durable 4k writes at QD1, a FLUSH after each), so the two
 meet only in the proxies and blob servers (the proxy's turns between
 volumes, proxy_wq.h; A/B with --set proxy.write_turn_cap_bytes=0); "hog" (never by default) runs the quiet volume's load once more beside
 BLOCKD_QOS_HOGS (default 2) busy loops that do no I/O at all: what plain
@@ -147,6 +148,14 @@ def p99s(d):
     return p("read"), p("write")
 
 
+def durable_p99s(d):
+    """p99 of the writes and of the flushes after them (fio's sync) of a
+    --fsync=1 job."""
+    j = d["jobs"][0]
+    p = lambda x: (x or {}).get("lat_ns", {}).get("percentile", {}).get("99.000000", 0) / 1e3
+    return p(j.get("write")), p(j.get("sync"))
+
+
 def per_second(path):
     """fio's IOPS log (log_avg_msec=1000): the I/Os of each second, in order."""
     out = []
@@ -172,7 +181,7 @@ def run(ctx, t, run_fio):
         # Written end to end and settled, so reads go to the cluster.
         need = {"limit": ["qos-lim"], "burst": ["qos-lim"], "neighbour": ["qos-quiet", "qos-noisy"],
                 "cost": ["qos-cost"], "hog": ["qos-quiet"],
-                "big": ["qos-quiet", "qos-noisy"]}
+                "big": ["qos-quiet", "qos-noisy"], "agents": ["qos-quiet"]}
         for v in [v for v in VOLS if any(v in need[s] for s in want)]:
             run_fio(ctx, t, f"qos-fill-{v}", fio_base(t, v, size) + ["--rw=write", "--bs=1M",
                                                                        "--iodepth=8"],
@@ -289,11 +298,16 @@ def run(ctx, t, run_fio):
             if not t.agent2:
                 raise Fail("qos: the agents step needs the second agent (BLOCKD_QOS_STEPS=agents)")
             t.create("qos-far", size, agent_id=t.agent2["id"])
+            # Durable writes (a FLUSH after each): what reaches the proxy
+            # at once, so what its turns between volumes can protect (an
+            # unflushed write waits only for the agent's journal, and reads
+            # never queue behind writes at the proxy).
             quiet_args = fio_base(t, "qos-quiet", size) + [
-                "--rw=randrw", "--rwmixread=50", "--iodepth=1", "--time_based",
+                "--rw=randwrite", "--fsync=1", "--iodepth=1", "--time_based",
                 f"--runtime={window}", f"--ramp_time={ctx.ramp}"]
-            far_alone = p99s(run_fio(ctx, t, "qos-quiet-far-alone", quiet_args,
-                                     f"{out}/blockd-qos-quiet-far-alone.json", timeout=window + 120))
+            far_alone = durable_p99s(run_fio(ctx, t, "qos-quiet-far-alone", quiet_args,
+                                             f"{out}/blockd-qos-quiet-far-alone.json",
+                                             timeout=window + 120))
             settle_volume(t, handles["qos-quiet"], "qos-quiet")
             far_err = []
 
@@ -309,8 +323,9 @@ def run(ctx, t, run_fio):
             th.start()
             time.sleep(2)
             snapshot(t, ctx.work, f"{out}/qos-metrics-far-before")
-            far_beside = p99s(run_fio(ctx, t, "qos-quiet-far", quiet_args,
-                                      f"{out}/blockd-qos-quiet-far.json", timeout=window + 120))
+            far_beside = durable_p99s(run_fio(ctx, t, "qos-quiet-far", quiet_args,
+                                              f"{out}/blockd-qos-quiet-far.json",
+                                              timeout=window + 120))
             snapshot(t, ctx.work, f"{out}/qos-metrics-far-after")
             th.join()
             if far_err:
@@ -318,9 +333,9 @@ def run(ctx, t, run_fio):
             far_mbs = _load(f"{out}/blockd-qos-noisy-far.json")["jobs"][0]["write"]["bw_bytes"] / 1e6
             settle_volume(t, handles["qos-quiet"], "qos-quiet")
             far = {"alone": list(far_alone), "beside": list(far_beside), "noisy_mbs": far_mbs}
-            say(f"qos: quiet volume 4k QD1 p99 read {far_alone[0]:.0f} -> {far_beside[0]:.0f} µs, "
-                f"write {far_alone[1]:.0f} -> {far_beside[1]:.0f} µs beside a neighbour on another "
-                f"agent writing 1 MiB at QD8 ({far_mbs:.0f} MB/s)")
+            say(f"qos: quiet volume durable 4k QD1 p99 write {far_alone[0]:.0f} -> {far_beside[0]:.0f} "
+                f"µs, flush {far_alone[1]:.0f} -> {far_beside[1]:.0f} µs beside a neighbour on "
+                f"another agent writing 1 MiB at QD8 ({far_mbs:.0f} MB/s)")
 
         hog = None
         if "hog" in want:

@@ -191,6 +191,12 @@ def render(ctx, targets, results, blockd, goals):
                      f"beside a neighbour at {qj['noisy_iops']:.0f} IOPS; limiter engaged vs none "
                      f"{', '.join(f'{a:.0f}/{b:.0f}' for a, b in zip(qj['cost_iops_on'], qj['cost_iops_off']))}"
                      f" IOPS")
+            far = qj.get("quiet_far")
+            if far:
+                L.append(f"QoS, a neighbour on another agent (1 MiB QD8 at {far['noisy_mbs']:.0f} MB/s): "
+                         f"the quiet volume's durable 4k QD1 p99 write/flush "
+                         f"{far['alone'][0]:.0f}/{far['alone'][1]:.0f} µs alone, "
+                         f"{far['beside'][0]:.0f}/{far['beside'][1]:.0f} µs beside it")
         rj = blockd_rebuild(results)
         if rj:
             L.append(f"Rebuild job: {rj['volume_bytes'] // MiB} MiB volume, blob server "
@@ -370,9 +376,11 @@ def goals_of(results, blockd_rep, refs=(), floor=None):
     goal("QoS: 4k randwrite QD16 held to a 500 IOPS limit", qj and qj["limit_ratio"], 0.05,
          f"{qj['iops']:.0f} IOPS" if qj else "", fmt=lambda v: f"{v:.3f}×",
          cmp=lambda v, t: abs(v - 1) <= t, tfmt="1 ± 0.05×")
+    # None (n/a) when the neighbour step was left out (BLOCKD_QOS_STEPS):
+    # its figures are zeros then, not a measurement.
     quiet = (max(ratio(qj["p99_quiet_beside_us"][0], qj["p99_quiet_alone_us"][0]) or 0,
                  ratio(qj["p99_quiet_beside_us"][1], qj["p99_quiet_alone_us"][1]) or 0)
-             if qj else None)
+             if qj and any(qj["p99_quiet_beside_us"]) else None)
     goal("QoS: a quiet QD1 volume's p99 beside a noisy neighbour vs alone", quiet, 2.0,
          f"worse of read and write; neighbour at {qj['noisy_iops']:.0f} IOPS" if qj else "",
          cmp=lambda v, t: v <= t, tfmt="≤ 2×")
