@@ -31,7 +31,7 @@ scripts/bench then starts a second agent) runs it alone and then beside
 the same 1 MiB neighbour on a volume of the second agent (the quiet load
 here is durable 4k writes at QD1, a FLUSH after each), so the two
 meet only in the proxies and blob servers (the proxy's turns between
-volumes, proxy_wq.h; A/B with --set proxy.write_turn_cap_bytes=0); "hog" (never by default) runs the quiet volume's load once more beside
+volumes, turnq.h; A/B with --set proxy.write_turn_cap_bytes=0); "hog" (never by default) runs the quiet volume's load once more beside
 BLOCKD_QOS_HOGS (default 2) busy loops that do no I/O at all: what plain
 CPU contention on this machine does to its p99, which no scheduling of
 I/O can remove (neighbour and hog together tell the two apart).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test-proxy-turns.sh: volumes of two agents take turns at the proxy
-# (issue 13 item 5; src/roles/proxy/proxy_wq.h), and nothing is lost.
+# (issue 13 item 5; src/base/turnq.h), and nothing is lost.
 #   - one proxy, so both agents' writes meet there; agent1's volume "big"
 #     takes 1 MiB random writes at QD8 without flushes (its agent ships on
 #     pressure, up to 32 MiB in flight), agent2's volume "quiet" takes

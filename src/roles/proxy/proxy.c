@@ -37,7 +37,7 @@
 #include "roles/proxy/proxy_repair.h"
 #include "roles/proxy/proxy_shape.h"
 #include "roles/proxy/proxy_view.h"
-#include "roles/proxy/proxy_wq.h"
+#include "base/turnq.h"
 #include "roles/proxy/proxy_flatten.h"
 #include "roles/proxy/proxy_rewrite.h"
 #include "base/bd.h"
@@ -323,7 +323,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         proxy_shape_tick(p);
         proxy_rewrite_tick(p);
         proxy_flatten_tick(p);
-        proxy_wq_sweep(p->wq);
+        turnq_sweep(p->wq);
     }
 }
 
@@ -361,11 +361,11 @@ static double g_blobs_up(void *a)
     return (double)proxy_blobs_up_count(((struct proxy *)a)->blobs);
 }
 
-static struct proxy_wq_stats wq_stats(void *a)
+static struct turnq_stats wq_stats(void *a)
 {
-    struct proxy_wq_stats st = {0};
+    struct turnq_stats st = {0};
     struct proxy *p = a;
-    if (p->wq) proxy_wq_stats(p->wq, &st);
+    if (p->wq) turnq_stats(p->wq, &st);
     return st;
 }
 static double g_wq_flows(void *a)
@@ -412,7 +412,7 @@ static void metrics_init(struct proxy *p)
     metrics_gauge("blockd_raft_is_leader", "1 if this proxy leads", l, g_leader, p, p);
     metrics_gauge("blockd_proxy_blob_servers_up", "Blob servers heard from recently", l,
                   g_blobs_up, p, p);
-    metrics_gauge("blockd_proxy_write_turn_flows", "Volumes that wrote here recently (proxy_wq)", l,
+    metrics_gauge("blockd_proxy_write_turn_flows", "Volumes that wrote here recently (their turns, base/turnq.h)", l,
                   g_wq_flows, p, p);
     metrics_gauge("blockd_proxy_write_turn_queued", "Writes waiting their volume's turn", l,
                   g_wq_queued, p, p);
@@ -431,7 +431,7 @@ static void proxy_teardown(struct proxy *p)
     proxy_peers_free(p);
     /* Writes waiting their turn fail first: the ones in flight finishing
      * below would otherwise start them on a pool being freed. */
-    if (p->wq) proxy_wq_stop(p->wq, -ESHUTDOWN);
+    if (p->wq) turnq_stop(p->wq, -ESHUTDOWN);
     proxy_cmd_fail_all(p);
     proxy_mgmt_lease_cancel(p, -ESHUTDOWN);
     proxy_repair_stop(p);
@@ -449,7 +449,7 @@ static void proxy_teardown(struct proxy *p)
     proxy_rewrite_stop(p);
     proxy_flatten_stop(p);
     proxy_index_fini(p);
-    proxy_wq_free(p->wq); /* after every write in flight was answered */
+    turnq_free(p->wq); /* after every write in flight was answered */
     p->wq = NULL;
     if (p->rd) index_reader_free(p->rd);
     p->rd = NULL;
@@ -529,7 +529,7 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct cfg *top
     rc = proxy_flatten_start(p);
     if (rc < 0) goto fail;
     p->blobs = proxy_blobs_new(rx, &p->blob_opts, cfg->node_timeout_ms, 5000);
-    p->wq = proxy_wq_new(cfg->write_turn_cap_bytes);
+    p->wq = turnq_new(cfg->write_turn_cap_bytes);
     if (!p->blobs || !p->wq) {
         rc = -ENOMEM;
         goto fail;

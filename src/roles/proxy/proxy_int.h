@@ -104,7 +104,7 @@ struct proxy {
     struct fsm_raft fr;
     struct consensus *cons;
     struct proxy_blobs *blobs;
-    struct proxy_wq *wq;           /* turns between volumes' writes (proxy_wq.h) */
+    struct turnq *wq;              /* turns between volumes' writes (base/turnq.h) */
     struct listener *lis;
     struct admin *admin;
     struct proxy_peer *peers;      /* proxy_peers.c: links to the other proxies */

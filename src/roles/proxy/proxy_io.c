@@ -74,7 +74,7 @@
 #include "roles/proxy/proxy_plan.h"
 #include "roles/proxy/proxy_view.h"
 #include "roles/proxy/proxy_volstats.h"
-#include "roles/proxy/proxy_wq.h"
+#include "base/turnq.h"
 #include "base/bd.h"
 #include "runtime/log.h"
 #include "base/util.h"
@@ -159,7 +159,7 @@ struct write_ctx {
     bool some_committed;           /* an extent reached the index */
     uint64_t max_index;
     struct proxy_mgmt_lease_wait lease_wait; /* while waiting for blob ids */
-    struct proxy_wq_item turn;     /* its volume's turn (proxy_wq.h) */
+    struct turnq_item turn;     /* its volume's turn (turnq.h) */
     /* all allocated with the context: */
     struct write_part *parts;      /* size.n_parts */
     struct write_ext *exts;        /* size.max_pieces, n_exts used */
@@ -193,12 +193,12 @@ static void write_done(struct write_ctx *w)
     proxy_volstats_record(p->volstats, util_mono_ms(), w->m.vol_id, w->vol, PROXY_VOLSTATS_WRITE, w->m.len,
                           took_us, w->err != 0);
     void *body = w->body;
-    struct proxy_wq_item turn = w->turn;
+    struct turnq_item turn = w->turn;
     free(w);
     free(body);
     /* Last: it may start the next write, which may finish (and come back
      * here) before this returns. */
-    proxy_wq_done(p->wq, &turn);
+    turnq_done(p->wq, &turn);
 }
 
 static void ext_finish(struct write_ctx *w, int err, uint64_t index)
@@ -346,8 +346,8 @@ static void on_lease(struct proxy_mgmt_lease_wait *lw, int err)
     }
 }
 
-/* Its volume's turn came (proxy_wq.h): take blob ids, then put the parts. */
-static void write_turn(struct proxy_wq_item *it)
+/* Its volume's turn came (turnq.h): take blob ids, then put the parts. */
+static void write_turn(struct turnq_item *it)
 {
     struct write_ctx *w = (struct write_ctx *)((char *)it - offsetof(struct write_ctx, turn));
     bool index_only = w->m.flags & (WIRE_WRITE_ZERO | WIRE_WRITE_TRIM);
@@ -361,7 +361,7 @@ static void write_turn(struct proxy_wq_item *it)
 }
 
 /* The proxy stops before the write's turn came: nothing was done. */
-static void write_turn_fail(struct proxy_wq_item *it, int err)
+static void write_turn_fail(struct turnq_item *it, int err)
 {
     struct write_ctx *w = (struct write_ctx *)((char *)it - offsetof(struct write_ctx, turn));
     w->err = err;
@@ -491,9 +491,9 @@ static void handle_write(struct proxy *p, struct conn *c, struct conn_frame *f)
     w->pending = w->n_exts;
     metric_inc(p->c_writes);
     metric_add(p->c_write_bytes, m.len);
-    w->turn = (struct proxy_wq_item){.cost = index_only ? 0 : m.data_len,
+    w->turn = (struct turnq_item){.cost = index_only ? 0 : m.data_len,
                                      .start = write_turn, .fail = write_turn_fail};
-    proxy_wq_submit(p->wq, m.vol_id, &w->turn);
+    turnq_submit(p->wq, m.vol_id, &w->turn);
 }
 
 /* Forwarding to the leader.  A follower that cannot answer yet, because

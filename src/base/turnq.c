@@ -1,15 +1,14 @@
-/* proxy_wq.c: turns between volumes for the proxy's writes (proxy_wq.h
- * for the contract).
+/* turnq.c: a turn queue (turnq.h for the contract).
  *
- * A flow per volume: base/fair.h's flow, the volume's waiting writes in
+ * A flow per key: base/fair.h's flow, the flow's waiting requests in
  * arrival order, and a hash-chain link.  The head of a flow's queue is its
  * ready request (fair_ready with its cost); pump() asks fair_pick which
  * flow goes and starts that flow's head, until nothing more may go.
- * Starting a write can finish it at once (a refusal), which calls
- * proxy_wq_done and so pump() again from inside pump(): the inner call
+ * Starting a request can finish it at once (a refusal), which calls
+ * turnq_done and so pump() again from inside pump(): the inner call
  * only marks `again` and the outer loop goes round once more, so the
  * fair state is never walked while it is being changed. */
-#include "roles/proxy/proxy_wq.h"
+#include "base/turnq.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -20,51 +19,51 @@
 #include "base/util.h"
 
 #define WQ_QUANTUM (256u * 1024u) /* DRR credit per turn, as the agent's */
-#define WQ_ACTIVE_MS 200u         /* a volume that wrote this recently is writing */
+#define WQ_ACTIVE_MS 200u         /* a flow with a request this recent is active */
 #define WQ_IDLE_MS 1000u          /* an idle flow is freed after this */
-#define WQ_BUCKETS 1024u          /* hash chains; flows are the recently active volumes */
+#define WQ_BUCKETS 1024u          /* hash chains; flows are the recently active keys */
 
-struct proxy_wq_flow {
+struct turnq_flow {
     struct fair_flow fl;            /* first: fair_pick returns &fl */
-    uint64_t vol_id;
-    struct proxy_wq_item *head, *tail;
+    uint64_t key;
+    struct turnq_item *head, *tail;
     uint64_t n_queued;
-    struct proxy_wq_flow *hnext;
+    struct turnq_flow *hnext;
 };
 
-struct proxy_wq {
+struct turnq {
     uint64_t cap;
     struct fair fair;
-    struct proxy_wq_flow *buckets[WQ_BUCKETS];
+    struct turnq_flow *buckets[WQ_BUCKETS];
     uint64_t n_flows, n_queued, waits, wait_us;
     bool pumping, again, stopped;
-    const struct proxy_wq_item *submitting; /* started within its own submit: no wait */
+    const struct turnq_item *submitting; /* started within its own submit: no wait */
 };
 
-struct proxy_wq *proxy_wq_new(uint64_t cap)
+struct turnq *turnq_new(uint64_t cap)
 {
-    struct proxy_wq *q = calloc(1, sizeof(*q));
+    struct turnq *q = calloc(1, sizeof(*q));
     if (!q) return NULL;
     q->cap = cap;
     fair_init(&q->fair, cap ? cap : 1, WQ_QUANTUM, WQ_ACTIVE_MS);
     return q;
 }
 
-static uint64_t cost_of(const struct proxy_wq_item *it)
+static uint64_t cost_of(const struct turnq_item *it)
 {
     return it->cost ? it->cost : BD_BLOCK_SIZE;
 }
 
-static struct proxy_wq_flow **slot_of(struct proxy_wq *q, uint64_t vol_id)
+static struct turnq_flow **slot_of(struct turnq *q, uint64_t key)
 {
-    /* Fibonacci hashing: volume ids are small and sequential. */
-    uint64_t h = (vol_id * 0x9E3779B97F4A7C15ull) >> 54; /* 10 bits: WQ_BUCKETS */
-    struct proxy_wq_flow **pp = &q->buckets[h];
-    while (*pp && (*pp)->vol_id != vol_id) pp = &(*pp)->hnext;
+    /* Fibonacci hashing: keys are often small and sequential. */
+    uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> 54; /* 10 bits: WQ_BUCKETS */
+    struct turnq_flow **pp = &q->buckets[h];
+    while (*pp && (*pp)->key != key) pp = &(*pp)->hnext;
     return pp;
 }
 
-static void pump(struct proxy_wq *q)
+static void pump(struct turnq *q)
 {
     if (q->pumping) {
         q->again = true;
@@ -75,8 +74,8 @@ static void pump(struct proxy_wq *q)
         q->again = false;
         struct fair_flow *fl;
         while (!q->stopped && (fl = fair_pick(&q->fair, util_mono_ms()))) {
-            struct proxy_wq_flow *f = (struct proxy_wq_flow *)fl;
-            struct proxy_wq_item *it = f->head;
+            struct turnq_flow *f = (struct turnq_flow *)fl;
+            struct turnq_item *it = f->head;
             if (BD_NEVER(!it)) continue; /* a flow is ready only with a head */
             f->head = it->next;
             if (!f->head) f->tail = NULL;
@@ -94,11 +93,15 @@ static void pump(struct proxy_wq *q)
     q->pumping = false;
 }
 
-void proxy_wq_submit(struct proxy_wq *q, uint64_t vol_id, struct proxy_wq_item *it)
+void turnq_submit(struct turnq *q, uint64_t key, struct turnq_item *it)
 {
     it->next = NULL;
     it->flow = NULL;
     it->queued_us = 0;
+    if (!q) {
+        it->start(it);
+        return;
+    }
     if (q->stopped) {
         it->fail(it, -ESHUTDOWN);
         return;
@@ -107,15 +110,15 @@ void proxy_wq_submit(struct proxy_wq *q, uint64_t vol_id, struct proxy_wq_item *
         it->start(it);
         return;
     }
-    struct proxy_wq_flow **pp = slot_of(q, vol_id);
-    struct proxy_wq_flow *f = *pp;
+    struct turnq_flow **pp = slot_of(q, key);
+    struct turnq_flow *f = *pp;
     if (!f) {
         f = calloc(1, sizeof(*f));
         if (!f) {
             it->start(it);
             return;
         }
-        f->vol_id = vol_id;
+        f->key = key;
         *pp = f;
         fair_add(&q->fair, &f->fl);
         q->n_flows++;
@@ -130,15 +133,15 @@ void proxy_wq_submit(struct proxy_wq *q, uint64_t vol_id, struct proxy_wq_item *
     f->n_queued++;
     q->n_queued++;
     if (was_empty) fair_ready(&q->fair, &f->fl, cost_of(it));
-    const struct proxy_wq_item *outer = q->submitting;
+    const struct turnq_item *outer = q->submitting;
     q->submitting = it;
     pump(q);
     q->submitting = outer;
 }
 
-void proxy_wq_done(struct proxy_wq *q, struct proxy_wq_item *it)
+void turnq_done(struct turnq *q, struct turnq_item *it)
 {
-    struct proxy_wq_flow *f = it->flow;
+    struct turnq_flow *f = it->flow;
     if (!q || !f) return; /* started without a turn */
     it->flow = NULL;
     fair_done(&q->fair, &f->fl, cost_of(it));
@@ -146,17 +149,17 @@ void proxy_wq_done(struct proxy_wq *q, struct proxy_wq_item *it)
     pump(q);
 }
 
-void proxy_wq_stop(struct proxy_wq *q, int err)
+void turnq_stop(struct turnq *q, int err)
 {
     q->stopped = true;
     for (unsigned b = 0; b < WQ_BUCKETS; b++) {
-        for (struct proxy_wq_flow *f = q->buckets[b]; f; f = f->hnext) {
+        for (struct turnq_flow *f = q->buckets[b]; f; f = f->hnext) {
             while (f->head) {
-                struct proxy_wq_item *it = f->head;
+                struct turnq_item *it = f->head;
                 f->head = it->next;
                 if (!f->head) f->tail = NULL;
                 it->next = NULL;
-                it->flow = NULL; /* never started: proxy_wq_done is a no-op for it */
+                it->flow = NULL; /* never started: turnq_done is a no-op for it */
                 f->n_queued--;
                 q->n_queued--;
                 fair_ready(&q->fair, &f->fl, 0);
@@ -166,14 +169,14 @@ void proxy_wq_stop(struct proxy_wq *q, int err)
     }
 }
 
-void proxy_wq_sweep(struct proxy_wq *q)
+void turnq_sweep(struct turnq *q)
 {
     if (!q) return;
     uint64_t now = util_mono_ms();
     for (unsigned b = 0; b < WQ_BUCKETS; b++) {
-        struct proxy_wq_flow **pp = &q->buckets[b];
+        struct turnq_flow **pp = &q->buckets[b];
         while (*pp) {
-            struct proxy_wq_flow *f = *pp;
+            struct turnq_flow *f = *pp;
             bool idle = !f->head && !f->fl.in_flight && now - f->fl.fg_ms >= WQ_IDLE_MS;
             if (!idle) {
                 pp = &f->hnext;
@@ -187,14 +190,14 @@ void proxy_wq_sweep(struct proxy_wq *q)
     }
 }
 
-void proxy_wq_free(struct proxy_wq *q)
+void turnq_free(struct turnq *q)
 {
     if (!q) return;
-    proxy_wq_stop(q, -ESHUTDOWN);
+    turnq_stop(q, -ESHUTDOWN);
     for (unsigned b = 0; b < WQ_BUCKETS; b++) {
-        struct proxy_wq_flow *f = q->buckets[b];
+        struct turnq_flow *f = q->buckets[b];
         while (f) {
-            struct proxy_wq_flow *next = f->hnext;
+            struct turnq_flow *next = f->hnext;
             free(f);
             f = next;
         }
@@ -202,9 +205,9 @@ void proxy_wq_free(struct proxy_wq *q)
     free(q);
 }
 
-void proxy_wq_stats(const struct proxy_wq *q, struct proxy_wq_stats *out)
+void turnq_stats(const struct turnq *q, struct turnq_stats *out)
 {
-    *out = (struct proxy_wq_stats){.flows = q->n_flows, .queued = q->n_queued,
+    *out = (struct turnq_stats){.flows = q->n_flows, .queued = q->n_queued,
                                    .in_flight = q->fair.in_flight, .waits = q->waits,
                                    .wait_us = q->wait_us};
 }

@@ -1,5 +1,5 @@
-/* test_proxy_wq.c: the proxy's turns between volumes' writes
- * (src/roles/proxy/proxy_wq.c).
+/* test_turnq.c: the turn queue (requests wait for their flow's turn)
+ * (src/base/turnq.c).
  *
  * Off (cap 0) and a lone volume start every write at once; while two
  * volumes write, the one with a deep queue is held to the cap and the
@@ -8,7 +8,7 @@
  * (a refusal) neither recurses nor loses a turn; stop fails exactly the
  * waiting writes and later completions are harmless; the sweep frees only
  * idle flows. */
-#include "roles/proxy/proxy_wq.h"
+#include "base/turnq.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -19,8 +19,8 @@
 #define MiB (1024ull * 1024)
 
 struct twrite {
-    struct proxy_wq_item it; /* first */
-    struct proxy_wq *q;
+    struct turnq_item it; /* first */
+    struct turnq *q;
     unsigned vol;
     bool started, failed, finish_at_start;
     int err;
@@ -29,7 +29,7 @@ struct twrite {
 static unsigned g_started[4];
 static unsigned g_depth, g_max_depth;
 
-static void t_start(struct proxy_wq_item *it)
+static void t_start(struct turnq_item *it)
 {
     struct twrite *w = (struct twrite *)it;
     w->started = true;
@@ -37,22 +37,22 @@ static void t_start(struct proxy_wq_item *it)
     if (w->finish_at_start) {
         g_depth++;
         if (g_depth > g_max_depth) g_max_depth = g_depth;
-        proxy_wq_done(w->q, it);
+        turnq_done(w->q, it);
         g_depth--;
     }
 }
 
-static void t_fail(struct proxy_wq_item *it, int err)
+static void t_fail(struct turnq_item *it, int err)
 {
     struct twrite *w = (struct twrite *)it;
     w->failed = true;
     w->err = err;
 }
 
-static void submit(struct proxy_wq *q, struct twrite *w, unsigned vol, uint64_t cost)
+static void submit(struct turnq *q, struct twrite *w, unsigned vol, uint64_t cost)
 {
     *w = (struct twrite){.it = {.cost = cost, .start = t_start, .fail = t_fail}, .q = q, .vol = vol};
-    proxy_wq_submit(q, vol, &w->it);
+    turnq_submit(q, vol, &w->it);
 }
 
 static void reset(void)
@@ -64,43 +64,43 @@ static void reset(void)
 TEST(off_starts_everything)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(0);
+    struct turnq *q = turnq_new(0);
     CHECK(q != NULL);
     struct twrite a[20], b;
     for (unsigned i = 0; i < 20; i++) submit(q, &a[i], 1, 1 * MiB);
     submit(q, &b, 2, 4 * KiB);
     CHECK_EQ(g_started[1], 20u);
     CHECK_EQ(g_started[2], 1u);
-    struct proxy_wq_stats st;
-    proxy_wq_stats(q, &st);
+    struct turnq_stats st;
+    turnq_stats(q, &st);
     CHECK_EQ(st.flows, 0u);
     CHECK_EQ(st.queued, 0u);
-    for (unsigned i = 0; i < 20; i++) proxy_wq_done(q, &a[i].it);
-    proxy_wq_done(q, &b.it);
-    proxy_wq_free(q);
+    for (unsigned i = 0; i < 20; i++) turnq_done(q, &a[i].it);
+    turnq_done(q, &b.it);
+    turnq_free(q);
 }
 
 TEST(lone_volume_is_never_held)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(2 * MiB);
+    struct turnq *q = turnq_new(2 * MiB);
     struct twrite a[32];
     for (unsigned i = 0; i < 32; i++) submit(q, &a[i], 1, 1 * MiB);
     CHECK_EQ(g_started[1], 32u);
-    struct proxy_wq_stats st;
-    proxy_wq_stats(q, &st);
+    struct turnq_stats st;
+    turnq_stats(q, &st);
     CHECK_EQ(st.in_flight, 32 * MiB);
     CHECK_EQ(st.waits, 0u);
-    for (unsigned i = 0; i < 32; i++) proxy_wq_done(q, &a[i].it);
-    proxy_wq_stats(q, &st);
+    for (unsigned i = 0; i < 32; i++) turnq_done(q, &a[i].it);
+    turnq_stats(q, &st);
     CHECK_EQ(st.in_flight, 0u);
-    proxy_wq_free(q);
+    turnq_free(q);
 }
 
 TEST(contended_volumes_take_turns_within_the_cap)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(2 * MiB);
+    struct turnq *q = turnq_new(2 * MiB);
     struct twrite a[16], b[3];
     /* A alone: its first 8 go at once. */
     for (unsigned i = 0; i < 8; i++) submit(q, &a[i], 1, 1 * MiB);
@@ -111,122 +111,122 @@ TEST(contended_volumes_take_turns_within_the_cap)
     /* A's next writes wait: 8 MiB + 4 KiB in progress is over the cap. */
     for (unsigned i = 8; i < 16; i++) submit(q, &a[i], 1, 1 * MiB);
     CHECK_EQ(g_started[1], 8u);
-    struct proxy_wq_stats st;
-    proxy_wq_stats(q, &st);
+    struct turnq_stats st;
+    turnq_stats(q, &st);
     CHECK_EQ(st.queued, 8u);
     CHECK_EQ(st.flows, 2u);
     /* A's first 8 finish: A has nothing in progress, so one goes; a
      * second would pass the cap beside B's 4 KiB. */
-    for (unsigned i = 0; i < 8; i++) proxy_wq_done(q, &a[i].it);
+    for (unsigned i = 0; i < 8; i++) turnq_done(q, &a[i].it);
     CHECK_EQ(g_started[1], 9u);
-    proxy_wq_stats(q, &st);
+    turnq_stats(q, &st);
     CHECK(st.in_flight <= 2 * MiB);
     /* B's next write goes at once: B has nothing in progress once done. */
-    proxy_wq_done(q, &b[0].it);
+    turnq_done(q, &b[0].it);
     submit(q, &b[1], 2, 4 * KiB);
     CHECK(b[1].started);
-    proxy_wq_stats(q, &st);
+    turnq_stats(q, &st);
     CHECK(st.in_flight <= 2 * MiB + 4 * KiB);
     /* Drain A, one completion at a time: never more than the cap. */
     unsigned done = 8;
     while (done < 16) {
         for (unsigned i = 8; i < 16; i++) {
             if (a[i].started && a[i].it.flow) {
-                proxy_wq_done(q, &a[i].it);
+                turnq_done(q, &a[i].it);
                 done++;
-                proxy_wq_stats(q, &st);
+                turnq_stats(q, &st);
                 CHECK(st.in_flight <= 2 * MiB + 4 * KiB);
             }
         }
     }
     CHECK_EQ(g_started[1], 16u);
-    proxy_wq_stats(q, &st);
+    turnq_stats(q, &st);
     CHECK(st.waits >= 7u); /* A's held writes waited their turn */
-    proxy_wq_done(q, &b[1].it);
-    proxy_wq_free(q);
+    turnq_done(q, &b[1].it);
+    turnq_free(q);
 }
 
 TEST(a_write_finished_inside_its_start_does_not_recurse)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(1 * MiB);
+    struct turnq *q = turnq_new(1 * MiB);
     struct twrite hold, quiet, a[200];
     submit(q, &hold, 2, 1 * MiB); /* another volume active and in progress */
     submit(q, &quiet, 3, 4 * KiB);
     for (unsigned i = 0; i < 200; i++) {
         a[i] = (struct twrite){.it = {.cost = 1 * MiB, .start = t_start, .fail = t_fail},
                                .q = q, .vol = 1, .finish_at_start = true};
-        proxy_wq_submit(q, 1, &a[i].it);
+        turnq_submit(q, 1, &a[i].it);
     }
     /* Each finishes as it starts, so each lets the next go: all 200 ran,
      * and the pump looped instead of nesting. */
     CHECK_EQ(g_started[1], 200u);
     CHECK_EQ(g_max_depth, 1u);
-    proxy_wq_done(q, &hold.it);
-    proxy_wq_done(q, &quiet.it);
-    proxy_wq_free(q);
+    turnq_done(q, &hold.it);
+    turnq_done(q, &quiet.it);
+    turnq_free(q);
 }
 
 TEST(stop_fails_only_the_waiting)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(1 * MiB);
+    struct turnq *q = turnq_new(1 * MiB);
     struct twrite a[4], b, late;
     for (unsigned i = 0; i < 4; i++) submit(q, &a[i], 1, 1 * MiB);
     submit(q, &b, 2, 4 * KiB);
     struct twrite c;
     submit(q, &c, 1, 1 * MiB); /* held: contended, A over the cap */
     CHECK(!c.started);
-    proxy_wq_stop(q, -ESHUTDOWN);
+    turnq_stop(q, -ESHUTDOWN);
     CHECK(c.failed);
     CHECK_EQ(c.err, -ESHUTDOWN);
     for (unsigned i = 0; i < 4; i++) CHECK(!a[i].failed);
     /* Completions after the stop are accounted, start nothing. */
-    for (unsigned i = 0; i < 4; i++) proxy_wq_done(q, &a[i].it);
-    proxy_wq_done(q, &b.it);
+    for (unsigned i = 0; i < 4; i++) turnq_done(q, &a[i].it);
+    turnq_done(q, &b.it);
     submit(q, &late, 1, 4 * KiB);
     CHECK(late.failed && !late.started);
-    proxy_wq_free(q);
+    turnq_free(q);
 }
 
 TEST(free_fails_what_still_waits)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(1 * MiB);
+    struct turnq *q = turnq_new(1 * MiB);
     struct twrite a, b, c;
     submit(q, &a, 1, 1 * MiB);
     submit(q, &b, 2, 1 * MiB);
     submit(q, &c, 1, 1 * MiB);
     CHECK(!c.started);
-    proxy_wq_free(q);
+    turnq_free(q);
     CHECK(c.failed);
 }
 
 TEST(sweep_frees_only_idle_flows)
 {
     reset();
-    struct proxy_wq *q = proxy_wq_new(1 * MiB);
+    struct turnq *q = turnq_new(1 * MiB);
     struct twrite a, b;
     submit(q, &a, 1, 4 * KiB);
     submit(q, &b, 2, 4 * KiB);
-    proxy_wq_done(q, &a.it);
-    struct proxy_wq_stats st;
-    proxy_wq_sweep(q); /* both touched just now */
-    proxy_wq_stats(q, &st);
+    turnq_done(q, &a.it);
+    struct turnq_stats st;
+    turnq_sweep(q); /* both touched just now */
+    turnq_stats(q, &st);
     CHECK_EQ(st.flows, 2u);
     usleep(1100 * 1000);
-    proxy_wq_sweep(q); /* 1 is idle; 2 still has a write in progress */
-    proxy_wq_stats(q, &st);
+    turnq_sweep(q); /* 1 is idle; 2 still has a write in progress */
+    turnq_stats(q, &st);
     CHECK_EQ(st.flows, 1u);
-    proxy_wq_done(q, &b.it);
+    turnq_done(q, &b.it);
     /* A freed flow comes back on the next write. */
     struct twrite a2;
     submit(q, &a2, 1, 4 * KiB);
     CHECK(a2.started);
-    proxy_wq_stats(q, &st);
+    turnq_stats(q, &st);
     CHECK_EQ(st.flows, 2u);
-    proxy_wq_done(q, &a2.it);
-    proxy_wq_free(q);
+    turnq_done(q, &a2.it);
+    turnq_free(q);
 }
 
 
