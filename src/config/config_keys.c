@@ -331,6 +331,11 @@ static const struct cfg_key blob_keys[] = {
      .doc = "heartbeat to the proxies"},
     {SIZE(cfg_blob, max_blob_bytes), .def = 16 * MiB, .min = BD_BLOCK_SIZE, .max = 64 * MiB,
      .doc = "largest blob accepted; at most half of `segment_bytes`"},
+    {SIZE(cfg_blob, put_turn_cap_bytes), .def = 2 * MiB, .min = 0, .max = 1 * GiB,
+     .doc = "while more than one connection (proxy) puts blobs here, the bytes of puts in "
+            "progress, all connections together, and connections take turns (deficit round "
+            "robin): another proxy's put waits behind at most this much; a lone connection "
+            "is never held; 0 = no turns, every put starts as it arrives"},
     {NAME(cfg_blob, zone), .min = 0, .max = 64, .pattern = "[A-Za-z0-9._-]",
      .expect = "expected letters, digits, '-', '_' or '.'",
      .doc = "failure domain: the zone (a site or availability zone); no partition puts two "

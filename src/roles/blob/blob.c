@@ -25,6 +25,7 @@
 #include "roles/blob/blob.h"
 #include "roles/blob/blob_pull.h"
 #include "base/bd.h"
+#include "base/turnq.h"
 #include "runtime/log.h"
 #include "net/admin.h"
 #include "net/conn.h"
@@ -59,6 +60,7 @@ struct blob_srv;
 struct srv_conn {                 /* one accepted connection */
     struct blob_srv *s;
     struct conn *c;
+    uint64_t serial;              /* its flow in s->turns (base/turnq.h) */
     struct srv_conn *prev, *next;
 };
 
@@ -103,6 +105,10 @@ struct blob_srv {
     bool stopping;
     void (*stop_done)(struct role *r);
     struct metrics_counter *m_req[OP_N], *m_err[OP_N], *m_bytes_in, *m_bytes_out;
+    /* Puts take turns between connections (base/turnq.h): two agents
+     * writing through different proxies meet only here. */
+    struct turnq *turns;
+    uint64_t next_serial;
     struct metrics_hist *m_lat[OP_N];
     /* reply buffers (reactor thread only; conn_reply copies fields) */
     uint8_t fields[WIRE_MAX_FIELDS];
@@ -119,6 +125,7 @@ struct blob_req {
     struct wire_hdr hdr;
     uint8_t *body;                /* the taken frame body (PUT) */
     uint64_t t0_ns;
+    struct turnq_item turn;       /* PUT: its connection's turn */
     enum op op;
     union {
         struct blobstore_put put;
@@ -191,6 +198,8 @@ static void reply_put(struct blob_srv *s, struct conn *c, const struct wire_hdr 
     conn_reply(c, h, s->fields, (size_t)n, NULL);
 }
 
+static void put_finished(struct blob_req *q);
+
 static void on_put_done(struct blobstore_put *p, int err)
 {
     struct blob_req *q = bd_container_of(p, struct blob_req, u.put);
@@ -200,11 +209,48 @@ static void on_put_done(struct blobstore_put *p, int err)
                   err < 0 ? bd_strerror(err) : "durable");
     if (err < 0) reply_err(q->s, q->c, &q->hdr, OP_PUT, q->t0_ns, err, "put");
     else reply_put(q->s, q->c, &q->hdr, q->t0_ns, p->stored_len);
-    req_free(q);
+    put_finished(q);
 }
 
-static void handle_put(struct blob_srv *s, struct conn *c, struct conn_frame *f, uint64_t t0)
+/* A put is done, answered: free it, then give its bytes back to the turns
+ * (which may start the next put, and that may finish before this returns). */
+static void put_finished(struct blob_req *q)
 {
+    struct blob_srv *s = q->s;
+    struct turnq_item turn = q->turn;
+    req_free(q);
+    turnq_done(s->turns, &turn);
+}
+
+/* Its connection's turn came: hand the put to the store. */
+static void put_turn(struct turnq_item *it)
+{
+    struct blob_req *q = bd_container_of(it, struct blob_req, turn);
+    struct blob_srv *s = q->s;
+    int rc = blobstore_put(s->bs, &q->u.put);
+    if (rc == 0) return;
+    if (rc == 1) { /* already stored, same bytes */
+        struct blobstore_stat st;
+        reply_put(s, q->c, &q->hdr, q->t0_ns,
+                  blobstore_stat(s->bs, q->u.put.blob_id, &st) == 0 ? st.stored_len
+                                                                    : q->u.put.len);
+    } else {
+        reply_err(s, q->c, &q->hdr, OP_PUT, q->t0_ns, rc, "put");
+    }
+    put_finished(q);
+}
+
+/* The server stops before the put's turn came: nothing was stored. */
+static void put_turn_fail(struct turnq_item *it, int err)
+{
+    struct blob_req *q = bd_container_of(it, struct blob_req, turn);
+    reply_err(q->s, q->c, &q->hdr, OP_PUT, q->t0_ns, err, "put");
+    req_free(q); /* never started: nothing to give back */
+}
+
+static void handle_put(struct blob_srv *s, struct srv_conn *sc, struct conn_frame *f, uint64_t t0)
+{
+    struct conn *c = sc->c;
     struct wire_blob_put_req m;
     if (wire_decode_blob_put_req(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0) {
         reply_err(s, c, &f->hdr, OP_PUT, t0, -EINVAL, "malformed BLOB_PUT");
@@ -226,16 +272,8 @@ static void handle_put(struct blob_srv *s, struct conn *c, struct conn_frame *f,
         .flags = (m.flags & WIRE_PUT_COMPRESSIBLE) ? BLOBSTORE_PUT_COMPRESSIBLE : 0,
         .epoch = m.epoch, .csum = m.csum, .data = m.data, .len = m.data_len,
         .cb = on_put_done};
-    int rc = blobstore_put(s->bs, &q->u.put);
-    if (rc == 0) return;
-    if (rc == 1) { /* already stored, same bytes */
-        struct blobstore_stat st;
-        reply_put(s, c, &q->hdr, t0, blobstore_stat(s->bs, m.blob_id, &st) == 0 ? st.stored_len
-                                                                                 : m.data_len);
-    } else {
-        reply_err(s, c, &q->hdr, OP_PUT, t0, rc, "put");
-    }
-    req_free(q);
+    q->turn = (struct turnq_item){.cost = m.data_len, .start = put_turn, .fail = put_turn_fail};
+    turnq_submit(s->turns, sc->serial, &q->turn);
 }
 
 /* ---- BLOB_GET ------------------------------------------------------------------------ */
@@ -436,7 +474,7 @@ static void srv_on_request(struct conn *c, struct conn_frame *f, void *arg)
         return;
     }
     switch (f->hdr.type) {
-    case WIRE_BLOB_PUT: handle_put(s, c, f, t0); break;
+    case WIRE_BLOB_PUT: handle_put(s, sc, f, t0); break;
     case WIRE_BLOB_GET: handle_get(s, c, f, t0); break;
     case WIRE_BLOB_DELETE: handle_delete(s, c, f, t0); break;
     case WIRE_BLOB_STAT: handle_stat(s, c, f, t0); break;
@@ -491,6 +529,7 @@ static void on_accept(int fd, void *arg)
         return;
     }
     sc->s = s;
+    sc->serial = ++s->next_serial;
     sc->c = conn_accept(s->rx, fd, &srv_conn_ops, sc, &s->srv_opts);
     if (!sc->c) {
         free(sc);
@@ -604,6 +643,7 @@ static void on_hb_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct blob_srv *s = arg;
+    turnq_sweep(s->turns); /* flows of connections idle for a second */
     struct blobstore_stats st;
     blobstore_get_stats(s->bs, &st);
     struct wire_node_heartbeat_req m = {
@@ -718,6 +758,18 @@ static double g_failed(void *a) { return gauge_stats(a).failed ? 1 : 0; }
 static double g_segments(void *a) { return (double)gauge_stats(a).segments; }
 static double g_max_batch(void *a) { return (double)gauge_stats(a).max_batch; }
 
+static struct turnq_stats turn_stats(void *a)
+{
+    struct turnq_stats st = {0};
+    struct blob_srv *s = a;
+    if (s->turns) turnq_stats(s->turns, &st);
+    return st;
+}
+static double g_turn_queued(void *a) { return (double)turn_stats(a).queued; }
+static double g_turn_in_flight(void *a) { return (double)turn_stats(a).in_flight; }
+static double c_turn_waits(void *a) { return (double)turn_stats(a).waits; }
+static double c_turn_wait_s(void *a) { return (double)turn_stats(a).wait_us / 1e6; }
+
 static void register_metrics(struct blob_srv *s)
 {
     const char *l = s->labels;
@@ -747,6 +799,15 @@ static void register_metrics(struct blob_srv *s)
         {"blockd_blob_commit_batch_max", "Largest group-commit batch so far", g_max_batch},
     };
     for (unsigned i = 0; i < BD_ARRAY_SIZE(g); i++) metrics_gauge(g[i].name, g[i].help, l, g[i].fn, s, s);
+    metrics_gauge("blockd_blob_put_turn_queued", "Puts waiting their connection's turn", l,
+                  g_turn_queued, s, s);
+    metrics_gauge("blockd_blob_put_turn_in_flight_bytes",
+                  "Bytes of puts handed to the store and not yet answered", l, g_turn_in_flight,
+                  s, s);
+    metrics_counter_fn("blockd_blob_put_turn_waits_total",
+                       "Puts that waited for their connection's turn", l, c_turn_waits, s, s);
+    metrics_counter_fn("blockd_blob_put_turn_wait_seconds_total",
+                       "Time puts waited for their connection's turn", l, c_turn_wait_s, s, s);
 }
 
 /* ---- start and stop --------------------------------------------------------------------------- */
@@ -768,6 +829,7 @@ static void blob_free(struct role *r)
     while (s->conns) conn_close(s->conns->c, -ESHUTDOWN); /* on_close unlinks and frees */
     blob_pull_free(s->pull); /* a failed start: nothing in flight */
     blobstore_free(s->bs);
+    turnq_free(s->turns); /* after the store: its put callbacks give their turns back */
     if (s->fio != &fileio_posix) fileio_faulty_free(s->fio);
     metrics_remove_owner(s);
     tls_ctx_free(s->tls); /* after every conn: each SSL holds its own reference */
@@ -828,6 +890,12 @@ static int blob_start(struct role *r, struct reactor *rx, const struct cfg *cfg,
     };
     int rc = blobstore_open(&o, &s->bs, err, errlen);
     if (rc < 0) goto fail_rc;
+    s->turns = turnq_new(bc->put_turn_cap_bytes);
+    if (!s->turns) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto fail_rc;
+    }
     struct blobstore_stats st;
     blobstore_get_stats(s->bs, &st);
     log_info(r->tag, "recovered %llu blobs (%llu records, %u segments) in %llu ms",
@@ -928,6 +996,7 @@ static void blob_stop(struct role *r, void (*done)(struct role *r))
     /* Pulls first: their puts are the store's to finish. */
     blob_pull_free(s->pull);
     s->pull = NULL;
+    turnq_stop(s->turns, -ESHUTDOWN); /* puts still waiting their turn: never stored */
     blobstore_close(s->bs, on_store_closed, s);
 }
 
