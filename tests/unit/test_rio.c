@@ -21,6 +21,7 @@
 #include "net/listener.h"
 #include "runtime/reactor.h"
 #include "store/raft/consensus.h"
+#include "store/raft/snapmem.h"
 #include "tap.h"
 #include "base/bytes.h"
 #include "testlib.h"
@@ -71,6 +72,7 @@ struct node {
     uint64_t sum, count;      /* the FSM's state */
     uint64_t restores;        /* snapshots restored */
     uint64_t restores_at_start; /* restores done by the start itself (local snapshot) */
+    uint64_t mapped_restores; /* of which the data was a file mapping (snapmem.h) */
     bool isolated;
     int closed;
 };
@@ -120,6 +122,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     n->sum = bytes_get_le64(p);
     n->count = bytes_get_le64(p + 8);
     n->restores++;
+    if (snapmem_is_mapped(buf->base)) n->mapped_restores++;
     raft_free(buf->base); /* restore takes the buffer */
     return 0;
 }
@@ -508,6 +511,14 @@ TEST(restart_catches_up_from_snapshot)
            "leader streamed %llu message(s)\n", (unsigned long long)f->restores,
            (unsigned long long)st.log.snapshots, (unsigned long long)lst.io.streamed);
     CHECK(lst.io.streamed >= 1);
+    /* Received through a spool file and restored from its mapping, never
+     * reassembled in the heap (snapmem.h); nothing stays mapped. */
+    CHECK(f->mapped_restores >= 1);
+    CHECK_EQ(st.io.drop_spool, 0);
+    CHECK(st.io.spooled >= 1);
+    uint64_t maps, map_bytes;
+    snapmem_counts(&maps, &map_bytes);
+    CHECK_EQ(maps, 0);
 }
 
 /* Frames from an unknown server id, from another cluster, or claiming a

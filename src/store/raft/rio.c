@@ -36,6 +36,7 @@
 #include "base/util.h"
 #include "store/raft/raftfix.h"
 #include "store/raft/raftlog.h"
+#include "store/raft/snapmem.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -44,9 +45,12 @@
 
 enum { WARN_CLUSTER, WARN_UNKNOWN, WARN_MALFORMED, WARN_N };
 
-/* A message being reassembled from its parts. */
+/* A message being reassembled from its parts: in BUF, or, above
+ * RIO_STREAM_MIN (a snapshot), in a spool file (snapmem.h) that is mapped
+ * once complete, so a large message never sits in the heap. */
 struct rasm {
     uint8_t *buf;     /* malloc'ed, grows with what arrived */
+    struct snapmem_spool *spool; /* instead of buf for a large message */
     size_t cap;
     size_t have;
     uint64_t total;   /* bytes announced by part 0 */
@@ -119,6 +123,8 @@ struct rio {
     unsigned n_peers;
     uint64_t max_msg;
     const char *tag;
+    char dir[4096];                    /* the raft log directory: large messages spool here */
+    struct fileio *fio;                /* borrowed; NULL = fileio_posix */
     struct raftlog *log;
     struct taskq *workq;               /* async_work */
     int work_running;
@@ -189,16 +195,38 @@ int rio_add_peer(struct rio *r, uint64_t id, const char *addr)
 static void rasm_reset(struct rasm *a)
 {
     free(a->buf);
+    snapmem_spool_close(a->spool);
     memset(a, 0, sizeof(*a));
 }
 
 /* ---- receiving ------------------------------------------------------------------- */
 
-static void deliver_msg(struct rio *r, struct rpeer *p, const uint8_t *buf, size_t len)
+/* raftmsg_take_fn for a mapped message: the snapshot data keeps the
+ * mapping (ARG is the mapping's registered base) and libraft's raft_free
+ * of the data unmaps it. */
+static int take_mapped(void *arg, const uint8_t *p, size_t len, struct raft_buffer *out)
+{
+    int rc = snapmem_rebase(arg, (void *)p);
+    if (rc == 0) *out = (struct raft_buffer){(void *)p, len};
+    return rc;
+}
+
+/* Decode and hand to libraft.  MAPPED: BUF is a registered mapping
+ * (snapmem.h) that this call consumes (its data part may go on to libraft). */
+static void deliver_msg(struct rio *r, struct rpeer *p, const uint8_t *buf, size_t len,
+                        bool mapped)
 {
     struct raft_message m;
     memset(&m, 0, sizeof(m));
-    int rc = raftmsg_decode(buf, len, &m);
+    bool taken = false;
+    int rc = mapped ? raftmsg_decode_take(buf, len, &m, take_mapped, (void *)buf)
+                    : raftmsg_decode(buf, len, &m);
+    if (mapped) {
+        taken = rc == 0 && m.type == RAFT_IO_INSTALL_SNAPSHOT &&
+                (const uint8_t *)m.install_snapshot.data.base > buf;
+        if (!taken) raft_free((void *)buf); /* copied out, or failed: unmap */
+        else snapmem_consumed(buf, (size_t)((const uint8_t *)m.install_snapshot.data.base - buf));
+    }
     if (rc < 0) {
         r->st.drop_malformed++;
         warn_limited(r, WARN_MALFORMED, "dropped a raft message that does not decode (%s) "
@@ -240,13 +268,24 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
     if (!bad && w->parts == 1) {
         if (a->next) rasm_reset(a); /* a partial message was abandoned */
         if (w->chunk_len != w->total_len) bad = true;
-        else deliver_msg(r, p, w->chunk, w->chunk_len);
+        else deliver_msg(r, p, w->chunk, w->chunk_len, false);
         if (!bad) return;
     }
     if (!bad && w->part == 0) {
         rasm_reset(a);
         a->total = w->total_len;
         a->parts = w->parts;
+        if (a->total > RIO_STREAM_MIN) {
+            int rc = snapmem_spool_open(r->fio, r->dir, &a->spool);
+            if (rc < 0) {
+                log_warn(r->tag, "cannot spool a %llu-byte raft message from %llu in %s: %s "
+                         "(dropped; the sender retries)", (unsigned long long)a->total,
+                         (unsigned long long)w->from_id, r->dir, bd_strerror(rc));
+                rasm_reset(a);
+                r->st.drop_spool++;
+                return;
+            }
+        }
     } else if (!bad && (w->part != a->next || w->parts != a->parts || w->total_len != a->total)) {
         bad = true;
     }
@@ -256,6 +295,33 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         r->st.drop_malformed++;
         warn_limited(r, WARN_MALFORMED, "dropped a raft message %s from %llu (%llu bytes)",
                      "with inconsistent parts or over the size limit", w->from_id, w->total_len);
+        return;
+    }
+    if (a->spool) {
+        int rc = snapmem_spool_write(a->spool, w->chunk, w->chunk_len);
+        if (rc < 0) {
+            log_warn(r->tag, "spooling a %llu-byte raft message from %llu in %s: %s "
+                     "(dropped; the sender retries)", (unsigned long long)a->total,
+                     (unsigned long long)w->from_id, r->dir, bd_strerror(rc));
+            rasm_reset(a);
+            r->st.drop_spool++;
+            return;
+        }
+        a->have += w->chunk_len;
+        a->next = w->part + 1;
+        if (a->next < a->parts) return;
+        struct raft_buffer mb;
+        rc = a->have == a->total ? snapmem_spool_map(a->spool, 0, a->have, &mb) : -EPROTO;
+        if (rc == 0) {
+            r->st.spooled++;
+            deliver_msg(r, p, mb.base, mb.len, true);
+        } else {
+            log_warn(r->tag, "mapping a %llu-byte raft message from %llu: %s (dropped)",
+                     (unsigned long long)a->total, (unsigned long long)w->from_id,
+                     bd_strerror(rc));
+            r->st.drop_spool++;
+        }
+        rasm_reset(a);
         return;
     }
     if (a->have + w->chunk_len > a->cap) {
@@ -274,7 +340,7 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
     a->have += w->chunk_len;
     a->next = w->part + 1;
     if (a->next < a->parts) return;
-    if (a->have == a->total) deliver_msg(r, p, a->buf, a->have);
+    if (a->have == a->total) deliver_msg(r, p, a->buf, a->have, false);
     else r->st.drop_malformed++;
     rasm_reset(a);
 }
@@ -381,6 +447,9 @@ static int send_part(struct rio *r, struct rpeer *p, const struct raftmsg_enc *e
     if (BD_NEVER(flen < 0)) return -EPROTO;
     int rc = link_send_oneway(p->link, WIRE_RAFT, r->frame, (size_t)flen, NULL);
     if (rc < 0) return rc;
+    /* The link copied the part: a mapped snapshot's pages leave our RSS
+     * (snapmem.h; a no-op for heap bytes and for the gathered copy). */
+    if (chunk != r->chunk) snapmem_consumed(chunk, n);
     r->st.sent_frames++;
     return 0;
 }
@@ -869,6 +938,12 @@ int rio_new(struct reactor *rx, const struct rio_opts *o, struct rio **out, char
     r->tag = o->tag ? o->tag : "rio";
     r->rand = util_seed() ^ o->id;
     r->install = o->install;
+    r->fio = o->fio;
+    if (util_strlcpy(r->dir, o->dir, sizeof(r->dir)) >= sizeof(r->dir)) {
+        snprintf(err, errlen, "rio: directory name too long");
+        free(r);
+        return -ENAMETOOLONG;
+    }
     r->install_arg = o->install_arg;
     raftfix_init(&r->fix);
     int rc = 0;

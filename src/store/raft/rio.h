@@ -18,7 +18,13 @@
  *   receiving the owner (the proxy's server connection handler) passes
  *             every WIRE_RAFT frame to rio_deliver(), which checks cluster
  *             hash, destination and sender, reassembles parts, decodes and
- *             calls libraft's recv callback
+ *             calls libraft's recv callback; a message above
+ *             RIO_STREAM_MIN (a snapshot) is reassembled in a spool file
+ *             in the log directory and decoded from a mapping of it, its
+ *             data handed to libraft still mapped (snapmem.h), so
+ *             receiving a snapshot costs page cache, not heap; a spool
+ *             that fails (ENOSPC, EIO) drops the message with a warning
+ *             and the leader sends it again later
  *   work      async_work runs on a task queue of its own (snapshots are
  *             dumped there, fsm.h); an installed snapshot is loaded there
  *             through opts->install before it is stored
@@ -97,10 +103,12 @@ struct rio_stats {
     uint64_t sent_frames;
     uint64_t send_noconn;     /* completed with RAFT_NOCONNECTION */
     uint64_t received;        /* messages given to libraft */
+    uint64_t spooled;         /* of which reassembled in a spool file (large) */
     uint64_t drop_cluster;    /* wrong cluster hash */
     uint64_t drop_unknown;    /* unknown sender, wrong destination, spoofed sender */
     uint64_t drop_malformed;  /* bad parts, too large, or does not decode */
     uint64_t drop_closed;     /* arrived after close or before start */
+    uint64_t drop_spool;      /* a large message that could not be spooled (ENOSPC, EIO) */
     struct raftfix_stats fix; /* libraft 0.15 workarounds applied (raftfix.h) */
 };
 
