@@ -29,6 +29,7 @@
  * raftmsg_decode -> libraft's recv callback, which takes the message. */
 #include "store/raft/rio.h"
 #include "base/bd.h"
+#include "base/bytes.h"
 #include "runtime/log.h"
 #include "net/link.h"
 #include "net/raftmsg.h"
@@ -275,7 +276,11 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         rasm_reset(a);
         a->total = w->total_len;
         a->parts = w->parts;
-        if (a->total > RIO_STREAM_MIN) {
+        /* A large InstallSnapshot (the type is the message's first two
+         * bytes) is spooled; other messages are decoded into the heap
+         * anyway, so reassembling them there costs nothing more. */
+        if (a->total > RIO_STREAM_MIN && w->chunk_len >= 2 &&
+            bytes_get_le16(w->chunk) == RAFT_IO_INSTALL_SNAPSHOT) {
             int rc = snapmem_spool_open(r->fio, r->dir, &a->spool);
             if (rc < 0) {
                 log_warn(r->tag, "cannot spool a %llu-byte raft message from %llu in %s: %s "

@@ -18,8 +18,8 @@
  *   receiving the owner (the proxy's server connection handler) passes
  *             every WIRE_RAFT frame to rio_deliver(), which checks cluster
  *             hash, destination and sender, reassembles parts, decodes and
- *             calls libraft's recv callback; a message above
- *             RIO_STREAM_MIN (a snapshot) is reassembled in a spool file
+ *             calls libraft's recv callback; an InstallSnapshot above
+ *             RIO_STREAM_MIN is reassembled in a spool file
  *             in the log directory and decoded from a mapping of it, its
  *             data handed to libraft still mapped (snapmem.h), so
  *             receiving a snapshot costs page cache, not heap; a spool
