@@ -944,6 +944,7 @@ int rio_new(struct reactor *rx, const struct rio_opts *o, struct rio **out, char
     r->rand = util_seed() ^ o->id;
     r->install = o->install;
     r->fio = o->fio;
+    snapmem_heap_install(); /* before libraft and our threads run (snapmem.h) */
     if (util_strlcpy(r->dir, o->dir, sizeof(r->dir)) >= sizeof(r->dir)) {
         snprintf(err, errlen, "rio: directory name too long");
         free(r);

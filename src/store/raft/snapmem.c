@@ -120,6 +120,11 @@ static void heap_install(void)
     raft_heap_set(&heap);
 }
 
+void snapmem_heap_install(void)
+{
+    pthread_once(&heap_once, heap_install);
+}
+
 /* ---- mappings ------------------------------------------------------------------- */
 
 int snapmem_map(int fd, uint64_t off, uint64_t len, struct raft_buffer *out)

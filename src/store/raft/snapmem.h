@@ -49,6 +49,12 @@
 
 #include "store/fileio.h"
 
+/* Install the raft heap described above (idempotent).  Call it on the
+ * main thread before libraft or other threads run (rio_new does): libraft
+ * reads its heap pointer without a lock.  snapmem_map installs it too, as
+ * a safety net. */
+void snapmem_heap_install(void);
+
 /* Map LEN bytes of FD from OFF, read-only, and register the mapping:
  * OUT->base points at the byte at OFF (OFF need not be page aligned) and
  * raft_free(OUT->base) unmaps it.  FD is borrowed (the mapping outlives
