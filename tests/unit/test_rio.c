@@ -608,6 +608,38 @@ TEST(bad_parts_dropped)
     CHECK(consensus_term(n->c) < 1000000);
 }
 
+/* An InstallSnapshot is spooled to disk, so the heap's 1 GiB bound does
+ * not apply to it (a 100 M extent index's snapshot is about 8.4 GiB): part
+ * 0 of a 2 GiB one is taken; one over the snapshot bound (1 TiB) is
+ * dropped, and so is an AppendEntries of 2 GiB. */
+TEST(install_snapshot_bound_is_the_disk)
+{
+    struct node *n = &nodes[0];
+    struct consensus_stats before, after;
+    consensus_get_stats(n->c, &before);
+    uint8_t msg[64] = {0};
+    bytes_put_le16(msg, RAFT_IO_INSTALL_SNAPSHOT);
+    bytes_put_le16(msg + 2, 1);
+    uint64_t total = 2ull << 30;
+    struct wire_raft_req w = {.cluster_hash = n->auth.cluster_hash, .from_id = 2, .to_id = n->id,
+                              .part = 0, .parts = (uint32_t)(total / RIO_CHUNK + 1),
+                              .total_len = total, .chunk_len = sizeof(msg), .chunk = msg};
+    consensus_deliver(n->c, NULL, &w);
+    consensus_get_stats(n->c, &after);
+    CHECK_EQ(after.io.drop_malformed, before.io.drop_malformed);
+    CHECK_EQ(after.io.drop_spool, before.io.drop_spool);
+    w.total_len = 2ull << 40;
+    consensus_deliver(n->c, NULL, &w); /* abandons the first (its spool closes) */
+    bytes_put_le16(msg, RAFT_IO_APPEND_ENTRIES);
+    w.total_len = total;
+    consensus_deliver(n->c, NULL, &w);
+    consensus_get_stats(n->c, &after);
+    CHECK_EQ(after.io.drop_malformed - before.io.drop_malformed, 2);
+    CHECK_EQ(after.io.received, before.io.received);
+    CHECK_EQ(propose_wait(1, 8), 0);
+    CHECK(testlib_run_until(rx, all_applied, 5000));
+}
+
 /* A clean stop of the leader hands leadership over; then everything stops
  * and frees (the leak checker verifies). */
 TEST(clean_stop)

@@ -123,6 +123,7 @@ struct rio {
     struct rpeer peers[RIO_MAX_PEERS];
     unsigned n_peers;
     uint64_t max_msg;
+    uint64_t max_snap;                 /* for InstallSnapshot, which is spooled */
     const char *tag;
     char dir[4096];                    /* the raft log directory: large messages spool here */
     struct fileio *fio;                /* borrowed; NULL = fileio_posix */
@@ -191,6 +192,11 @@ int rio_add_peer(struct rio *r, uint64_t id, const char *addr)
     p->p.id = id;
     util_strlcpy(p->p.addr, addr, sizeof(p->p.addr));
     return 0;
+}
+
+static bool a_is_spooled(const struct rasm *a)
+{
+    return a->spool != NULL;
 }
 
 static void rasm_reset(struct rasm *a)
@@ -265,7 +271,14 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         return;
     }
     struct rasm *a = &p->rasm;
-    bool bad = w->total_len > r->max_msg || w->parts == 0 || w->part >= w->parts;
+    /* Part 0 names the type (its first two bytes): a large InstallSnapshot
+     * is spooled to disk (below) and may be larger than what the heap
+     * would hold; later parts keep the bound part 0 was given. */
+    bool snap = w->part == 0 ? w->chunk_len >= 2 &&
+                                   bytes_get_le16(w->chunk) == RAFT_IO_INSTALL_SNAPSHOT
+                             : a_is_spooled(&p->rasm);
+    bool bad = w->total_len > (snap ? r->max_snap : r->max_msg) || w->parts == 0 ||
+               w->part >= w->parts;
     if (!bad && w->parts == 1) {
         if (a->next) rasm_reset(a); /* a partial message was abandoned */
         if (w->chunk_len != w->total_len) bad = true;
@@ -279,8 +292,7 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         /* A large InstallSnapshot (the type is the message's first two
          * bytes) is spooled; other messages are decoded into the heap
          * anyway, so reassembling them there costs nothing more. */
-        if (a->total > RIO_STREAM_MIN && w->chunk_len >= 2 &&
-            bytes_get_le16(w->chunk) == RAFT_IO_INSTALL_SNAPSHOT) {
+        if (a->total > RIO_STREAM_MIN && snap) {
             int rc = snapmem_spool_open(r->fio, r->dir, &a->spool);
             if (rc < 0) {
                 log_warn(r->tag, "cannot spool a %llu-byte raft message from %llu in %s: %s "
@@ -559,7 +571,7 @@ static int send_now(struct rio *r, const struct raft_message *m, struct raft_io_
                   (unsigned long long)m->server_id, bd_strerror(rc));
         return rc == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
     }
-    if (enc.total_len > r->max_msg) {
+    if (enc.total_len > (m->type == RAFT_IO_INSTALL_SNAPSHOT ? r->max_snap : r->max_msg)) {
         raftmsg_enc_free(&enc);
         return RAFT_TOOBIG;
     }
@@ -940,6 +952,7 @@ int rio_new(struct reactor *rx, const struct rio_opts *o, struct rio **out, char
     r->cluster_hash = o->link_opts->auth->cluster_hash;
     r->link_opts = *o->link_opts;
     r->max_msg = o->max_msg_bytes ? o->max_msg_bytes : RIO_MAX_MSG_DEFAULT;
+    r->max_snap = o->max_snapshot_bytes ? o->max_snapshot_bytes : RIO_MAX_SNAPSHOT_DEFAULT;
     r->tag = o->tag ? o->tag : "rio";
     r->rand = util_seed() ^ o->id;
     r->install = o->install;

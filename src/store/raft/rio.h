@@ -38,7 +38,8 @@
  * unknown node id or cluster id: drop and log; never fed to libraft"):
  * wrong cluster hash, a destination other than us, a sender id that is not
  * a known server, a sender id that differs from the id the connection
- * authenticated with in HELLO, a message larger than max_msg_bytes, parts
+ * authenticated with in HELLO, a message larger than max_msg_bytes (an
+ * InstallSnapshot: max_snapshot_bytes), parts
  * out of order, and bytes that do not decode.  Each is counted (struct
  * rio_stats) and logged at WARN, at most once per second per reason.
  *
@@ -64,6 +65,10 @@
  * WIRE_MAX_FIELDS with the 48 bytes of wire_raft_req around the chunk. */
 #define RIO_CHUNK (WIRE_MAX_FIELDS - 64u)
 #define RIO_MAX_MSG_DEFAULT (1ull << 30)
+/* An InstallSnapshot is spooled to disk, not reassembled in memory, so its
+ * bound is the disk's, not the heap's: a spool that runs out of space
+ * drops the message cleanly (rio_stats.drop_spool). */
+#define RIO_MAX_SNAPSHOT_DEFAULT (1ull << 40)
 /* Messages above RIO_STREAM_MIN (snapshots) are streamed: a window of
  * RIO_STREAM_WINDOW_PARTS frames, then a PING, at most RIO_STREAM_WINDOWS
  * windows unconfirmed; a PING unanswered in RIO_STREAM_PING_MS fails the
@@ -89,6 +94,7 @@ struct rio_opts {
     const struct rio_peer *peers;     /* every server that may talk to us, us included */
     unsigned n_peers;                 /* <= RIO_MAX_PEERS */
     uint64_t max_msg_bytes;           /* largest message reassembled; 0 = 1 GiB */
+    uint64_t max_snapshot_bytes;      /* largest InstallSnapshot (spooled); 0 = 1 TiB */
     const char *tag;                  /* log tag; borrowed, must outlive rio */
     /* Optional: load an installed snapshot's DATA (borrowed) into the state
      * machine, on a worker thread, before it is stored; 0 or -errno (the
