@@ -206,6 +206,23 @@ static void rasm_reset(struct rasm *a)
     memset(a, 0, sizeof(*a));
 }
 
+/* A large InstallSnapshot cannot be spooled (RC: ENOSPC, EIO): drop it,
+ * and close the connection it arrives on.  The sender's stream then fails
+ * (its next PING goes unanswered), so libraft aborts that snapshot and
+ * sends it again once the link is back, instead of waiting out the
+ * install timeout (30 minutes, consensus.c) for an answer that would never
+ * come.  FROM may be NULL (tests feeding frames by hand). */
+static void spool_failed(struct rio *r, struct conn *from, struct rasm *a, uint64_t from_id,
+                         const char *what, int rc)
+{
+    log_warn(r->tag, "%s a %llu-byte raft snapshot from %llu in %s: %s (dropped; closing "
+             "the connection so that the sender starts again)", what,
+             (unsigned long long)a->total, (unsigned long long)from_id, r->dir, bd_strerror(rc));
+    rasm_reset(a);
+    r->st.drop_spool++;
+    if (from) conn_close(from, rc);
+}
+
 /* ---- receiving ------------------------------------------------------------------- */
 
 /* raftmsg_take_fn for a mapped message: the snapshot data keeps the
@@ -295,11 +312,7 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         if (a->total > RIO_STREAM_MIN && snap) {
             int rc = snapmem_spool_open(r->fio, r->dir, &a->spool);
             if (rc < 0) {
-                log_warn(r->tag, "cannot spool a %llu-byte raft message from %llu in %s: %s "
-                         "(dropped; the sender retries)", (unsigned long long)a->total,
-                         (unsigned long long)w->from_id, r->dir, bd_strerror(rc));
-                rasm_reset(a);
-                r->st.drop_spool++;
+                spool_failed(r, from, a, w->from_id, "cannot spool", rc);
                 return;
             }
         }
@@ -317,11 +330,7 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
     if (a->spool) {
         int rc = snapmem_spool_write(a->spool, w->chunk, w->chunk_len);
         if (rc < 0) {
-            log_warn(r->tag, "spooling a %llu-byte raft message from %llu in %s: %s "
-                     "(dropped; the sender retries)", (unsigned long long)a->total,
-                     (unsigned long long)w->from_id, r->dir, bd_strerror(rc));
-            rasm_reset(a);
-            r->st.drop_spool++;
+            spool_failed(r, from, a, w->from_id, "spooling", rc);
             return;
         }
         a->have += w->chunk_len;
@@ -329,16 +338,13 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         if (a->next < a->parts) return;
         struct raft_buffer mb;
         rc = a->have == a->total ? snapmem_spool_map(a->spool, 0, a->have, &mb) : -EPROTO;
-        if (rc == 0) {
-            r->st.spooled++;
-            deliver_msg(r, p, mb.base, mb.len, true);
-        } else {
-            log_warn(r->tag, "mapping a %llu-byte raft message from %llu: %s (dropped)",
-                     (unsigned long long)a->total, (unsigned long long)w->from_id,
-                     bd_strerror(rc));
-            r->st.drop_spool++;
+        if (rc < 0) {
+            spool_failed(r, from, a, w->from_id, "mapping", rc);
+            return;
         }
-        rasm_reset(a);
+        rasm_reset(a); /* the mapping outlives the spool file's descriptor */
+        r->st.spooled++;
+        deliver_msg(r, p, mb.base, mb.len, true);
         return;
     }
     if (a->have + w->chunk_len > a->cap) {

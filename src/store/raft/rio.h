@@ -24,7 +24,9 @@
  *             data handed to libraft still mapped (snapmem.h), so
  *             receiving a snapshot costs page cache, not heap; a spool
  *             that fails (ENOSPC, EIO) drops the message with a warning
- *             and the leader sends it again later
+ *             and closes the connection it came on, so the sender's
+ *             stream fails and libraft sends the snapshot again once the
+ *             link is back (not after the 30-minute install timeout)
  *   work      async_work runs on a task queue of its own (snapshots are
  *             dumped there, fsm.h); an installed snapshot is loaded there
  *             through opts->install before it is stored
