@@ -120,6 +120,17 @@ void raftmsg_enc_flatten(const struct raftmsg_enc *enc, uint8_t *buf);
  * M owns raft-heap memory as described above; on error it owns nothing. */
 int raftmsg_decode(const uint8_t *buf, size_t len, struct raft_message *m);
 
+/* Like raftmsg_decode, but an INSTALL_SNAPSHOT's data (when not empty)
+ * is not copied: TAKE(TAKE_ARG, P, LEN, OUT) is called with the data's
+ * place in BUF and must fill *OUT with a buffer libraft may raft_free
+ * (rio: BUF is a mapped message and OUT the data's part of the mapping,
+ * snapmem.h), returning 0 or -errno (the decode fails with it).  TAKE is
+ * the last step of a successful decode, so on any error nothing was
+ * taken. */
+typedef int raftmsg_take_fn(void *arg, const uint8_t *p, size_t len, struct raft_buffer *out);
+int raftmsg_decode_take(const uint8_t *buf, size_t len, struct raft_message *m,
+                        raftmsg_take_fn *take, void *take_arg);
+
 /* Release what raftmsg_decode allocated for M (when M is not given to
  * libraft's recv callback, which takes it). */
 void raftmsg_free(struct raft_message *m);

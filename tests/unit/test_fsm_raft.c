@@ -428,6 +428,9 @@ static bool cluster_start(unsigned n, unsigned seed_no)
             return false;
         }
         if (fsm_raft_init(&nd->fr, nd->ix)) return false;
+        /* Odd nodes dump snapshots through a spool file and hand libraft a
+         * mapping (snapmem.h), as the proxy does; even ones heap chunks. */
+        if ((i & 1) && fsm_raft_set_spool(&nd->fr, nd->dir, NULL)) return false;
         orig_apply = nd->fr.fsm.apply;
         orig_restore = nd->fr.fsm.restore;
         nd->fr.fsm.apply = wrap_apply;

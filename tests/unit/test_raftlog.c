@@ -10,6 +10,7 @@
 #include "runtime/reactor.h"
 #include "store/raft/raftlog.h"
 #include "store/raft/raftlog_fmt.h"
+#include "store/raft/snapmem.h"
 #include "golden.h"
 #include "tap.h"
 #include "base/bytes.h"
@@ -265,6 +266,13 @@ static void on_snap(struct raftlog_req *r, int status)
 }
 
 static char snap_bytes[] = "the state machine at some index";
+
+static uint64_t live_maps(void)
+{
+    uint64_t n, bytes;
+    snapmem_counts(&n, &bytes);
+    return n;
+}
 
 static int put_snapshot(struct raftlog *l, raft_index index, raft_term term, unsigned trailing)
 {
@@ -533,9 +541,12 @@ TEST(snapshot_put_get_trailing)
     CHECK_EQ(g.req.snapshot->index, 150);
     CHECK_EQ(g.req.snapshot->n_bufs, 1);
     CHECK(memcmp(g.req.snapshot->bufs[0].base, snap_bytes, sizeof(snap_bytes)) == 0);
+    /* The data is a mapping of the file, not heap; raft_free unmaps it. */
+    CHECK(snapmem_is_mapped(g.req.snapshot->bufs[0].base));
     CHECK_EQ(g.req.snapshot->configuration.n, 1);
     raft_configuration_close(&g.req.snapshot->configuration);
     raft_free(g.req.snapshot->bufs[0].base);
+    CHECK_EQ(live_maps(), 0);
     raft_free(g.req.snapshot->bufs);
     raft_free(g.req.snapshot);
     CHECK_EQ(append_wait(l, 182, 5, 3), 0);
@@ -757,6 +768,35 @@ TEST(corrupt_snapshot_refused)
     CHECK_EQ(testlib_flip_byte(p, testlib_file_size(p) - 12, 0x40), 0);
     l = open_log(0, 1);
     CHECK_EQ(load(l, &s), -BD_ECORRUPT);
+    CHECK_EQ(live_maps(), 0); /* the mapping the checksum ran over is gone */
+    close_log(l);
+}
+
+/* A snapshot file cut short (a lost tail) is refused by its size before
+ * anything is mapped, at load and by snapshot_get, which fails cleanly
+ * (libraft tries again later). */
+TEST(short_snapshot_refused)
+{
+    fixture();
+    struct raftlog *l = open_log(0, 1);
+    bootstrap(l);
+    struct raftlog_state s;
+    CHECK_EQ(load(l, &s), 0);
+    state_free(&s);
+    CHECK_EQ(append_wait(l, 2, 9, 1), 0);
+    CHECK_EQ(put_snapshot(l, 8, 1, 2), 0);
+    char p[600];
+    snprintf(p, sizeof(p), "%s/snap-%016llx", dir, 8ull);
+    CHECK_EQ(truncate(p, testlib_file_size(p) - 5), 0);
+    struct sreq g = {0};
+    CHECK_EQ(raftlog_snapshot_get(l, &g.req, on_snap), 0);
+    testlib_run_until_flag(rx, &g.done, 5000);
+    CHECK_EQ(g.status, -BD_ECORRUPT);
+    CHECK_EQ(live_maps(), 0);
+    close_log(l);
+    l = open_log(0, 1);
+    CHECK_EQ(load(l, &s), -BD_ECORRUPT);
+    CHECK_EQ(live_maps(), 0);
     close_log(l);
 }
 

@@ -511,6 +511,15 @@ static int proxy_start(struct role *r, struct reactor *rx, const struct cfg *top
         snprintf(err, errlen, "fsm: %s", bd_strerror(rc));
         goto fail;
     }
+    /* Snapshot dumps spool in the raft log's directory (consensus's
+     * default, which raftlog_open creates before any snapshot). */
+    char raft_dir[sizeof(dir) + 16];
+    snprintf(raft_dir, sizeof(raft_dir), "%s/raft", cfg->data_dir);
+    rc = fsm_raft_set_spool(&p->fr, raft_dir, NULL);
+    if (rc < 0) {
+        snprintf(err, errlen, "fsm: %s", bd_strerror(rc));
+        goto fail;
+    }
     p->fr.on_applied = on_applied;
     p->fr.arg = p;
     rc = fsm_raft_set_async(&p->fr, rx);

@@ -32,6 +32,7 @@
 #include "store/index/idxcmd.h"
 #include "runtime/reactor.h"
 #include "store/index/index.h"
+#include "store/fileio.h"
 
 #include <raft.h>
 #include <stdbool.h>
@@ -156,6 +157,8 @@ struct fsm_raft {
     struct fsm_pending result; /* synchronous mode: the last apply's result */
     struct fsm_applier *ap;    /* asynchronous mode, else NULL */
     int err;                   /* first hard error, 0 if none */
+    char spool_dir[4096];      /* snapshot dumps spool here (fsm_raft_set_spool); "" = heap */
+    struct fileio *spool_fio;  /* borrowed; NULL = fileio_posix */
     /* Optional: called after every applied entry (also on no-ops) with its
      * index, once readers can see it, e.g. to release reads waiting for an
      * index (C7). */
@@ -171,6 +174,13 @@ void fsm_raft_bind(struct fsm_raft *fr, struct raft *raft);
  * whose completions come back on RX.  Call before raft_start.  0 or
  * -ENOMEM. */
 int fsm_raft_set_async(struct fsm_raft *fr, struct reactor *rx);
+/* Dump snapshots into a temporary file in DIR (the raft log directory,
+ * made by then) through FIO (borrowed, NULL = fileio_posix), and hand
+ * libraft one read-only mapping of it (store/raft/snapmem.h) instead of
+ * heap chunks, so a large index's snapshot costs page cache, not RSS.
+ * Without it (tests over libraft's fixture) the dump is heap chunks.
+ * 0 or -ENAMETOOLONG. */
+int fsm_raft_set_spool(struct fsm_raft *fr, const char *dir, struct fileio *fio);
 /* Load the snapshot DATA (a dump, borrowed) into FR's index unless the
  * index has already applied as far: for rio's install hook (rio.h), on
  * rio's worker thread, so that a follower receiving the leader's snapshot

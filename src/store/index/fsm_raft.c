@@ -40,10 +40,20 @@
  * raft_malloc'd chunks that double from 64 KiB up to 4 MiB, so a small
  * index costs one small buffer and a large one never needs a single
  * gigantic allocation or a realloc copy.  Sending is rio's (chunked and
- * paced, rio.c); storing is raftlog's (on its own thread). */
+ * paced, rio.c); storing is raftlog's (on its own thread).
+ *
+ * With a spool directory (fsm_raft_set_spool, the proxy's raft log
+ * directory) the dump goes to an unlinked temporary file instead, and
+ * libraft gets one read-only mapping of it (store/raft/snapmem.h: its
+ * raft_free unmaps), so making and storing a snapshot costs page cache,
+ * not heap, whatever the index's size.  A dump that fails (ENOSPC, EIO)
+ * is logged and returned as RAFT_IOERR: libraft drops that snapshot and
+ * takes another one later. */
 #include "store/index/fsm.h"
 #include "store/index/index_int.h"
 #include "base/bd.h"
+#include "base/util.h"
+#include "store/raft/snapmem.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -540,11 +550,41 @@ static int fr_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigne
 /* Second half, on a worker thread (the read txn is MDB_NOTLS, so it may
  * move threads): dump the pinned index into raft_malloc'd chunks while
  * the reactor goes on serving and applying. */
+static int spool_emit(void *arg, const void *p, size_t len)
+{
+    return snapmem_spool_write(arg, p, len);
+}
+
+/* The dump into a spool file, then one mapping of it for libraft (on the
+ * worker thread, with the read txn pinned).  0 or a raft code; every
+ * failure is logged (libraft takes the next snapshot later). */
+static int snapshot_spooled(struct fsm_raft *fr, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct snapmem_spool *sp = NULL;
+    struct raft_buffer *b = raft_malloc(sizeof(*b));
+    int rc = b ? snapmem_spool_open(fr->spool_fio, fr->spool_dir, &sp) : -ENOMEM;
+    if (rc == 0) rc = index_dump(fr->snap_rd, spool_emit, sp);
+    index_read_end(fr->snap_rd);
+    fr->snap_open = false;
+    if (rc == 0) rc = snapmem_spool_map(sp, 0, snapmem_spool_len(sp), b);
+    snapmem_spool_close(sp);
+    if (rc) {
+        fprintf(stderr, "blockd: raft snapshot dump into %s failed: %s (retried later)\n",
+                fr->spool_dir, bd_strerror(rc));
+        raft_free(b);
+        return rc == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
 static int fr_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct fsm_raft *fr = fsm->data;
     struct snap_bufs s = {0};
     if (BD_NEVER(!fr->snap_open)) return RAFT_IOERR;
+    if (fr->spool_dir[0]) return snapshot_spooled(fr, bufs, n_bufs);
     int rc = index_dump(fr->snap_rd, snap_emit, &s);
     index_read_end(fr->snap_rd);
     fr->snap_open = false;
@@ -611,6 +651,7 @@ int fsm_raft_install(void *arg, const struct raft_buffer *data)
         index_read_end(rd);
         if (ours < dump_applied) rc = index_load(fr->ix, data->base, data->len, &loaded);
     }
+    snapmem_consumed(data->base, data->len); /* a mapping's pages leave our RSS */
     index_reader_free(rd);
     return rc;
 }
@@ -633,6 +674,16 @@ int fsm_raft_init(struct fsm_raft *fr, struct index *ix)
     fr->fsm.restore = fr_restore;
     fr->fsm.snapshot_finalize = fr_snapshot_finalize;
     fr->fsm.snapshot_async = fr_snapshot_async;
+    return 0;
+}
+
+int fsm_raft_set_spool(struct fsm_raft *fr, const char *dir, struct fileio *fio)
+{
+    if (util_strlcpy(fr->spool_dir, dir, sizeof(fr->spool_dir)) >= sizeof(fr->spool_dir)) {
+        fr->spool_dir[0] = 0;
+        return -ENAMETOOLONG;
+    }
+    fr->spool_fio = fio;
     return 0;
 }
 

@@ -32,6 +32,10 @@
 #include "runtime/log.h"
 #include "base/util.h"
 #include "net/raftmsg.h"
+#include "store/raft/snapmem.h"
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -97,7 +101,11 @@ int raftlog_set_vote(struct raftlog *l, raft_id vote)
 
 /* Write a snapshot file (tmp, fdatasync, rename, fsync dir) and make it
  * current, deleting the previous one.  0 or -errno.  Side queue (a put)
- * or writer (an install). */
+ * or writer (an install).  The data is written and hashed in steps of
+ * SNAP_STEP bytes, each dropped from RSS once written if it is a mapping
+ * (snapmem.h): a snapshot of any size passes through a bounded window. */
+#define SNAP_STEP (8u << 20)
+
 static int snapshot_write(struct raftlog *l, const struct raft_snapshot *s, uint64_t log_seq)
 {
     struct fileio *f = l->fio;
@@ -109,13 +117,7 @@ static int snapshot_write(struct raftlog *l, const struct raft_snapshot *s, uint
     size_t conf_len = raftmsg_conf_size(&s->configuration);
     if (conf_len == 0 || conf_len > RAFTLOG_FMT_SNAP_CONF_MAX) return -EINVAL;
     uint8_t *conf = malloc(conf_len);
-    int n_iov = (int)s->n_bufs + 3;
-    struct iovec *iov = malloc(sizeof(*iov) * (size_t)n_iov);
-    if (!conf || !iov) {
-        free(conf);
-        free(iov);
-        return -ENOMEM;
-    }
+    if (!conf) return -ENOMEM;
     raftmsg_conf_encode(&s->configuration, conf);
     uint64_t data_len = 0;
     for (unsigned i = 0; i < s->n_bufs; i++) data_len += s->bufs[i].len;
@@ -124,26 +126,31 @@ static int snapshot_write(struct raftlog *l, const struct raft_snapshot *s, uint
                                   .conf_len = (uint32_t)conf_len, .data_len = data_len};
     uint8_t h[RAFTLOG_FMT_SNAP_LEN], t[RAFTLOG_FMT_SNAP_TRAILER_LEN];
     raftlog_fmt_snap_encode(h, &sh);
-    iov[0] = (struct iovec){h, sizeof(h)};
-    iov[1] = (struct iovec){conf, conf_len};
-    for (unsigned i = 0; i < s->n_bufs; i++) iov[2 + i] = (struct iovec){s->bufs[i].base, s->bufs[i].len};
-    raftlog_fmt_snap_trailer_encode(t, util_xxh3_iov(iov + 1, n_iov - 2));
-    iov[n_iov - 1] = (struct iovec){t, sizeof(t)};
+    XXH3_state_t xs;
+    XXH3_64bits_reset(&xs);
+    XXH3_64bits_update(&xs, conf, conf_len);
 
     int fd = f->ops->open(f, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int rc = fd < 0 ? fd : 0;
-    uint64_t off = 0;
-    for (int i = 0; rc == 0 && i < n_iov; i += 1000) {
-        int k = n_iov - i < 1000 ? n_iov - i : 1000;
-        uint64_t chunk = 0;
-        for (int j = 0; j < k; j++) chunk += iov[i + j].iov_len;
-        rc = fileio_pwritev_full(f, fd, iov + i, k, off);
-        off += chunk;
+    struct iovec hv[2] = {{h, sizeof(h)}, {conf, conf_len}};
+    if (rc == 0) rc = fileio_pwritev_full(f, fd, hv, 2, 0);
+    uint64_t off = sizeof(h) + conf_len;
+    for (unsigned i = 0; rc == 0 && i < s->n_bufs; i++) {
+        const uint8_t *b = s->bufs[i].base;
+        for (size_t done = 0; rc == 0 && done < s->bufs[i].len;) {
+            size_t n = BD_MIN((size_t)SNAP_STEP, s->bufs[i].len - done);
+            rc = fileio_pwrite_full(f, fd, b + done, n, off);
+            if (rc == 0) XXH3_64bits_update(&xs, b + done, n);
+            snapmem_consumed(b + done, n);
+            done += n;
+            off += n;
+        }
     }
+    raftlog_fmt_snap_trailer_encode(t, XXH3_64bits_digest(&xs));
+    if (rc == 0) rc = fileio_pwrite_full(f, fd, t, sizeof(t), off);
     if (rc == 0) rc = f->ops->fdatasync(f, fd);
     if (fd >= 0) f->ops->close(f, fd);
     free(conf);
-    free(iov);
     if (rc == 0) {
         pthread_mutex_lock(&l->snap_lock);
         rc = f->ops->rename(f, tmp, final);

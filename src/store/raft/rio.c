@@ -29,6 +29,7 @@
  * raftmsg_decode -> libraft's recv callback, which takes the message. */
 #include "store/raft/rio.h"
 #include "base/bd.h"
+#include "base/bytes.h"
 #include "runtime/log.h"
 #include "net/link.h"
 #include "net/raftmsg.h"
@@ -36,6 +37,7 @@
 #include "base/util.h"
 #include "store/raft/raftfix.h"
 #include "store/raft/raftlog.h"
+#include "store/raft/snapmem.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -44,9 +46,12 @@
 
 enum { WARN_CLUSTER, WARN_UNKNOWN, WARN_MALFORMED, WARN_N };
 
-/* A message being reassembled from its parts. */
+/* A message being reassembled from its parts: in BUF, or, above
+ * RIO_STREAM_MIN (a snapshot), in a spool file (snapmem.h) that is mapped
+ * once complete, so a large message never sits in the heap. */
 struct rasm {
     uint8_t *buf;     /* malloc'ed, grows with what arrived */
+    struct snapmem_spool *spool; /* instead of buf for a large message */
     size_t cap;
     size_t have;
     uint64_t total;   /* bytes announced by part 0 */
@@ -118,7 +123,10 @@ struct rio {
     struct rpeer peers[RIO_MAX_PEERS];
     unsigned n_peers;
     uint64_t max_msg;
+    uint64_t max_snap;                 /* for InstallSnapshot, which is spooled */
     const char *tag;
+    char dir[4096];                    /* the raft log directory: large messages spool here */
+    struct fileio *fio;                /* borrowed; NULL = fileio_posix */
     struct raftlog *log;
     struct taskq *workq;               /* async_work */
     int work_running;
@@ -186,19 +194,63 @@ int rio_add_peer(struct rio *r, uint64_t id, const char *addr)
     return 0;
 }
 
+static bool a_is_spooled(const struct rasm *a)
+{
+    return a->spool != NULL;
+}
+
 static void rasm_reset(struct rasm *a)
 {
     free(a->buf);
+    snapmem_spool_close(a->spool);
     memset(a, 0, sizeof(*a));
+}
+
+/* A large InstallSnapshot cannot be spooled (RC: ENOSPC, EIO): drop it,
+ * and close the connection it arrives on.  The sender's stream then fails
+ * (its next PING goes unanswered), so libraft aborts that snapshot and
+ * sends it again once the link is back, instead of waiting out the
+ * install timeout (30 minutes, consensus.c) for an answer that would never
+ * come.  FROM may be NULL (tests feeding frames by hand). */
+static void spool_failed(struct rio *r, struct conn *from, struct rasm *a, uint64_t from_id,
+                         const char *what, int rc)
+{
+    log_warn(r->tag, "%s a %llu-byte raft snapshot from %llu in %s: %s (dropped; closing "
+             "the connection so that the sender starts again)", what,
+             (unsigned long long)a->total, (unsigned long long)from_id, r->dir, bd_strerror(rc));
+    rasm_reset(a);
+    r->st.drop_spool++;
+    if (from) conn_close(from, rc);
 }
 
 /* ---- receiving ------------------------------------------------------------------- */
 
-static void deliver_msg(struct rio *r, struct rpeer *p, const uint8_t *buf, size_t len)
+/* raftmsg_take_fn for a mapped message: the snapshot data keeps the
+ * mapping (ARG is the mapping's registered base) and libraft's raft_free
+ * of the data unmaps it. */
+static int take_mapped(void *arg, const uint8_t *p, size_t len, struct raft_buffer *out)
+{
+    int rc = snapmem_rebase(arg, (void *)p);
+    if (rc == 0) *out = (struct raft_buffer){(void *)p, len};
+    return rc;
+}
+
+/* Decode and hand to libraft.  MAPPED: BUF is a registered mapping
+ * (snapmem.h) that this call consumes (its data part may go on to libraft). */
+static void deliver_msg(struct rio *r, struct rpeer *p, const uint8_t *buf, size_t len,
+                        bool mapped)
 {
     struct raft_message m;
     memset(&m, 0, sizeof(m));
-    int rc = raftmsg_decode(buf, len, &m);
+    bool taken = false;
+    int rc = mapped ? raftmsg_decode_take(buf, len, &m, take_mapped, (void *)buf)
+                    : raftmsg_decode(buf, len, &m);
+    if (mapped) {
+        taken = rc == 0 && m.type == RAFT_IO_INSTALL_SNAPSHOT &&
+                (const uint8_t *)m.install_snapshot.data.base > buf;
+        if (!taken) raft_free((void *)buf); /* copied out, or failed: unmap */
+        else snapmem_consumed(buf, (size_t)((const uint8_t *)m.install_snapshot.data.base - buf));
+    }
     if (rc < 0) {
         r->st.drop_malformed++;
         warn_limited(r, WARN_MALFORMED, "dropped a raft message that does not decode (%s) "
@@ -236,17 +288,34 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         return;
     }
     struct rasm *a = &p->rasm;
-    bool bad = w->total_len > r->max_msg || w->parts == 0 || w->part >= w->parts;
+    /* Part 0 names the type (its first two bytes): a large InstallSnapshot
+     * is spooled to disk (below) and may be larger than what the heap
+     * would hold; later parts keep the bound part 0 was given. */
+    bool snap = w->part == 0 ? w->chunk_len >= 2 &&
+                                   bytes_get_le16(w->chunk) == RAFT_IO_INSTALL_SNAPSHOT
+                             : a_is_spooled(&p->rasm);
+    bool bad = w->total_len > (snap ? r->max_snap : r->max_msg) || w->parts == 0 ||
+               w->part >= w->parts;
     if (!bad && w->parts == 1) {
         if (a->next) rasm_reset(a); /* a partial message was abandoned */
         if (w->chunk_len != w->total_len) bad = true;
-        else deliver_msg(r, p, w->chunk, w->chunk_len);
+        else deliver_msg(r, p, w->chunk, w->chunk_len, false);
         if (!bad) return;
     }
     if (!bad && w->part == 0) {
         rasm_reset(a);
         a->total = w->total_len;
         a->parts = w->parts;
+        /* A large InstallSnapshot (the type is the message's first two
+         * bytes) is spooled; other messages are decoded into the heap
+         * anyway, so reassembling them there costs nothing more. */
+        if (a->total > RIO_STREAM_MIN && snap) {
+            int rc = snapmem_spool_open(r->fio, r->dir, &a->spool);
+            if (rc < 0) {
+                spool_failed(r, from, a, w->from_id, "cannot spool", rc);
+                return;
+            }
+        }
     } else if (!bad && (w->part != a->next || w->parts != a->parts || w->total_len != a->total)) {
         bad = true;
     }
@@ -256,6 +325,26 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
         r->st.drop_malformed++;
         warn_limited(r, WARN_MALFORMED, "dropped a raft message %s from %llu (%llu bytes)",
                      "with inconsistent parts or over the size limit", w->from_id, w->total_len);
+        return;
+    }
+    if (a->spool) {
+        int rc = snapmem_spool_write(a->spool, w->chunk, w->chunk_len);
+        if (rc < 0) {
+            spool_failed(r, from, a, w->from_id, "spooling", rc);
+            return;
+        }
+        a->have += w->chunk_len;
+        a->next = w->part + 1;
+        if (a->next < a->parts) return;
+        struct raft_buffer mb;
+        rc = a->have == a->total ? snapmem_spool_map(a->spool, 0, a->have, &mb) : -EPROTO;
+        if (rc < 0) {
+            spool_failed(r, from, a, w->from_id, "mapping", rc);
+            return;
+        }
+        rasm_reset(a); /* the mapping outlives the spool file's descriptor */
+        r->st.spooled++;
+        deliver_msg(r, p, mb.base, mb.len, true);
         return;
     }
     if (a->have + w->chunk_len > a->cap) {
@@ -274,7 +363,7 @@ void rio_deliver(struct rio *r, struct conn *from, const struct wire_raft_req *w
     a->have += w->chunk_len;
     a->next = w->part + 1;
     if (a->next < a->parts) return;
-    if (a->have == a->total) deliver_msg(r, p, a->buf, a->have);
+    if (a->have == a->total) deliver_msg(r, p, a->buf, a->have, false);
     else r->st.drop_malformed++;
     rasm_reset(a);
 }
@@ -381,6 +470,9 @@ static int send_part(struct rio *r, struct rpeer *p, const struct raftmsg_enc *e
     if (BD_NEVER(flen < 0)) return -EPROTO;
     int rc = link_send_oneway(p->link, WIRE_RAFT, r->frame, (size_t)flen, NULL);
     if (rc < 0) return rc;
+    /* The link copied the part: a mapped snapshot's pages leave our RSS
+     * (snapmem.h; a no-op for heap bytes and for the gathered copy). */
+    if (chunk != r->chunk) snapmem_consumed(chunk, n);
     r->st.sent_frames++;
     return 0;
 }
@@ -485,7 +577,7 @@ static int send_now(struct rio *r, const struct raft_message *m, struct raft_io_
                   (unsigned long long)m->server_id, bd_strerror(rc));
         return rc == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
     }
-    if (enc.total_len > r->max_msg) {
+    if (enc.total_len > (m->type == RAFT_IO_INSTALL_SNAPSHOT ? r->max_snap : r->max_msg)) {
         raftmsg_enc_free(&enc);
         return RAFT_TOOBIG;
     }
@@ -866,9 +958,17 @@ int rio_new(struct reactor *rx, const struct rio_opts *o, struct rio **out, char
     r->cluster_hash = o->link_opts->auth->cluster_hash;
     r->link_opts = *o->link_opts;
     r->max_msg = o->max_msg_bytes ? o->max_msg_bytes : RIO_MAX_MSG_DEFAULT;
+    r->max_snap = o->max_snapshot_bytes ? o->max_snapshot_bytes : RIO_MAX_SNAPSHOT_DEFAULT;
     r->tag = o->tag ? o->tag : "rio";
     r->rand = util_seed() ^ o->id;
     r->install = o->install;
+    r->fio = o->fio;
+    snapmem_heap_install(); /* before libraft and our threads run (snapmem.h) */
+    if (util_strlcpy(r->dir, o->dir, sizeof(r->dir)) >= sizeof(r->dir)) {
+        snprintf(err, errlen, "rio: directory name too long");
+        free(r);
+        return -ENAMETOOLONG;
+    }
     r->install_arg = o->install_arg;
     raftfix_init(&r->fix);
     int rc = 0;

@@ -18,7 +18,15 @@
  *   receiving the owner (the proxy's server connection handler) passes
  *             every WIRE_RAFT frame to rio_deliver(), which checks cluster
  *             hash, destination and sender, reassembles parts, decodes and
- *             calls libraft's recv callback
+ *             calls libraft's recv callback; an InstallSnapshot above
+ *             RIO_STREAM_MIN is reassembled in a spool file
+ *             in the log directory and decoded from a mapping of it, its
+ *             data handed to libraft still mapped (snapmem.h), so
+ *             receiving a snapshot costs page cache, not heap; a spool
+ *             that fails (ENOSPC, EIO) drops the message with a warning
+ *             and closes the connection it came on, so the sender's
+ *             stream fails and libraft sends the snapshot again once the
+ *             link is back (not after the 30-minute install timeout)
  *   work      async_work runs on a task queue of its own (snapshots are
  *             dumped there, fsm.h); an installed snapshot is loaded there
  *             through opts->install before it is stored
@@ -32,7 +40,8 @@
  * unknown node id or cluster id: drop and log; never fed to libraft"):
  * wrong cluster hash, a destination other than us, a sender id that is not
  * a known server, a sender id that differs from the id the connection
- * authenticated with in HELLO, a message larger than max_msg_bytes, parts
+ * authenticated with in HELLO, a message larger than max_msg_bytes (an
+ * InstallSnapshot: max_snapshot_bytes), parts
  * out of order, and bytes that do not decode.  Each is counted (struct
  * rio_stats) and logged at WARN, at most once per second per reason.
  *
@@ -58,6 +67,10 @@
  * WIRE_MAX_FIELDS with the 48 bytes of wire_raft_req around the chunk. */
 #define RIO_CHUNK (WIRE_MAX_FIELDS - 64u)
 #define RIO_MAX_MSG_DEFAULT (1ull << 30)
+/* An InstallSnapshot is spooled to disk, not reassembled in memory, so its
+ * bound is the disk's, not the heap's: a spool that runs out of space
+ * drops the message cleanly (rio_stats.drop_spool). */
+#define RIO_MAX_SNAPSHOT_DEFAULT (1ull << 40)
 /* Messages above RIO_STREAM_MIN (snapshots) are streamed: a window of
  * RIO_STREAM_WINDOW_PARTS frames, then a PING, at most RIO_STREAM_WINDOWS
  * windows unconfirmed; a PING unanswered in RIO_STREAM_PING_MS fails the
@@ -83,6 +96,7 @@ struct rio_opts {
     const struct rio_peer *peers;     /* every server that may talk to us, us included */
     unsigned n_peers;                 /* <= RIO_MAX_PEERS */
     uint64_t max_msg_bytes;           /* largest message reassembled; 0 = 1 GiB */
+    uint64_t max_snapshot_bytes;      /* largest InstallSnapshot (spooled); 0 = 1 TiB */
     const char *tag;                  /* log tag; borrowed, must outlive rio */
     /* Optional: load an installed snapshot's DATA (borrowed) into the state
      * machine, on a worker thread, before it is stored; 0 or -errno (the
@@ -97,10 +111,12 @@ struct rio_stats {
     uint64_t sent_frames;
     uint64_t send_noconn;     /* completed with RAFT_NOCONNECTION */
     uint64_t received;        /* messages given to libraft */
+    uint64_t spooled;         /* of which reassembled in a spool file (large) */
     uint64_t drop_cluster;    /* wrong cluster hash */
     uint64_t drop_unknown;    /* unknown sender, wrong destination, spoofed sender */
     uint64_t drop_malformed;  /* bad parts, too large, or does not decode */
     uint64_t drop_closed;     /* arrived after close or before start */
+    uint64_t drop_spool;      /* a large message that could not be spooled (ENOSPC, EIO) */
     struct raftfix_stats fix; /* libraft 0.15 workarounds applied (raftfix.h) */
 };
 
