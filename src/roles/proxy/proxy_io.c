@@ -653,6 +653,7 @@ static void lease_reply(struct read_ctx *r)
             e.partition = st->partition;
             uint32_t nn_before = nn;
             bool full = false;
+            proxy_blobs_read_order(p->blobs, st->partition, r->step_nodes[i]);
             for (int k = 0; k < PROXY_BLOBS_REPLICAS; k++) {
                 uint64_t id = r->step_nodes[i][k];
                 e.nodes[k] = id;
