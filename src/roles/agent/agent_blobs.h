@@ -8,7 +8,8 @@
  * not read directly: the read goes through a proxy).  Blob servers let
  * agents only read (roles/blob/blob.c).
  *
- * A GET tries the replicas whose link is up, in the order given, and
+ * A GET tries the replicas whose link is up, starting at one picked by the
+ * blob id (reads spread over the replicas) and then in the order given, and
  * falls through to the next on any error: a server down, a blob not (or
  * no longer) there because it moved or was repaired elsewhere, a timeout,
  * or data that fails its checksum.  The data handed to the callback has

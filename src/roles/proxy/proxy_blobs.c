@@ -410,8 +410,8 @@ static void get_try(struct proxy_blobs_get *get)
     if (reactor_defer(pb->rx, get_fail_deferred, get) < 0) get_fail_deferred(get);
 }
 
-void proxy_blobs_read_order(struct proxy_blobs *pb, uint32_t partition,
-                            uint64_t nodes[PROXY_BLOBS_REPLICAS])
+unsigned proxy_blobs_read_order(struct proxy_blobs *pb, uint32_t partition,
+                                uint64_t nodes[PROXY_BLOBS_REPLICAS])
 {
     uint64_t order[PROXY_BLOBS_REPLICAS];
     uint8_t up = 0;
@@ -421,6 +421,7 @@ void proxy_blobs_read_order(struct proxy_blobs *pb, uint32_t partition,
             up |= (uint8_t)(1u << i);
     proxy_plan_replica_order(nodes, up, order);
     memcpy(nodes, order, sizeof(order));
+    return (unsigned)__builtin_popcount(up);
 }
 
 void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
@@ -430,7 +431,7 @@ void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
     get->got = NULL;
     get->next = 0;
     get->last_err = 0;
-    proxy_blobs_read_order(pb, get->partition, get->nodes);
+    (void)proxy_blobs_read_order(pb, get->partition, get->nodes);
     get_try(get);
 }
 

@@ -653,7 +653,12 @@ static void lease_reply(struct read_ctx *r)
             e.partition = st->partition;
             uint32_t nn_before = nn;
             bool full = false;
-            proxy_blobs_read_order(p->blobs, st->partition, r->step_nodes[i]);
+            /* Only the replicas good to read now (up, not being filled by a
+             * move): the agent spreads its reads over them, and a read
+             * none of them serves comes to a proxy anyway. */
+            unsigned good = proxy_blobs_read_order(p->blobs, st->partition, r->step_nodes[i]);
+            for (unsigned k = good ? good : PROXY_BLOBS_REPLICAS; k < PROXY_BLOBS_REPLICAS; k++)
+                r->step_nodes[i][k] = 0;
             for (int k = 0; k < PROXY_BLOBS_REPLICAS; k++) {
                 uint64_t id = r->step_nodes[i][k];
                 e.nodes[k] = id;
