@@ -365,6 +365,24 @@ static int proxy_rules(struct jsonv_doc *d, const cJSON *o, const char *path, st
                           "must never outlive the deletion of a blob it resolved",
                           (unsigned long long)c->read_timeout_ms,
                           (unsigned long long)c->gc_grace_ms);
+    if (c->map_lease_ms && c->gc_grace_ms &&
+        c->map_lease_ms + c->read_timeout_ms >= c->gc_grace_ms &&
+        !cJSON_GetObjectItemCaseSensitive(o, "map_lease_ms")) {
+        /* The default does not fit a short gc_grace_ms: shorten it to half
+         * the room left (none: leases off). */
+        c->map_lease_ms = c->gc_grace_ms > c->read_timeout_ms
+                              ? (c->gc_grace_ms - c->read_timeout_ms) / 2
+                              : 0;
+    }
+    if (c->map_lease_ms && c->gc_grace_ms &&
+        c->map_lease_ms + c->read_timeout_ms >= c->gc_grace_ms)
+        return jsonv_fail(d, o, path,
+                          "map_lease_ms (%llu) + read_timeout_ms (%llu) must be below "
+                          "gc_grace_ms (%llu): an agent's direct read under a map lease must "
+                          "never outlive the deletion of a blob the map names (C13)",
+                          (unsigned long long)c->map_lease_ms,
+                          (unsigned long long)c->read_timeout_ms,
+                          (unsigned long long)c->gc_grace_ms);
 
     /* Each peer is checked against the ones before it as it is read
      * (check_peer); then the group as a whole. */

@@ -66,6 +66,7 @@ struct cfg_proxy {
     uint64_t snapshot_trailing;        /* entries kept after a snapshot */
     uint64_t gc_grace_ms;              /* blob deletion waits this long (C13) */
     uint64_t read_timeout_ms;          /* a read gives up after this; < gc_grace_ms */
+    uint64_t map_lease_ms;             /* VOL_LEASE: how long an agent may use a map; 0 off */
     uint64_t index_map_bytes;          /* LMDB map size */
     uint64_t partition_bytes;          /* a partition's size: a server holds capacity / this */
     uint64_t fill_limit_pct;           /* a blob server fuller than this takes no new blobs */
@@ -139,6 +140,7 @@ struct cfg_agent {
     char nbd_volume_group[33];         /* their group (name or gid); empty = ours */
     char nbd_volume_mode[5];           /* their mode, octal ("0660") */
     uint64_t qos_stats_keep_ms;        /* a detached volume's QoS figures are kept this long */
+    uint64_t map_cache_bytes;          /* leased blob maps kept for direct reads; 0 none */
     struct cfg_fault fault;
 };
 

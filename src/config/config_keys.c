@@ -244,6 +244,12 @@ static const struct cfg_key proxy_keys[] = {
     {U64(cfg_proxy, read_timeout_ms), .def = 10000, .min = 100, .max = 600000,
      .doc = "a read gives up after this; below `gc_grace_ms` unless that is 0, so a read "
             "never outlives the deletion of a blob it resolved"},
+    {U64(cfg_proxy, map_lease_ms), .def = 3000, .min = 0, .max = 60000,
+     .doc = "how long an agent may read blobs straight from the blob servers under a map "
+            "this proxy resolved (VOL_LEASE, README \"Reads in two hops\"); 0 turns map "
+            "leases off; `map_lease_ms` + `read_timeout_ms` must stay below `gc_grace_ms` "
+            "(C13): when the key is absent and 3000 does not fit, half the room left is "
+            "used"},
     {SIZE(cfg_proxy, index_map_bytes), .def = 16 * GiB, .min = 1 * MiB, .max = 4 * TiB,
      .doc = "LMDB map size"},
     {SIZE(cfg_proxy, partition_bytes), .def = 100 * GiB, .min = 1 * MiB, .max = 1ull << 50,
@@ -421,6 +427,10 @@ static const struct cfg_key agent_keys[] = {
     {U64(cfg_agent, qos_stats_keep_ms), .def = 300000, .min = 0, .max = DAY_MS,
      .doc = "a volume's per-volume metrics (QoS, I/O, latency) stay this long after it "
             "detaches, then stop being exported"},
+    {SIZE(cfg_agent, map_cache_bytes), .def = 16 * MiB, .min = 0, .max = 1024 * MiB,
+     .doc = "memory for the blob maps proxies lease (README \"Reads in two hops\"): a read "
+            "under a cached map goes straight to a blob server; least recently used maps go "
+            "first; 0 reads everything through the proxies"},
     {OBJECT(cfg_agent, fault, cfg_fault, cfg_key_fault), .doc = "test builds only (below)"},
 };
 CHECK_WIDTH(agent_keys);

@@ -1175,6 +1175,144 @@ void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i, struct wi
     else range_at(r->ranges, i, out);
 }
 
+/* ---- VOL_LEASE ------------------------------------------------------------ */
+
+int wire_encode_vol_lease_req(uint8_t *buf, size_t cap, const struct wire_vol_lease_req *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->vol_id);
+    bw_u64(&e, m->off);
+    bw_u32(&e, m->len);
+    bw_u64(&e, m->min_index);
+    return enc_done(&e);
+}
+int wire_decode_vol_lease_req(const uint8_t *body, size_t len, size_t payload_len,
+                              struct wire_vol_lease_req *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->vol_id = br_u64(&d);
+    m->off = br_u64(&d);
+    m->len = br_u32(&d);
+    m->min_index = br_u64(&d);
+    if (m->len == 0 || m->len > WIRE_LEASE_MAX_LEN || m->off > UINT64_MAX - m->len ||
+        payload_len)
+        br_fail(&d);
+    return dec_finish(&d);
+}
+
+static void lease_entry_put(struct bytes_w *e, const struct wire_lease_entry *x)
+{
+    bw_u64(e, x->off);
+    bw_u32(e, x->len);
+    bw_u64(e, x->blob_id);
+    bw_u32(e, x->blob_off);
+    bw_u32(e, x->partition);
+    for (int k = 0; k < 3; k++) bw_u64(e, x->nodes[k]);
+}
+static void lease_entry_at(const uint8_t *packed, uint32_t i, struct wire_lease_entry *x)
+{
+    struct bytes_r d;
+    br_init(&d, packed + (size_t)i * WIRE_LEASE_ENTRY_LEN, WIRE_LEASE_ENTRY_LEN);
+    x->off = br_u64(&d);
+    x->len = br_u32(&d);
+    x->blob_id = br_u64(&d);
+    x->blob_off = br_u32(&d);
+    x->partition = br_u32(&d);
+    for (int k = 0; k < 3; k++) x->nodes[k] = br_u64(&d);
+}
+
+int wire_encode_vol_lease_resp(uint8_t *buf, size_t cap, const struct wire_vol_lease_resp *m)
+{
+    struct bytes_w e;
+    bw_init(&e, buf, cap);
+    bw_u64(&e, m->raft_index);
+    bw_u32(&e, m->lease_ms);
+    bw_u32(&e, m->timeout_ms);
+    bw_u64(&e, m->end);
+    bw_u32(&e, m->n_nodes);
+    if (m->n_nodes > WIRE_LEASE_NODES_MAX || m->n > WIRE_LEASE_MAX) e.err = -EMSGSIZE;
+    if (m->nodes_in) {
+        for (uint32_t i = 0; i < m->n_nodes && !e.err; i++) {
+            bw_u64(&e, m->nodes_in[i].id);
+            put_str(&e, m->nodes_in[i].addr);
+        }
+    } else {
+        uint8_t *p = bw_take(&e, m->nodes_len);
+        if (p && m->nodes_len) memcpy(p, m->nodes, m->nodes_len);
+    }
+    bw_u32(&e, m->n);
+    for (uint32_t i = 0; i < m->n && !e.err; i++) {
+        if (m->entries_in) {
+            lease_entry_put(&e, &m->entries_in[i]);
+        } else {
+            uint8_t *p = bw_take(&e, WIRE_LEASE_ENTRY_LEN);
+            if (p) memcpy(p, m->entries + (size_t)i * WIRE_LEASE_ENTRY_LEN, WIRE_LEASE_ENTRY_LEN);
+        }
+    }
+    return enc_done(&e);
+}
+int wire_decode_vol_lease_resp(const uint8_t *body, size_t len, size_t payload_len,
+                               struct wire_vol_lease_resp *m)
+{
+    struct bytes_r d;
+    dec_init(&d, body, len, payload_len);
+    m->raft_index = br_u64(&d);
+    m->lease_ms = br_u32(&d);
+    m->timeout_ms = br_u32(&d);
+    m->end = br_u64(&d);
+    m->n_nodes = br_u32(&d);
+    m->nodes_in = NULL;
+    m->entries_in = NULL;
+    if (m->n_nodes > WIRE_LEASE_NODES_MAX) br_fail(&d);
+    m->nodes = d.p;
+    for (uint32_t i = 0; i < m->n_nodes && !d.err; i++) {
+        uint64_t id = br_u64(&d);
+        struct wire_str a = get_str(&d);
+        if (id == 0 || a.len == 0 || a.len > WIRE_LEASE_ADDR_MAX || memchr(a.ptr, 0, a.len))
+            br_fail(&d);
+    }
+    m->nodes_len = d.err ? 0 : (size_t)(d.p - m->nodes);
+    m->n = br_u32(&d);
+    if (m->n > WIRE_LEASE_MAX) br_fail(&d);
+    m->entries = br_take(&d, (size_t)m->n * WIRE_LEASE_ENTRY_LEN);
+    /* Entries are non-empty, contiguous and inside [first off, end). */
+    uint64_t at = 0;
+    for (uint32_t i = 0; m->entries && i < m->n && !d.err; i++) {
+        struct wire_lease_entry x;
+        lease_entry_at(m->entries, i, &x);
+        if (x.len == 0 || x.off > UINT64_MAX - x.len || x.off + x.len > m->end ||
+            (uint64_t)x.blob_off + x.len > UINT32_MAX || (i > 0 && at != x.off))
+            br_fail(&d);
+        at = x.off + x.len;
+    }
+    return dec_finish(&d);
+}
+void wire_vol_lease_entry(const struct wire_vol_lease_resp *r, uint32_t i,
+                          struct wire_lease_entry *out)
+{
+    if (r->entries_in) *out = r->entries_in[i];
+    else lease_entry_at(r->entries, i, out);
+}
+int wire_vol_lease_node(const struct wire_vol_lease_resp *r, size_t *pos,
+                        struct wire_lease_node *out)
+{
+    if (r->nodes_in) {
+        if (*pos >= r->n_nodes) return 0;
+        *out = r->nodes_in[(*pos)++];
+        return 1;
+    }
+    if (*pos >= r->nodes_len) return 0;
+    struct bytes_r d;
+    dec_init(&d, r->nodes + *pos, r->nodes_len - *pos, 0);
+    out->id = br_u64(&d);
+    out->addr = get_str(&d);
+    if (d.err) return 0;
+    *pos = (size_t)(d.p - r->nodes);
+    return 1;
+}
+
 /* ---- VOL_FLUSH / VOL_BARRIER / AGENT_HELLO / VOL_LIST ------------------------------------------------ */
 
 int wire_encode_vol_flush_req(uint8_t *buf, size_t cap, const struct wire_vol_flush_req *m)

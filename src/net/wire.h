@@ -111,7 +111,7 @@
  *      back).  Message type codes are never reused or renumbered: a new
  *      type takes a free code in its group of WIRE_MESSAGES.  Later additions
  *      that need no bump (new types only): VOL_BARRIER (48), AGENT_HELLO
- *      (49), for snapshot barriers.
+ *      (49), for snapshot barriers; VOL_LEASE (50), map leases (DESIGN §4).
  */
 #ifndef BD_WIRE_H
 #define BD_WIRE_H
@@ -168,7 +168,8 @@
     X(46, VOL_LIST, vol_list)          /* volumes, for NBD_OPT_LIST */                    \
     X(47, VOL_QOS, vol_qos)            /* QoS limits of attached volumes; their stats */  \
     X(48, VOL_BARRIER, vol_barrier)    /* proxy -> agent: ship what you acked (C12) */    \
-    X(49, AGENT_HELLO, agent_hello)    /* agent -> proxy, oneway: which agent I am */
+    X(49, AGENT_HELLO, agent_hello)    /* agent -> proxy, oneway: which agent I am */      \
+    X(50, VOL_LEASE, vol_lease)        /* agent -> proxy: a range's blob map, leased */
 
 enum wire_type {
 #define X(code, NAME, name) WIRE_##NAME = code,
@@ -534,6 +535,68 @@ struct wire_vol_map_resp {
 };
 void wire_vol_map_range(const struct wire_vol_map_resp *r, uint32_t i,
                         struct wire_map_range *out);
+
+/* VOL_LEASE (DESIGN §4, "reads in two hops"): the resolved map of the
+ * volume range [OFF, OFF + LEN) at an applied index >= MIN_INDEX (C7, as
+ * VOL_READ), so the agent can read the blobs straight from a blob server
+ * until the lease ends.  The answer covers [OFF, END) (END <= OFF + LEN:
+ * a map with more than WIRE_LEASE_MAX pieces or WIRE_LEASE_NODES_MAX
+ * servers stops short) with entries that tile it in order; an entry with
+ * blob_id 0 reads as zeroes (a hole or a zeroed extent), any other is
+ * bytes [blob_off, blob_off + len) of blob blob_id in PARTITION, held by
+ * NODES (0: no member).  NODES lists the address of each server the
+ * entries name (a server the proxy has no address for is left out).
+ *
+ * The lease: the agent may start a blob read under this map until
+ * LEASE_MS after it SENT the request (its own monotonic clock, so it errs
+ * short) and must give such a read up after TIMEOUT_MS; the proxy's
+ * config keeps lease + timeout below gc_grace_ms (C13), so a blob the map
+ * names outlives every read made under it.  The agent's own writes to the
+ * range end the lease for it (agent_mapc.h).  A proxy whose map_lease_ms
+ * is 0 answers ENOTSUP: the agent reads through it (VOL_READ). */
+#define WIRE_LEASE_MAX 512u       /* entries in a VOL_LEASE answer */
+#define WIRE_LEASE_NODES_MAX 64u  /* servers in it */
+#define WIRE_LEASE_MAX_LEN (16u << 20) /* bytes one VOL_LEASE asks for */
+#define WIRE_LEASE_ADDR_MAX 127u  /* a server address in it */
+#define WIRE_LEASE_ENTRY_LEN 52u
+struct wire_lease_entry {
+    uint64_t off;
+    uint32_t len;
+    uint64_t blob_id;         /* 0: zeroes */
+    uint32_t blob_off;
+    uint32_t partition;
+    uint64_t nodes[3];
+};
+struct wire_lease_node {
+    uint64_t id;
+    struct wire_str addr;
+};
+struct wire_vol_lease_req {
+    uint64_t vol_id;
+    uint64_t off;
+    uint32_t len;             /* 1..WIRE_LEASE_MAX_LEN */
+    uint64_t min_index;
+};
+struct wire_vol_lease_resp {
+    uint64_t raft_index;      /* applied index the map was resolved at */
+    uint32_t lease_ms;
+    uint32_t timeout_ms;
+    uint64_t end;             /* the map covers [req.off, end) */
+    uint32_t n_nodes;         /* <= WIRE_LEASE_NODES_MAX: id u64, addr (wire_str) */
+    const uint8_t *nodes;     /* read with wire_vol_lease_node() */
+    size_t nodes_len;
+    const struct wire_lease_node *nodes_in; /* encode side */
+    uint32_t n;               /* <= WIRE_LEASE_MAX, packed WIRE_LEASE_ENTRY_LEN each:
+                                 off u64, len u32, blob_id u64, blob_off u32,
+                                 partition u32, nodes 3 x u64; ascending, contiguous */
+    const uint8_t *entries;   /* read with wire_vol_lease_entry() */
+    const struct wire_lease_entry *entries_in; /* encode side */
+};
+void wire_vol_lease_entry(const struct wire_vol_lease_resp *r, uint32_t i,
+                          struct wire_lease_entry *out);
+/* Iterate the nodes: *POS starts at 0; 1 with *OUT filled, 0 at the end. */
+int wire_vol_lease_node(const struct wire_vol_lease_resp *r, size_t *pos,
+                        struct wire_lease_node *out);
 
 struct wire_vol_flush_req {
     uint64_t vol_id;

@@ -39,6 +39,18 @@ static void body(uint16_t type, bool response, const uint8_t *b, size_t len, siz
                 wire_vol_map_range(&r, i, &mr);
             }
     }
+    if (type == WIRE_VOL_LEASE && response) {
+        struct wire_vol_lease_resp r;
+        if (wire_decode_vol_lease_resp(b, len, plen, &r) == 0) {
+            for (uint32_t i = 0; i < r.n; i++) {
+                struct wire_lease_entry le;
+                wire_vol_lease_entry(&r, i, &le);
+            }
+            size_t pos = 0;
+            struct wire_lease_node ln;
+            while (wire_vol_lease_node(&r, &pos, &ln)) {}
+        }
+    }
     if (type == WIRE_BLOB_LIST && response) {
         struct wire_blob_list_resp r;
         if (wire_decode_blob_list_resp(b, len, plen, &r) == 0)

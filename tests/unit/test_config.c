@@ -320,6 +320,8 @@ TEST(defaults_by_field)
     CHECK_EQ(p->snapshot_trailing, 2048);
     CHECK_EQ(p->gc_grace_ms, 30000);
     CHECK_EQ(p->read_timeout_ms, 10000);
+    CHECK_EQ(p->map_lease_ms, 3000);
+    CHECK_EQ(cfg.agents[0].map_cache_bytes, 16u << 20);
     CHECK_EQ(p->index_map_bytes, 16ull << 30);
     CHECK_EQ(p->partition_bytes, 100ull << 30);
     CHECK_EQ(p->fill_limit_pct, 90);
@@ -491,5 +493,33 @@ TEST(exposed_nbd)
     CHECK(strcmp(exposed_keys, "agent[0].nbd_listen ") == 0);
     cfg.agents[0].nbd_tls = CFG_NBD_TLS_REQUIRE;
     CHECK_EQ(config_exposed_nbd(&cfg, on_exposed, NULL), 0);
+    config_free(&cfg);
+}
+
+/* Map leases (C13): lease + read timeout must stay below gc_grace_ms.  Set
+ * explicitly past that: a clear error; absent: the default shrinks to fit
+ * (half the room left), or turns off when there is none. */
+TEST(map_lease_within_gc_grace)
+{
+    char err[512];
+    struct cfg cfg;
+    static const char *bad = "\"gc_grace_ms\": 5000, \"read_timeout_ms\": 1000, \"map_lease_ms\"";
+    char text[2048];
+    const char *at = strstr(minimal, "\"proxy\": {");
+    CHECK(at);
+    snprintf(text, sizeof(text), "%.*s\"proxy\": {%s: 4000, %s", (int)(at - minimal), minimal,
+             bad, at + strlen("\"proxy\": {"));
+    CHECK(config_parse("c.json", text, strlen(text), &cfg, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "map_lease_ms (4000) + read_timeout_ms (1000) must be below gc_grace_ms"));
+    snprintf(text, sizeof(text), "%.*s\"proxy\": {%s: 3000, %s", (int)(at - minimal), minimal,
+             bad, at + strlen("\"proxy\": {"));
+    CHECK_EQ(config_parse("c.json", text, strlen(text), &cfg, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.proxies[0].map_lease_ms, 3000);
+    config_free(&cfg);
+    snprintf(text, sizeof(text),
+             "%.*s\"proxy\": {\"gc_grace_ms\": 1500, \"read_timeout_ms\": 1000, %s",
+             (int)(at - minimal), minimal, at + strlen("\"proxy\": {"));
+    CHECK_EQ(config_parse("c.json", text, strlen(text), &cfg, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.proxies[0].map_lease_ms, 250);
     config_free(&cfg);
 }

@@ -206,6 +206,18 @@ static void build_vectors(void)
     struct wire_agent_hello_resp ah_r = {0}; /* oneway: the codec still pairs it */
     add("agent_hello_resp", WIRE_AGENT_HELLO, true, wire_encode_agent_hello_resp(BUF, &ah_r),
         NULL, 0);
+    struct wire_vol_lease_req le = {.vol_id = 1, .off = 1u << 20, .len = 1u << 20,
+                                    .min_index = 19};
+    add("vol_lease_req", WIRE_VOL_LEASE, false, wire_encode_vol_lease_req(BUF, &le), NULL, 0);
+    static const struct wire_lease_node lnodes[2] = {{7, {"b1:1", 4}}, {8, {"b2:2", 4}}};
+    static const struct wire_lease_entry lents[2] = {
+        {.off = 1u << 20, .len = 4096, .blob_id = 0},
+        {.off = (1u << 20) + 4096, .len = 8192, .blob_id = 9, .blob_off = 4096, .partition = 3,
+         .nodes = {7, 8, 0}}};
+    struct wire_vol_lease_resp le_r = {.raft_index = 20, .lease_ms = 3000, .timeout_ms = 1000,
+                                       .end = (1u << 20) + 12288, .n_nodes = 2,
+                                       .nodes_in = lnodes, .n = 2, .entries_in = lents};
+    add("vol_lease_resp", WIRE_VOL_LEASE, true, wire_encode_vol_lease_resp(BUF, &le_r), NULL, 0);
 }
 
 /* ---- Round trips ---------------------------------------------------------- */
@@ -498,6 +510,15 @@ static const struct {
     {"vol_barrier_resp", "2a00000000000000"},
     {"agent_hello_req", "0300687631"},
     {"agent_hello_resp", ""},
+    {"vol_lease_req", "01000000000000000000100000000000000010001300000000000000"},
+    /* raft index 20, lease 3000 ms, timeout 1000 ms, end 1 MiB + 12 KiB;
+     * nodes 7 "b1:1" and 8 "b2:2"; a zero entry, then blob 9 from 4096 */
+    {"vol_lease_resp", "1400000000000000b80b0000e803000000301000000000000200000007000000"
+        "00000000040062313a310800000000000000040062323a320200000000001000"
+        "0000000000100000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000101000000000000020000009000000"
+        "0000000000100000030000000700000000000000080000000000000000000000"
+        "00000000"},
 };
 
 TEST(golden_every_vector)

@@ -126,9 +126,11 @@ static void attach_ok(struct agent_vol_shared *v, const struct wire_vol_attach_r
         vs->up->fail(v, -BD_EFENCED, "attach did not raise the generation: old writes not fenced");
         return;
     }
+    agent_io_map_drop(v); /* maps of the attach before (another generation, or volume) */
     v->vol_id = r->vol_id;
     v->size = r->size;
     v->attached_ms = util_mono_ms();
+    agent_io_map_drop(v);
     if (r->generation > v->attach_base) v->attach_base = r->generation; /* never lower */
     if (r->raft_index > v->max_index) v->max_index = r->raft_index;
     if (rw) {
@@ -302,6 +304,7 @@ static void on_detach(struct agent_client_req *call, int err, struct conn_frame 
             log_warn(vs->tag, "vol %s: removing journal %s: %s", v->name, v->dir, bd_strerror(rc));
     }
     agent_cache_free(v->c);
+    agent_io_map_drop(v);
     v->j = NULL;
     v->c = NULL;
     v->rw = false;

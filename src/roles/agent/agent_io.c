@@ -52,7 +52,9 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "base/util.h"
+#include "roles/agent/agent_blobs.h"
 #include "roles/agent/agent_io.h"
+#include "roles/agent/agent_mapc.h"
 #include "roles/agent/agent_ship.h"
 
 #include <event2/event.h>
@@ -84,8 +86,16 @@ struct agent_io_read {
     uint64_t c0, cn; /* blocks asked of the cluster */
     uint8_t *kind;   /* per block: enum agent_vol_extent_kind, or RK_CLUSTER */
     int tries;
+    uint64_t deadline_ms;   /* of the VOL_READ; 0: io_timeout_ms from its send */
     struct agent_client_req call;
     struct agent_io_read *next_free;
+    /* A direct read (map leases, agent_mapc.h): the lease asked for, and
+     * the blob GETs in flight with the volume offset each fills. */
+    uint64_t lease_off, lease_sent_ms, lease_min_index, lease_epoch;
+    unsigned pending;
+    int derr;
+    struct agent_blobs_get gets[AGENT_IO_DIRECT_GETS];
+    uint64_t get_off[AGENT_IO_DIRECT_GETS];
 };
 
 #define RK_CLUSTER 0xff /* agent_io_read.kind: not dirty here, asked of the cluster */
@@ -925,6 +935,7 @@ static void read_send(struct agent_io_read *r)
     }
     c->fields_len = (size_t)n;
     c->idempotent = true;
+    c->deadline_ms = r->deadline_ms;
     c->cb = on_read_resp;
     c->data = r;
     v->busy++;
@@ -1032,6 +1043,257 @@ static void on_read_resp(struct agent_client_req *call, int err, struct conn_fra
     finish_read(r, 0, nb);
 }
 
+/* ---- direct reads under a map lease (DESIGN §4, agent_mapc.h) ------------
+ *
+ * A READ whose cluster blocks a cached map covers reads them straight from
+ * the blob servers (agent_blobs.h): one hop.  On a miss (or an ended
+ * lease) the agent asks a proxy for the map of the aligned window around
+ * the read (VOL_LEASE, min_index as for VOL_READ: C7), keeps it, and reads
+ * under it; later reads in the window hit.  Anything else falls back to
+ * the proxy path (VOL_READ), which is always correct: a lease refused or
+ * failed, a map too fragmented for one read's GETs, a blob not where the
+ * map said (moved, repaired, collected), every replica down or failing its
+ * checksum.  The bytes of a direct read are checked as the proxy checks
+ * its own (agent_blobs.h, C14); blocks dirty at submission were filled
+ * from the journal before and are never overwritten here. */
+
+static bool direct_ok(struct agent_vol_shared *v, const struct agent_io_read *r)
+{
+    struct agent_vols *vs = v->vs;
+    return vs->mapc && v->rw && v->state == AGENT_VOL_ACTIVE &&
+           r->cn * BD_BLOCK_SIZE <= AGENT_IO_DIRECT_MAX && v->size &&
+           (!vs->lease_off_until || util_mono_ms() >= vs->lease_off_until);
+}
+
+static void direct_fallback(struct agent_io_read *r, struct metrics_counter *why)
+{
+    metric_inc(why);
+    read_send(r);
+}
+
+static void direct_done(struct agent_io_read *r)
+{
+    if (--r->pending) return;
+    struct agent_vol_shared *v = r->v;
+    struct agent_vols *vs = v->vs;
+    v->busy--;
+    if (vs->freeing) {
+        finish_read(r, -ESHUTDOWN, 0);
+        return;
+    }
+    if (r->derr) {
+        /* The map named a blob no replica served: the next read asks for a
+         * fresh one. */
+        agent_mapc_invalidate(vs->mapc, v->vol_id, r->c0 * BD_BLOCK_SIZE, r->cn * BD_BLOCK_SIZE);
+        direct_fallback(r, vs->m_fb_blob);
+        return;
+    }
+    metric_inc(vs->m_direct);
+    finish_read(r, 0, r->nb);
+}
+
+/* Copy blocks [FROM, FROM + N) of the volume from SRC into the read's
+ * buffer, those asked of the cluster only (the others came from the
+ * journal at submission); mark them KIND for a structured read's map. */
+static void direct_fill(struct agent_io_read *r, uint64_t from, uint64_t n, const uint8_t *src,
+                        uint8_t kind)
+{
+    uint8_t *dst = r->req->rbuf + (from - r->b0) * BD_BLOCK_SIZE;
+    uint8_t *kd = r->kind + (from - r->b0);
+    uint64_t i = 0;
+    while (i < n) {
+        if (kd[i] != RK_CLUSTER) {
+            i++;
+            continue;
+        }
+        uint64_t j = i + 1;
+        while (j < n && kd[j] == RK_CLUSTER) j++;
+        if (src) memcpy(dst + i * BD_BLOCK_SIZE, src + i * BD_BLOCK_SIZE, (j - i) * BD_BLOCK_SIZE);
+        else memset(dst + i * BD_BLOCK_SIZE, 0, (j - i) * BD_BLOCK_SIZE);
+        if (r->req->ext) memset(kd + i, kind, j - i);
+        i = j;
+    }
+}
+
+static void on_direct_get(struct agent_blobs_get *g, int err, const uint8_t *data)
+{
+    struct agent_io_read *r = g->data;
+    if (err) {
+        if (!r->derr) r->derr = err;
+    } else if (!r->v->vs->freeing && !r->derr) {
+        uint64_t off = r->get_off[g - r->gets];
+        direct_fill(r, off / BD_BLOCK_SIZE, g->len / BD_BLOCK_SIZE, data, AGENT_VOL_EXT_DATA);
+    }
+    direct_done(r);
+}
+
+/* Read the cluster blocks of R under the N pieces PC (clipped to them). */
+static void direct_go(struct agent_io_read *r, const struct agent_mapc_piece *pc, uint32_t n)
+{
+    struct agent_vol_shared *v = r->v;
+    struct agent_vols *vs = v->vs;
+    for (uint32_t i = 0; i < n; i++)
+        if ((pc[i].off | pc[i].len) % BD_BLOCK_SIZE) {
+            direct_fallback(r, vs->m_fb_map); /* not block-shaped: let a proxy cut it */
+            return;
+        }
+    r->pending = 1; /* held while the GETs go out */
+    r->derr = 0;
+    v->busy++;
+    uint32_t timeout = (uint32_t)BD_MIN(vs->lease_timeout_ms, (uint64_t)AGENT_IO_DIRECT_TIMEOUT_MS);
+    for (uint32_t i = 0; i < n; i++) {
+        if (pc[i].blob_id == 0) {
+            direct_fill(r, pc[i].off / BD_BLOCK_SIZE, pc[i].len / BD_BLOCK_SIZE, NULL,
+                        AGENT_VOL_EXT_ZERO);
+            continue;
+        }
+        struct agent_blobs_get *g = &r->gets[i];
+        g->cb = on_direct_get;
+        g->data = r;
+        g->blob_id = pc[i].blob_id;
+        g->partition = pc[i].partition;
+        g->off = pc[i].blob_off;
+        g->len = pc[i].len;
+        memcpy(g->nodes, pc[i].nodes, sizeof(g->nodes));
+        g->timeout_ms = timeout ? timeout : AGENT_IO_DIRECT_TIMEOUT_MS;
+        r->get_off[i] = pc[i].off;
+        r->pending++;
+        agent_blobs_get(vs->blobs, g);
+    }
+    direct_done(r);
+}
+
+static void on_lease_resp(struct agent_client_req *call, int err, struct conn_frame *f)
+{
+    struct agent_io_read *r = call->data;
+    struct agent_vol_shared *v = r->v;
+    struct agent_vols *vs = v->vs;
+    v->busy--;
+    if (vs->freeing) {
+        finish_read(r, -ESHUTDOWN, 0);
+        return;
+    }
+    if (err) {
+        if (err == -ENOTSUP) {
+            /* Leases are off on that proxy: ask again in a while. */
+            vs->lease_off_until = util_mono_ms() + AGENT_IO_LEASE_OFF_MS;
+        }
+        direct_fallback(r, vs->m_fb_lease);
+        return;
+    }
+    struct wire_vol_lease_resp m;
+    if (wire_decode_vol_lease_resp(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0 || m.n == 0 ||
+        m.raft_index < r->lease_min_index) {
+        log_warn(vs->tag, "vol %s: a malformed or stale map lease answer: reading through "
+                 "the proxy", v->name);
+        direct_fallback(r, vs->m_fb_lease);
+        return;
+    }
+    static __thread struct agent_mapc_piece pieces[WIRE_LEASE_MAX];
+    for (uint32_t i = 0; i < m.n; i++) {
+        struct wire_lease_entry e;
+        wire_vol_lease_entry(&m, i, &e);
+        pieces[i] = (struct agent_mapc_piece){.off = e.off, .blob_id = e.blob_id, .len = e.len,
+                                              .blob_off = e.blob_off, .partition = e.partition};
+        memcpy(pieces[i].nodes, e.nodes, sizeof(e.nodes));
+    }
+    if (pieces[0].off != r->lease_off) {
+        direct_fallback(r, vs->m_fb_lease);
+        return;
+    }
+    size_t pos = 0;
+    struct wire_lease_node nd;
+    while (wire_vol_lease_node(&m, &pos, &nd)) agent_blobs_learn(vs->blobs, nd.id, nd.addr.ptr,
+                                                                 nd.addr.len);
+    vs->lease_timeout_ms = m.timeout_ms;
+    uint64_t now = util_mono_ms(), expires = r->lease_sent_ms + m.lease_ms;
+    if (now >= expires) {
+        direct_fallback(r, vs->m_fb_lease); /* answered too late to be used */
+        return;
+    }
+    /* Keep it only if no attach change dropped the volume's maps since the
+     * ask and it saw every write acknowledged to us (a write acked after
+     * the proxy resolved the map made the map stale for its range, and
+     * its invalidation has already run). */
+    if (v->map_epoch == r->lease_epoch && m.raft_index >= v->max_index &&
+        v->state == AGENT_VOL_ACTIVE)
+        (void)agent_mapc_put(vs->mapc, v->vol_id, r->lease_off, m.end, expires, pieces, m.n);
+    /* This read may use it whatever happened since: it was resolved at an
+     * index at least the one the read was submitted under, and a write
+     * acked since is concurrent with the read. */
+    struct agent_mapc_piece pc[AGENT_IO_DIRECT_GETS];
+    uint32_t k = 0;
+    int rc = agent_mapc_clip(pieces, m.n, r->c0 * BD_BLOCK_SIZE, r->cn * BD_BLOCK_SIZE, pc,
+                             AGENT_IO_DIRECT_GETS, &k);
+    if (rc < 0) {
+        direct_fallback(r, vs->m_fb_map);
+        return;
+    }
+    direct_go(r, pc, k);
+}
+
+static void lease_send(struct agent_io_read *r, uint64_t now)
+{
+    struct agent_vol_shared *v = r->v;
+    struct agent_vols *vs = v->vs;
+    uint64_t a = r->c0 * BD_BLOCK_SIZE / AGENT_MAPC_WINDOW * AGENT_MAPC_WINDOW;
+    uint64_t b = ((r->c0 + r->cn) * BD_BLOCK_SIZE + AGENT_MAPC_WINDOW - 1) / AGENT_MAPC_WINDOW *
+                 AGENT_MAPC_WINDOW;
+    b = BD_MIN(b, BD_MAX(v->size, (r->c0 + r->cn) * BD_BLOCK_SIZE));
+    struct agent_client_req *c = &r->call;
+    memset(c, 0, sizeof(*c));
+    struct wire_vol_lease_req m = {.vol_id = v->vol_id, .off = a, .len = (uint32_t)(b - a),
+                                   .min_index = v->max_index};
+    int n = wire_encode_vol_lease_req(c->fields, sizeof(c->fields), &m);
+    if (!BD_ALWAYS(n > 0)) {
+        read_send(r);
+        return;
+    }
+    r->lease_off = a;
+    r->lease_sent_ms = now;
+    r->lease_min_index = v->max_index;
+    r->lease_epoch = v->map_epoch;
+    /* Half the budget for the lease: the VOL_READ a failure falls back to
+     * gets the rest, so a read still fails within io_timeout_ms. */
+    r->deadline_ms = now + vs->cfg->io_timeout_ms;
+    c->deadline_ms = now + vs->cfg->io_timeout_ms / 2;
+    c->fields_len = (size_t)n;
+    c->type = WIRE_VOL_LEASE;
+    c->idempotent = true;
+    c->cb = on_lease_resp;
+    c->data = r;
+    v->busy++;
+    agent_client_call(vs->cl, c);
+}
+
+static void direct_start(struct agent_io_read *r)
+{
+    struct agent_vol_shared *v = r->v;
+    struct agent_vols *vs = v->vs;
+    struct agent_mapc_piece pc[AGENT_IO_DIRECT_GETS];
+    uint32_t n = 0;
+    uint64_t now = util_mono_ms();
+    int rc = agent_mapc_get(vs->mapc, v->vol_id, r->c0 * BD_BLOCK_SIZE, r->cn * BD_BLOCK_SIZE,
+                            now, pc, AGENT_IO_DIRECT_GETS, &n);
+    if (rc == 0) {
+        metric_inc(vs->m_map_hit);
+        direct_go(r, pc, n);
+        return;
+    }
+    if (rc == -E2BIG) {
+        direct_fallback(r, vs->m_fb_map);
+        return;
+    }
+    metric_inc(rc == -ETIME ? vs->m_map_expired : vs->m_map_miss);
+    lease_send(r, now);
+}
+
+void agent_io_map_drop(struct agent_vol_shared *v)
+{
+    v->map_epoch++;
+    if (v->vs->mapc && v->vol_id) agent_mapc_drop_vol(v->vs->mapc, v->vol_id);
+}
+
 static void start_read(struct agent_vol *h, struct agent_vol_req *req, bool status)
 {
     struct agent_vol_shared *v = h->v;
@@ -1063,6 +1325,7 @@ static void start_read(struct agent_vol *h, struct agent_vol_req *req, bool stat
     r->b0 = req->off / BD_BLOCK_SIZE;
     r->nb = len / BD_BLOCK_SIZE;
     r->tries = 0;
+    r->deadline_ms = 0;
     memset(r->kind, RK_CLUSTER, r->nb);
     req->priv[RQ_HANDLE] = h;
     if (v->c) {
@@ -1087,7 +1350,8 @@ static void start_read(struct agent_vol *h, struct agent_vol_req *req, bool stat
     }
     r->c0 = r->b0 + first;
     r->cn = last - first + 1;
-    read_send(r);
+    if (!status && direct_ok(v, r)) direct_start(r);
+    else read_send(r);
 }
 
 void agent_vol_read(struct agent_vol *h, struct agent_vol_req *req)

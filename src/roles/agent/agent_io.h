@@ -27,6 +27,10 @@ void agent_io_barrier(struct agent_vol_shared *v, struct agent_vol_req *req);
 void agent_io_tick(struct agent_vol_shared *v, uint64_t now);
 /* Complete every waiting write and durability waiter with ERR. */
 void agent_io_fail_all(struct agent_vol_shared *v, int err);
+/* Forget V's leased maps (agent_mapc.h): its attach changed (attach,
+ * re-attach, detach, fence, failure, free) or its size did.  A lease
+ * answer asked for before this call is not kept. */
+void agent_io_map_drop(struct agent_vol_shared *v);
 /* Free V's pool of read contexts (V is being freed; none is in flight). */
 void agent_io_free_vol(struct agent_vol_shared *v);
 

@@ -73,6 +73,7 @@
 #include "runtime/metrics.h"
 #include "base/util.h"
 #include "roles/agent/agent_ship.h"
+#include "roles/agent/agent_mapc.h"
 #include "roles/agent/agent_qos.h"
 
 #include <stdlib.h>
@@ -306,10 +307,18 @@ static void ship_unship(struct agent_vol_shared *v, const struct agent_ship *s)
         agent_cache_unship(v->c, s->segs[i].start, s->segs[i].start + s->segs[i].nblk, s->id);
 }
 
+/* S was acked: its ranges are clean.  The leased maps of those ranges go
+ * first (agent_mapc.h): once a range is clean, reads no longer take it
+ * from the journal, and no map older than this write may answer them
+ * (C7, C9). */
 static void ship_clean(struct agent_vol_shared *v, const struct agent_ship *s)
 {
-    for (uint32_t i = 0; i < s->n_segs; i++)
+    for (uint32_t i = 0; i < s->n_segs; i++) {
+        if (v->vs->mapc)
+            agent_mapc_invalidate(v->vs->mapc, v->vol_id, s->segs[i].start * BD_BLOCK_SIZE,
+                                  s->segs[i].nblk * BD_BLOCK_SIZE);
         agent_cache_clean(v->c, s->segs[i].start, s->segs[i].start + s->segs[i].nblk, s->id);
+    }
 }
 
 void agent_ship_mark_lost(struct agent_vol_shared *v, uint64_t start, uint64_t nblk, uint64_t seq,

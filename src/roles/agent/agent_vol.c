@@ -51,7 +51,9 @@
 #include "base/util.h"
 #include "roles/agent/agent_assign.h"
 #include "roles/agent/agent_attach.h"
+#include "roles/agent/agent_blobs.h"
 #include "roles/agent/agent_io.h"
+#include "roles/agent/agent_mapc.h"
 #include "roles/agent/agent_qos.h"
 #include "roles/agent/agent_ship.h"
 
@@ -176,6 +178,7 @@ static void vol_free(struct agent_vol_shared *v)
     if (*pp) *pp = v->next;
     agent_cache_free(v->c);
     journal_close(v->j);
+    agent_io_map_drop(v);
     agent_io_free_vol(v);
     agent_ship_free_vol(v);
     agent_qos_vol_put(v->qos);
@@ -398,6 +401,7 @@ static void on_size(struct agent_client_req *call, int err, struct conn_frame *f
         log_info(v->vs->tag, "vol %s: grown from %llu to %llu bytes (new connections see it)",
                  v->name, (unsigned long long)v->size, (unsigned long long)r.size);
         v->size = r.size;
+        agent_io_map_drop(v);
     }
     vol_maybe_free(v);
 }
@@ -703,6 +707,24 @@ static double g_vols(void *arg)
     return (double)n;
 }
 
+static double g_mapc_bytes(void *arg)
+{
+    struct agent_vols *vs = arg;
+    return vs->mapc ? (double)agent_mapc_bytes(vs->mapc) : 0;
+}
+static double g_mapc_windows(void *arg)
+{
+    struct agent_vols *vs = arg;
+    return vs->mapc ? (double)agent_mapc_windows(vs->mapc) : 0;
+}
+static double g_blob_csum(void *arg)
+{
+    struct agent_vols *vs = arg;
+    struct agent_blobs_stats st = {0};
+    if (vs->blobs) agent_blobs_stats(vs->blobs, &st);
+    return (double)st.csum_errors;
+}
+
 static void metrics_setup(struct agent_vols *vs)
 {
     char l[64];
@@ -725,6 +747,32 @@ static void metrics_setup(struct agent_vols *vs)
     metrics_gauge("blockd_agent_ships_in_flight", "VOL_WRITEs awaiting their ack", l, g_ships, vs,
                   vs);
     metrics_gauge("blockd_agent_volumes", "Volumes held by the agent", l, g_vols, vs, vs);
+    char lr[128];
+    vs->m_direct = metrics_counter("blockd_agent_direct_reads_total",
+                                   "Reads served straight from blob servers under a map lease", l);
+#define LOOKUP(field, what)                                                                    \
+    snprintf(lr, sizeof(lr), "%s,result=\"" what "\"", l);                                    \
+    vs->field = metrics_counter("blockd_agent_map_lookups_total",                              \
+                                "Map cache lookups of reads that may go direct", lr)
+    LOOKUP(m_map_hit, "hit");
+    LOOKUP(m_map_miss, "miss");
+    LOOKUP(m_map_expired, "expired");
+#undef LOOKUP
+#define FALLBACK(field, what)                                                                  \
+    snprintf(lr, sizeof(lr), "%s,reason=\"" what "\"", l);                                    \
+    vs->field = metrics_counter("blockd_agent_read_fallbacks_total",                           \
+                                "Reads that could have gone direct but went through a proxy",  \
+                                lr)
+    FALLBACK(m_fb_lease, "lease");
+    FALLBACK(m_fb_map, "map");
+    FALLBACK(m_fb_blob, "blob");
+#undef FALLBACK
+    metrics_gauge("blockd_agent_map_cache_bytes", "Memory held by leased maps", l, g_mapc_bytes,
+                  vs, vs);
+    metrics_gauge("blockd_agent_map_cache_windows", "Leased map windows cached", l,
+                  g_mapc_windows, vs, vs);
+    metrics_gauge("blockd_agent_blob_checksum_errors", "Direct blob reads that failed their "
+                  "checksum (retried on another replica)", l, g_blob_csum, vs, vs);
 }
 
 int agent_vols_new(struct reactor *rx, const struct cfg *top, const struct cfg_agent *cfg,
@@ -798,6 +846,19 @@ int agent_vols_new(struct reactor *rx, const struct cfg *top, const struct cfg_a
     co.fault.delay_ms = cfg->fault.delay_ms;
 #endif
     vs->cl = agent_client_new(rx, &co, &rc);
+    if (cfg->map_cache_bytes) {
+        struct conn_opts bo = {.tag = vs->tag, .auth = &vs->auth};
+#ifdef BD_FAULT_INJECTION
+        bo.fault = co.fault;
+#endif
+        vs->mapc = agent_mapc_new(cfg->map_cache_bytes);
+        vs->blobs = agent_blobs_new(rx, &bo, AGENT_IO_BLOB_LINKS);
+        if (!vs->mapc || !vs->blobs) {
+            rc = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto err;
+        }
+    }
     struct agent_qos_opts qo = {.tag = vs->tag, .agent_id = vs->agent_id, .cl = vs->cl,
                                 .keep_ms = cfg->qos_stats_keep_ms};
     vs->qos = vs->cl ? agent_qos_new(rx, &qo) : NULL;
@@ -847,6 +908,8 @@ void agent_vols_free(struct agent_vols *vs)
      * QoS poll stops first: it must not call a client being freed. */
     if (vs->qos) agent_qos_stop(vs->qos);
     agent_client_free(vs->cl);
+    agent_blobs_free(vs->blobs); /* direct reads in flight see `freeing` */
+    vs->blobs = NULL;
     if (vs->syncq) taskq_free(vs->syncq);
     deliver_deferred(vs, true); /* handles still to hand over refer to live vols */
     while (vs->vols) {
@@ -868,6 +931,7 @@ void agent_vols_free(struct agent_vols *vs)
     if (vs->done_ev) event_free(vs->done_ev);
     agent_qos_free(vs->qos);
     metrics_remove_owner(vs);
+    agent_mapc_free(vs->mapc);
     if (vs->fio != &fileio_posix) fileio_faulty_free(vs->fio);
     if (vs->lock_fd >= 0) close(vs->lock_fd);
     free(vs->broken);

@@ -85,6 +85,16 @@
 #define AGENT_VOL_IDLE_MS 2000           /* detach this long after the last put */
 #define AGENT_VOL_TICK_MS 50
 #define AGENT_VOL_SIZE_CHECK_MS 1000     /* how often an open volume's size is looked up */
+/* Direct reads under map leases (agent_io.c, agent_mapc.h): the largest
+ * read served so, the blob GETs one read may make, how long one GET may
+ * take on one replica (a failure only costs a fallback to the proxy, so
+ * short), how long the agent stops asking a proxy that said leases are
+ * off, and the most blob servers it keeps links to. */
+#define AGENT_IO_DIRECT_MAX (4u << 20)
+#define AGENT_IO_DIRECT_GETS 16
+#define AGENT_IO_DIRECT_TIMEOUT_MS 1000
+#define AGENT_IO_LEASE_OFF_MS 10000
+#define AGENT_IO_BLOB_LINKS 256
 
 enum agent_vol_state {
     AGENT_VOL_ATTACHING,
@@ -102,6 +112,8 @@ struct agent_ship_buf;     /* agent_ship.c */
 struct agent_ship_infl;    /* agent_ship.c */
 struct agent_io_read;      /* agent_io.c */
 struct agent_io_rmw;       /* agent_io.c */
+struct agent_mapc;         /* agent_mapc.h */
+struct agent_blobs;        /* agent_blobs.h */
 
 static inline const char *agent_vol_state_name(enum agent_vol_state st)
 {
@@ -159,6 +171,7 @@ struct agent_vol_shared {
     struct journal *j;
     struct agent_cache *c;
     uint64_t max_index;             /* highest raft index acked to us (C7) */
+    uint64_t map_epoch;             /* bumped when its leased maps are dropped */
     uint64_t attached_ms;           /* when a proxy last granted an attach (monotonic) */
 
     /* attach / detach */
@@ -269,16 +282,29 @@ struct agent_vols {
     void (*stop_done)(void *arg);
     void *stop_arg;
     uint64_t stop_deadline;
+    /* direct reads under map leases (agent_io.c): the maps, the blob
+     * server links, when a proxy last said leases are off, the timeout
+     * the last lease gave */
+    struct agent_mapc *mapc;        /* NULL: map_cache_bytes is 0 */
+    struct agent_blobs *blobs;
+    uint64_t lease_off_until, lease_timeout_ms;
+    struct metrics_counter *m_direct, *m_map_hit, *m_map_miss, *m_map_expired, *m_fb_lease,
+        *m_fb_map, *m_fb_blob;
     /* metrics */
     struct metrics_hist *m_ship, *m_flush;
     struct metrics_counter *m_reattach, *m_fenced, *m_lost, *m_ships;
     uint64_t reattaches, lost_blocks;
 };
 
-/* The one place a volume's state changes. */
+void agent_io_map_drop(struct agent_vol_shared *v); /* agent_io.h */
+
+/* The one place a volume's state changes.  Every change drops the
+ * volume's leased maps (agent_io_map_drop): an attach, re-attach, detach,
+ * fence or failure may mean another generation, size or content. */
 static inline void agent_vol_set_state(struct agent_vol_shared *v, enum agent_vol_state st)
 {
     if (v->state == st) return;
+    agent_io_map_drop(v);
     log_debug(v->vs->tag, "vol %s: %s -> %s", v->name, agent_vol_state_name(v->state),
               agent_vol_state_name(st));
     v->state = st;

@@ -398,6 +398,8 @@ static void metrics_init(struct proxy *p)
     p->h_commit = metrics_hist("blockd_proxy_commit_seconds", "WRITE_BATCH commit latency", l);
     p->c_writes = metrics_counter("blockd_proxy_writes_total", "Extent writes", l);
     p->c_reads = metrics_counter("blockd_proxy_reads_total", "Range reads", l);
+    p->c_leases = metrics_counter("blockd_proxy_map_leases_total",
+                                  "Map leases granted (VOL_LEASE answers)", l);
     p->c_write_bytes = metrics_counter("blockd_proxy_write_bytes_total", "Bytes written", l);
     p->c_read_bytes = metrics_counter("blockd_proxy_read_bytes_total", "Bytes read", l);
     p->c_fenced = metrics_counter("blockd_proxy_fenced_total", "Writes refused as fenced", l);

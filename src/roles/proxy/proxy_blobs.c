@@ -410,6 +410,20 @@ static void get_try(struct proxy_blobs_get *get)
     if (reactor_defer(pb->rx, get_fail_deferred, get) < 0) get_fail_deferred(get);
 }
 
+unsigned proxy_blobs_read_order(struct proxy_blobs *pb, uint32_t partition,
+                                uint64_t nodes[PROXY_BLOBS_REPLICAS])
+{
+    uint64_t order[PROXY_BLOBS_REPLICAS];
+    uint8_t up = 0;
+    for (int i = 0; i < PROXY_BLOBS_REPLICAS; i++)
+        if (proxy_blobs_is_up(pb, nodes[i]) &&
+            !(pb->n_filling && is_filling(pb, partition, nodes[i])))
+            up |= (uint8_t)(1u << i);
+    proxy_plan_replica_order(nodes, up, order);
+    memcpy(nodes, order, sizeof(order));
+    return (unsigned)__builtin_popcount(up);
+}
+
 void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
 {
     get->pb = pb;
@@ -417,16 +431,7 @@ void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get)
     get->got = NULL;
     get->next = 0;
     get->last_err = 0;
-    /* Replicas that are up by heartbeat first (proxy_plan_replica_order),
-     * a member a move is still filling after them. */
-    uint64_t order[PROXY_BLOBS_REPLICAS];
-    uint8_t up = 0;
-    for (int i = 0; i < PROXY_BLOBS_REPLICAS; i++)
-        if (proxy_blobs_is_up(pb, get->nodes[i]) &&
-            !(pb->n_filling && is_filling(pb, get->partition, get->nodes[i])))
-            up |= (uint8_t)(1u << i);
-    proxy_plan_replica_order(get->nodes, up, order);
-    memcpy(get->nodes, order, sizeof(order));
+    (void)proxy_blobs_read_order(pb, get->partition, get->nodes);
     get_try(get);
 }
 

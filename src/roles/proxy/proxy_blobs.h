@@ -120,6 +120,11 @@ struct proxy_blobs_get {
     int last_err;
 };
 void proxy_blobs_get(struct proxy_blobs *pb, struct proxy_blobs_get *get);
+/* Put a partition's NODES in the order a GET tries them: up by heartbeat
+ * first, a member a move is still filling after them.  Returns how many
+ * lead the order as good to read (up, not being filled). */
+unsigned proxy_blobs_read_order(struct proxy_blobs *pb, uint32_t partition,
+                                uint64_t nodes[PROXY_BLOBS_REPLICAS]);
 
 /* ---- DELETE on one server ------------------------------------------------------ */
 

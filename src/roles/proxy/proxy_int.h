@@ -161,7 +161,7 @@ struct proxy {
 
     /* metrics (made by proxy.c) */
     struct metrics_hist *h_write, *h_read, *h_commit;
-    struct metrics_counter *c_writes, *c_reads, *c_write_bytes, *c_read_bytes, *c_fenced,
+    struct metrics_counter *c_leases, *c_writes, *c_reads, *c_write_bytes, *c_read_bytes, *c_fenced,
         *c_batches, *c_batched_writes, *c_errors;
 };
 

@@ -566,7 +566,7 @@ struct read_ctx {
     struct proxy *p;
     struct conn *c;
     struct wire_hdr hdr;
-    uint16_t type;                 /* WIRE_VOL_READ or WIRE_VOL_MAP */
+    uint16_t type;                 /* WIRE_VOL_READ, WIRE_VOL_MAP or WIRE_VOL_LEASE */
     uint64_t vol_id, off, len;
     char vol[INDEX_NAME_MAX + 1];  /* the volume's name once looked up ("" before) */
     bool want_map;
@@ -579,7 +579,8 @@ struct read_ctx {
     uint32_t pending;
     int err;
     uint64_t applied;
-    struct proxy_plan_read_step *steps; /* VOL_READ: one per piece */
+    struct proxy_plan_read_step *steps; /* VOL_READ, VOL_LEASE: one per piece */
+    uint64_t (*step_nodes)[PROXY_BLOBS_REPLICAS]; /* VOL_LEASE: each FETCH step's replicas */
     struct proxy_blobs_get *gets;  /* VOL_READ: one per piece (FETCH steps used) */
 };
 
@@ -588,6 +589,7 @@ static void read_free(struct read_ctx *r)
     if (r->gets && r->n_pieces == 1) free(r->gets[0].body);
     free(r->pieces);
     free(r->steps);
+    free(r->step_nodes);
     free(r->gets);
     free(r);
 }
@@ -598,6 +600,8 @@ static void release_buf(const void *data, size_t len, void *arg)
     (void)len;
     free(arg);
 }
+
+static void lease_reply(struct read_ctx *r);
 
 static void read_reply(struct read_ctx *r)
 {
@@ -612,6 +616,10 @@ static void read_reply(struct read_ctx *r)
                          bd_strerror(r->err));
         free(r->buf);
         read_free(r);
+        return;
+    }
+    if (r->type == WIRE_VOL_LEASE) {
+        lease_reply(r);
         return;
     }
     static struct wire_map_range ranges[WIRE_MAP_MAX];
@@ -648,6 +656,76 @@ static void read_reply(struct read_ctx *r)
     n = wire_encode_vol_read_resp(fields, sizeof(fields), &m);
     metrics_observe_us(p->h_read, util_mono_ns() / 1000 - r->t0_us);
     conn_reply(r->c, &r->hdr, fields, (size_t)n, &pl);
+    read_free(r);
+}
+
+/* VOL_LEASE's answer (wire.h): the steps as entries, up to WIRE_LEASE_MAX
+ * of them and WIRE_LEASE_NODES_MAX servers, with the servers' addresses
+ * as this proxy's heartbeats last gave them. */
+static void lease_reply(struct read_ctx *r)
+{
+    struct proxy *p = r->p;
+    static struct wire_lease_entry ents[WIRE_LEASE_MAX];
+    static struct wire_lease_node nodes[WIRE_LEASE_NODES_MAX];
+    static char addrs[WIRE_LEASE_NODES_MAX][WIRE_LEASE_ADDR_MAX + 1];
+    uint32_t n = 0, nn = 0;
+    uint64_t end = r->off;
+    for (uint32_t i = 0; i < r->n_pieces && n < WIRE_LEASE_MAX; i++) {
+        const struct proxy_plan_read_step *st = &r->steps[i];
+        struct wire_lease_entry e = {.off = r->off + st->buf_off, .len = st->len};
+        if (st->kind == PROXY_PLAN_READ_FETCH) {
+            e.blob_id = st->blob_id;
+            e.blob_off = st->blob_off;
+            e.partition = st->partition;
+            uint32_t nn_before = nn;
+            bool full = false;
+            /* Only the replicas good to read now (up, not being filled by a
+             * move): the agent spreads its reads over them, and a read
+             * none of them serves comes to a proxy anyway. */
+            unsigned good = proxy_blobs_read_order(p->blobs, st->partition, r->step_nodes[i]);
+            for (unsigned k = good ? good : PROXY_BLOBS_REPLICAS; k < PROXY_BLOBS_REPLICAS; k++)
+                r->step_nodes[i][k] = 0;
+            for (int k = 0; k < PROXY_BLOBS_REPLICAS; k++) {
+                uint64_t id = r->step_nodes[i][k];
+                e.nodes[k] = id;
+                uint32_t j = 0;
+                while (j < nn && nodes[j].id != id) j++;
+                if (id == 0 || j < nn) continue;
+                struct proxy_blobs_node info;
+                if (!proxy_blobs_info(p->blobs, id, &info) || !info.addr[0] ||
+                    strlen(info.addr) > WIRE_LEASE_ADDR_MAX)
+                    continue; /* the agent reads the other replicas, or asks us */
+                if (nn == WIRE_LEASE_NODES_MAX) {
+                    full = true;
+                    break;
+                }
+                util_strlcpy(addrs[nn], info.addr, sizeof(addrs[nn]));
+                nodes[nn] = (struct wire_lease_node){.id = id, .addr = wire_cstr(addrs[nn])};
+                nn++;
+            }
+            if (full) {
+                nn = nn_before; /* stop short before this entry */
+                break;
+            }
+        }
+        ents[n++] = e;
+        end = e.off + e.len;
+    }
+    struct wire_vol_lease_resp m = {.raft_index = r->applied,
+                                    .lease_ms = (uint32_t)p->cfg->map_lease_ms,
+                                    .timeout_ms = (uint32_t)p->cfg->read_timeout_ms,
+                                    .end = end, .n_nodes = nn, .nodes_in = nodes, .n = n,
+                                    .entries_in = ents};
+    static uint8_t fields[WIRE_MAX_FIELDS];
+    int len = wire_encode_vol_lease_resp(fields, sizeof(fields), &m);
+    if (len < 0 || n == 0) {
+        conn_reply_error(r->c, &r->hdr, len < 0 ? len : -EIO, 0,
+                         "lease vol %llu off %llu: cannot encode the map",
+                         (unsigned long long)r->vol_id, (unsigned long long)r->off);
+    } else {
+        metric_inc(p->c_leases);
+        conn_reply(r->c, &r->hdr, fields, (size_t)len, NULL);
+    }
     read_free(r);
 }
 
@@ -700,13 +778,15 @@ static int read_map(struct read_ctx *r)
         at = last->off + last->len;
     }
     r->applied = index_applied(p->rd);
-    if (rc == 0 && r->type == WIRE_VOL_READ) {
+    if (rc == 0 && r->type != WIRE_VOL_MAP) {
         /* What fills each byte of the reply (the plan), and each fetch's
          * replicas, resolved now inside the same txn. */
         size_t n = r->n_pieces ? r->n_pieces : 1;
         r->steps = calloc(n, sizeof(*r->steps));
         r->gets = calloc(n, sizeof(*r->gets));
-        if (!r->steps || !r->gets) rc = -ENOMEM;
+        if (r->type == WIRE_VOL_LEASE) r->step_nodes = calloc(n, sizeof(*r->step_nodes));
+        if (!r->steps || !r->gets || (r->type == WIRE_VOL_LEASE && !r->step_nodes))
+            rc = -ENOMEM;
         if (rc == 0) {
             rc = proxy_plan_read_resolve(r->off, r->len, r->pieces, r->n_pieces, r->steps);
             if (rc < 0)
@@ -728,6 +808,7 @@ static int read_map(struct read_ctx *r)
                 rc = -EIO;
                 break;
             }
+            if (r->step_nodes) memcpy(r->step_nodes[i], part.nodes, sizeof(r->step_nodes[i]));
             struct proxy_blobs_get *g = &r->gets[i];
             g->blob_id = st->blob_id;
             g->partition = st->partition;
@@ -749,8 +830,8 @@ static void read_go(struct read_ctx *r)
         read_reply(r);
         return;
     }
-    if (r->type == WIRE_VOL_MAP) {
-        read_reply(r);
+    if (r->type != WIRE_VOL_READ) {
+        read_reply(r); /* the map, or the lease: no data */
         return;
     }
     if (r->n_pieces == 1 && r->steps[0].kind == PROXY_PLAN_READ_FETCH && r->len > 0 &&
@@ -833,6 +914,21 @@ static void handle_read(struct proxy *p, struct conn *c, struct conn_frame *f)
         min_index = m.min_index;
         metric_inc(p->c_reads);
         metric_add(p->c_read_bytes, m.len);
+    } else if (f->hdr.type == WIRE_VOL_LEASE) {
+        if (!p->cfg->map_lease_ms) {
+            conn_reply_error(c, &f->hdr, -ENOTSUP, 0, "map leases are off (map_lease_ms 0)");
+            return;
+        }
+        struct wire_vol_lease_req m;
+        if (wire_decode_vol_lease_req(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0) {
+            conn_reply_error(c, &f->hdr, -EINVAL, 0, "malformed VOL_LEASE");
+            return;
+        }
+        vol_id = m.vol_id;
+        off = m.off;
+        len = m.len;
+        want_map = false;
+        min_index = m.min_index;
     } else {
         struct wire_vol_map_req m;
         if (wire_decode_vol_map_req(f->body, f->hdr.len, f->hdr.payload_len, &m) < 0) {
@@ -845,7 +941,7 @@ static void handle_read(struct proxy *p, struct conn *c, struct conn_frame *f)
         want_map = true;
         min_index = m.min_index;
     }
-    int rc = proxy_plan_read_check(off, len, f->hdr.type == WIRE_VOL_READ);
+    int rc = proxy_plan_read_check(off, len, f->hdr.type != WIRE_VOL_MAP);
     if (rc < 0) {
         read_refuse(p, c, &f->hdr, vol_id, off, len, rc);
         return;
@@ -1255,7 +1351,8 @@ bool proxy_io_handle(struct proxy *p, struct conn *c, struct conn_frame *f)
     switch (f->hdr.type) {
     case WIRE_VOL_WRITE: handle_write(p, c, f); return true;
     case WIRE_VOL_READ:
-    case WIRE_VOL_MAP: handle_read(p, c, f); return true;
+    case WIRE_VOL_MAP:
+    case WIRE_VOL_LEASE: handle_read(p, c, f); return true;
     case WIRE_VOL_ATTACH: handle_attach(p, c, f); return true;
     case WIRE_VOL_DETACH: handle_detach(p, c, f); return true;
     case WIRE_VOL_FLUSH: handle_flush(p, c, f); return true;
