@@ -36,7 +36,7 @@
 
 /* The most keys one object kind may declare (a bound for the parser's
  * allowed-keys list; config_keys.c checks it at compile time). */
-#define CFG_KEY_MAX 32
+#define CFG_KEY_MAX 48
 
 /* What a key's JSON value is and where it goes.  The field at .off has the
  * C type given here; config_keys.c's row macros check that at compile time. */
