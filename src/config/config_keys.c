@@ -326,6 +326,10 @@ static const struct cfg_key blob_keys[] = {
      .doc = "heartbeat to the proxies"},
     {SIZE(cfg_blob, max_blob_bytes), .def = 16 * MiB, .min = BD_BLOCK_SIZE, .max = 64 * MiB,
      .doc = "largest blob accepted; at most half of `segment_bytes`"},
+    {SIZE(cfg_blob, direct_io_min_bytes), .def = 128 * KiB, .min = 0, .max = 64 * MiB,
+     .doc = "blobs stored in records at least this large are written with O_DIRECT, "
+            "bypassing the page cache (smaller ones stay cached for reads); 0 = never, "
+            "1 = always; off by itself where the filesystem refuses O_DIRECT"},
     {NAME(cfg_blob, zone), .min = 0, .max = 64, .pattern = "[A-Za-z0-9._-]",
      .expect = "expected letters, digits, '-', '_' or '.'",
      .doc = "failure domain: the zone (a site or availability zone); no partition puts two "
