@@ -109,6 +109,7 @@ struct cfg_blob {
     uint64_t heartbeat_ms;             /* to the proxies */
     uint64_t max_blob_bytes;           /* largest blob accepted */
     uint64_t put_turn_cap_bytes;       /* puts in progress while connections contend; 0 = no turns */
+    uint64_t direct_io_min_bytes;      /* records this large bypass the page cache; 0 = none */
     char zone[65];                     /* failure domains; empty = unset */
     char rack[65];
     char host[65];                     /* empty = this machine's host name */

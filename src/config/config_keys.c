@@ -342,6 +342,10 @@ static const struct cfg_key blob_keys[] = {
             "progress, all connections together, and connections take turns (deficit round "
             "robin): another proxy's put waits behind at most this much; a lone connection "
             "is never held; 0 = no turns, every put starts as it arrives"},
+    {SIZE(cfg_blob, direct_io_min_bytes), .def = 128 * KiB, .min = 0, .max = 64 * MiB,
+     .doc = "blobs stored in records at least this large are written with O_DIRECT, "
+            "bypassing the page cache (smaller ones stay cached for reads); 0 = never, "
+            "1 = always; off by itself where the filesystem refuses O_DIRECT"},
     {NAME(cfg_blob, zone), .min = 0, .max = 64, .pattern = "[A-Za-z0-9._-]",
      .expect = "expected letters, digits, '-', '_' or '.'",
      .doc = "failure domain: the zone (a site or availability zone); no partition puts two "

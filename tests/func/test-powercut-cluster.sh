@@ -47,6 +47,12 @@ CLUSTER_POWERCUT_NO_REORDER[agent1]=1
 cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 --powercut \
     --set agent.cache_bytes='"16M"' --set agent.flush_age_ms=300 \
     --set proxy.snapshot_threshold=64 --set proxy.snapshot_trailing=16
+# The blob servers' three ways of writing a segment, one each: every record
+# with O_DIRECT (its last block rewritten by each write, so cuts tear and
+# reorder those rewrites), the default (records of 128 KiB and more), and
+# none (the page cache only).
+cluster_set blob1 direct_io_min_bytes=1
+cluster_set blob3 direct_io_min_bytes=0
 cluster_start
 cluster_wait_ready 30
 cluster_create_volume vol0 "$((vol_blocks * 4))K"

@@ -419,7 +419,13 @@ static struct blobstore_opts opts(const char *dir, struct fileio *fio)
         .dir = dir, .fio = fio, .rx = rx, .tag = "crash", .metrics_labels = "",
         .ident = "crash-test", .segment_bytes = 16u << 10, .max_blob_bytes = 8u << 10,
         .compress = true, .compress_min_saving_pct = 10, .compact_live_pct = 60,
-        .compact_check_ms = 3600000, .read_threads = 1};
+        .compact_check_ms = 3600000, .read_threads = 1,
+        /* BLOBSTORE_TEST_DIRECT=N (meson: blobcrash-direct): records of N
+         * bytes and more written with O_DIRECT, so the torn and reordered
+         * states include rewrites of a segment's last block. */
+        .direct_min_bytes = getenv("BLOBSTORE_TEST_DIRECT")
+                                ? (uint32_t)strtoul(getenv("BLOBSTORE_TEST_DIRECT"), NULL, 10)
+                                : 0};
 }
 
 struct wreq {

@@ -887,6 +887,7 @@ static int blob_start(struct role *r, struct reactor *rx, const struct cfg *cfg,
         .compress_min_saving_pct = (unsigned)bc->compress_min_saving_pct,
         .scrub_bytes_per_sec = bc->scrub_bytes_per_sec,
         .compact_live_pct = (unsigned)bc->compact_live_pct,
+        .direct_min_bytes = (uint32_t)bc->direct_io_min_bytes,
     };
     int rc = blobstore_open(&o, &s->bs, err, errlen);
     if (rc < 0) goto fail_rc;

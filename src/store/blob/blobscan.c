@@ -506,8 +506,10 @@ static int scan_seg(struct blobstore *bs, struct blobstore_seg *seg, uint64_t si
     c->n_cand = keep;
     if (seg->w_max_epoch > seg->part->epoch) seg->part->epoch = seg->w_max_epoch;
     if (size > good_end) {
-        log_info(bs->tag, "segment p%u/%016llx: cutting %llu bytes of torn tail", seg->part->id,
-                 (unsigned long long)seg->seq, (unsigned long long)(size - good_end));
+        /* A torn write, or the zeros a direct write left past its record. */
+        log_info(bs->tag, "segment p%u/%016llx: cutting %llu bytes after the last whole record",
+                 seg->part->id, (unsigned long long)seg->seq,
+                 (unsigned long long)(size - good_end));
         rc = bs->fio->ops->ftruncate(bs->fio, seg->fd, good_end);
         if (rc == 0) rc = bs->fio->ops->fdatasync(bs->fio, seg->fd);
         if (rc < 0) return rc;

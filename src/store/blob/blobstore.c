@@ -45,7 +45,39 @@
  * Segments: the writer seals the active segment when the next record does
  * not fit; the sealed segment's index file is written on the sync queue
  * after an fdatasync of the whole segment (blobstore_seg.c), so an index file only
- * ever describes durable records. */
+ * ever describes durable records.
+ *
+ * Direct I/O (opts.direct_min_bytes): a record at least that large is
+ * written with O_DIRECT, not through the page cache, whose copy into fresh
+ * pages was the largest CPU cost of large writes.  The writer copies the
+ * segment's partial last block (kept in seg->w_tail), the record and zeros
+ * up to the next SEG_DIO_ALIGN boundary into one aligned buffer and writes
+ * that whole at the block's offset.  Records stay back to back: the next
+ * direct write rewrites the last block with its first bytes unchanged, and
+ * a buffered record goes at w_size over the zeros.  Why this is crash safe:
+ *   - a torn or lost rewrite of the last block can only leave, in each of
+ *     its sectors, the old bytes or the new ones, and below w_size those
+ *     are the same (invariant 5), so every record before this one reads as
+ *     before; the new record is not acknowledged before the fdatasync and a
+ *     scan cuts it if it is incomplete (as for a torn buffered write);
+ *   - the zeros past the record never parse as one (no magic) and are not
+ *     in the segment's logical length (w_size, durable_end, the index
+ *     file's seg_len): sealing and recovery truncate them (segment.h);
+ *   - the fdatasync of the group commit is still needed: it flushes the
+ *     disk's write cache and makes a grown file size durable.
+ * Readers keep the buffered descriptor seg->fd.  The kernel writes back
+ * and invalidates cached pages of the range before a direct write and
+ * invalidates them again after it completes (before pwrite returns), so a
+ * page a reader brought in meanwhile (say, the last block, for a record
+ * that ends in it) is dropped before the new record can be LIVE; and a
+ * page read while the block was being rewritten holds the right bytes of
+ * every older record anyway (same bytes).  Nothing maps segments or writes
+ * them buffered concurrently, the cases in which that invalidation can
+ * fail.  A filesystem that refuses O_DIRECT (EINVAL at open or write) turns
+ * it off for the store with one log line.  Records below the threshold
+ * stay buffered: the page cache then serves small random reads of freshly
+ * written data (measured in the README).  Compaction writes its output
+ * through the page cache (background, paced). */
 #include "store/blob/blobstore_int.h"
 #include "base/bd.h"
 #include "runtime/log.h"
@@ -321,6 +353,7 @@ static int writer_place(struct blobstore *bs, struct blobstore_wop *w)
     struct blobstore_seg *seg = part->w_active;
     if (seg && (seg->w_size + w->rec_len <= bs->o.segment_bytes || seg->w_size == SEG_HDR_LEN))
         return 0;
+    if (seg) blobstore_seg_direct_release(bs, seg); /* it takes no more records */
     uint64_t seq = atomic_fetch_add(&part->next_seg_seq, 1);
     blobstore_seg_path(bs, part->id, seq, "seg", path);
     int fd = fio->ops->open(fio, path, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -345,6 +378,63 @@ static int writer_place(struct blobstore *bs, struct blobstore_wop *w)
     w->created = n;
     w->sealed = seg;
     part->w_active = n;
+    return 0;
+}
+
+/* Writer: open SEG's O_DIRECT descriptor and load its tail block if not
+ * yet done.  0, -EINVAL if the filesystem refuses O_DIRECT, or -errno. */
+static int direct_prepare(struct blobstore *bs, struct blobstore_seg *seg)
+{
+    if (seg->w_dfd < 0) {
+        char path[BLOBSTORE_PATH_MAX];
+        blobstore_seg_path(bs, seg->part->id, seg->seq, "seg", path);
+        int fd = bs->fio->ops->open(bs->fio, path, O_WRONLY | O_DIRECT, 0);
+        if (fd < 0) return fd;
+        seg->w_dfd = fd;
+    }
+    if (!seg->w_tail && posix_memalign((void **)&seg->w_tail, SEG_DIO_ALIGN, SEG_DIO_ALIGN))
+        return -ENOMEM;
+    if (!seg->w_tail_ok) {
+        /* After a buffered write or a restart: the page cache has it. */
+        uint64_t base = seg->w_size & ~(uint64_t)(SEG_DIO_ALIGN - 1);
+        int rc = fileio_pread_full(bs->fio, seg->fd, seg->w_tail, (size_t)(seg->w_size - base),
+                                   base);
+        if (rc < 0) return rc;
+        seg->w_tail_ok = true;
+    }
+    return 0;
+}
+
+/* Writer: write the record IOV (3 pieces, rec_len bytes) at seg->w_size
+ * with O_DIRECT (see the top of this file).  0, -EINVAL if the filesystem
+ * refuses O_DIRECT (nothing written), or -errno. */
+static int write_direct(struct blobstore *bs, struct blobstore_seg *seg, const struct iovec *iov,
+                        uint32_t rec_len)
+{
+    int rc = direct_prepare(bs, seg);
+    if (rc < 0) return rc;
+    const uint64_t mask = SEG_DIO_ALIGN - 1;
+    uint64_t base = seg->w_size & ~mask;
+    size_t pre = (size_t)(seg->w_size - base);
+    size_t len = pre + rec_len;
+    size_t padded = (len + mask) & ~(size_t)mask;
+    if (BD_NEVER(padded > bs->w_acap)) return -EINVAL;
+    uint8_t *p = bs->w_abuf;
+    memcpy(p, seg->w_tail, pre);
+    p += pre;
+    for (int i = 0; i < 3; i++) {
+        if (iov[i].iov_len) memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    memset(p, 0, padded - len);
+    rc = fileio_pwrite_full(bs->fio, seg->w_dfd, bs->w_abuf, padded, base);
+    if (rc < 0) return rc; /* the tail is unchanged: the next record goes here */
+    uint64_t end = seg->w_size + rec_len;
+    uint64_t nbase = end & ~mask;
+    memcpy(seg->w_tail, bs->w_abuf + (nbase - base), (size_t)(end - nbase));
+    if (padded > len) seg->w_padded = true;
+    metric_inc(bs->m_direct_writes);
+    metric_add(bs->m_direct_bytes, padded);
     return 0;
 }
 
@@ -401,7 +491,23 @@ static void writer_run(struct taskq_job *job)
         {(void *)stored, h.stored_len},
         {(void *)zeros, w->rec_len - meta_len - h.stored_len},
     };
-    rc = fileio_pwritev_full(bs->fio, seg->fd, iov, 3, seg->w_size);
+    bool direct = bs->w_abuf && !bs->w_direct_off && w->rec_len >= bs->o.direct_min_bytes;
+    if (direct) {
+        rc = write_direct(bs, seg, iov, w->rec_len);
+        if (rc == -EINVAL) {
+            /* A filesystem without O_DIRECT (tmpfs before Linux 6.6, some
+             * FUSE and network ones): say so once, then write buffered. */
+            bs->w_direct_off = true;
+            direct = false;
+            blobstore_seg_direct_release(bs, seg);
+            log_warn(bs->tag, "the filesystem of %s refuses O_DIRECT; segments are written "
+                     "through the page cache", bs->dir);
+        }
+    }
+    if (!direct) {
+        rc = fileio_pwritev_full(bs->fio, seg->fd, iov, 3, seg->w_size);
+        seg->w_tail_ok = false;
+    }
     if (rc == 0 && seg->n_ents == seg->cap_ents) {
         uint32_t cap = seg->cap_ents ? seg->cap_ents * 2 : 1024;
         struct seg_idx_entry *n = realloc(seg->ents, cap * sizeof(*n));
@@ -613,9 +719,7 @@ void blobstore_free(struct blobstore *bs)
         while (p->segs) {
             struct blobstore_seg *s = p->segs;
             p->segs = s->next;
-            bs->fio->ops->close(bs->fio, s->fd);
-            free(s->ents);
-            free(s);
+            blobstore_seg_free(bs, s);
         }
         free(p->ids);
         free(p);
@@ -628,6 +732,7 @@ void blobstore_free(struct blobstore *bs)
     ZSTD_freeCCtx(bs->w_cctx);
     free(bs->w_zbuf);
     free(bs->w_meta);
+    free(bs->w_abuf);
     metrics_remove_owner(bs);
     free(bs);
 }
@@ -651,6 +756,10 @@ static void register_metrics(struct blobstore *bs)
                                         "Segments compacted away", l);
     bs->m_reclaimed = metrics_counter("blockd_blob_compacted_bytes_total",
                                       "Bytes given back by compaction", l);
+    bs->m_direct_writes = metrics_counter("blockd_blob_direct_writes_total",
+                                          "Records written with O_DIRECT", l);
+    bs->m_direct_bytes = metrics_counter("blockd_blob_direct_bytes_total",
+                                         "Bytes written with O_DIRECT, block padding included", l);
     bs->m_flush_lat = metrics_hist("blockd_blob_flush_seconds",
                                    "Time of one group-commit flush", l);
 }
@@ -696,6 +805,16 @@ int blobstore_open(const struct blobstore_opts *o, struct blobstore **out, char 
     if (bsindex_init(&bs->ix) < 0) goto fail;
     bs->w_meta = malloc(BLOBSTORE_META_MAX);
     if (!bs->w_meta) goto fail;
+    if (o->direct_min_bytes) {
+        /* The largest record plus a partial block before it, in whole
+         * blocks; untouched pages cost nothing until a record needs them. */
+        uint64_t need = SEG_DIO_ALIGN + seg_rec_total_len(o->max_blob_bytes) + SEG_DIO_ALIGN;
+        bs->w_acap = (size_t)(need & ~(uint64_t)(SEG_DIO_ALIGN - 1));
+        if (posix_memalign((void **)&bs->w_abuf, SEG_DIO_ALIGN, bs->w_acap)) {
+            bs->w_abuf = NULL;
+            goto fail;
+        }
+    }
     if (o->compress) {
         bs->w_cctx = ZSTD_createCCtx();
         bs->w_zcap = ZSTD_compressBound(o->max_blob_bytes);

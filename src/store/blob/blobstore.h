@@ -66,6 +66,9 @@ struct blobstore_opts {
     unsigned scrub_tick_ms;       /* scrub pacing period (default 100) */
     unsigned compact_check_ms;    /* how often to look for compaction work (1000) */
     unsigned read_threads;        /* read queues (default 2) */
+    uint32_t direct_min_bytes;    /* records of at least this many bytes are
+                                   * written with O_DIRECT (blobstore.c); 0 =
+                                   * none, 1 = all */
 };
 
 /* ---- private: the state of one queued write (put or delete) -------------- */

@@ -21,7 +21,10 @@
  *   4. A segment's file is unlinked only when it is retired (not in its
  *      partition's list) and its reference count reaches zero.
  *   5. Records are appended only by the writer, at w_size of the active
- *      segment; nothing ever rewrites a byte below durable_end.
+ *      segment.  A byte below w_size is rewritten only by the direct-I/O
+ *      writer's tail block, and only with the value it already has, so a
+ *      torn or reordered write never changes a committed record and a
+ *      reader of one never sees other bytes (blobstore.c, "direct I/O").
  *   6. An entry is LIVE only if its record is durable; reads are issued only
  *      for LIVE entries, so readers never see bytes still being written. */
 #ifndef BD_BLOBSTORE_INT_H
@@ -64,6 +67,11 @@ struct blobstore_seg {
     uint64_t w_max_epoch;    /* highest epoch in the header and records */
     struct seg_idx_entry *ents;  /* every record appended, for the index file */
     uint32_t n_ents, cap_ents;
+    int w_dfd;               /* O_DIRECT descriptor of the file, or -1 */
+    uint8_t *w_tail;         /* SEG_DIO_ALIGN bytes: the file's bytes from
+                              * w_size rounded down to the block, up to w_size */
+    bool w_tail_ok;          /* w_tail holds them (a buffered write clears it) */
+    bool w_padded;           /* the file may be longer than w_size (zeros) */
     struct blobstore_seg *next;     /* reactor: in part->segs, ascending seq */
 };
 
@@ -126,6 +134,9 @@ struct blobstore {
     uint64_t rec_bytes;      /* reactor: record bytes in all segments */
     /* writer scratch */
     uint8_t *w_meta;         /* header + chunk table of the record being written */
+    uint8_t *w_abuf;         /* SEG_DIO_ALIGN-aligned: one direct write */
+    size_t w_acap;
+    bool w_direct_off;       /* the filesystem refused O_DIRECT: all buffered */
     void *w_cctx;            /* zstd compression context */
     uint8_t *w_zbuf;
     size_t w_zcap;
@@ -151,7 +162,8 @@ struct blobstore {
     void *close_arg;
     struct blobstore_stats st; /* counters (reactor) */
     struct metrics_counter *m_fsyncs, *m_batches, *m_batch_writes, *m_csum_errors,
-        *m_scrub_bytes, *m_scrub_passes, *m_compactions, *m_reclaimed;
+        *m_scrub_bytes, *m_scrub_passes, *m_compactions, *m_reclaimed, *m_direct_writes,
+        *m_direct_bytes;
     struct metrics_hist *m_flush_lat;
 };
 
@@ -163,6 +175,10 @@ void blobstore_seg_path(const struct blobstore *bs, uint32_t part, uint64_t seq,
 /* The partition, created in memory if CREATE (NULL on ENOMEM/too many). */
 struct blobstore_part *blobstore_part_get(struct blobstore *bs, uint32_t id, bool create);
 struct blobstore_seg *blobstore_seg_new(struct blobstore_part *part, uint64_t seq, int fd);
+/* Close SEG's descriptors and free it (no references left). */
+void blobstore_seg_free(struct blobstore *bs, struct blobstore_seg *seg);
+/* Writer: drop SEG's direct-I/O descriptor and tail (it takes no more records). */
+void blobstore_seg_direct_release(struct blobstore *bs, struct blobstore_seg *seg);
 /* Insert SEG into its partition's list (reactor). */
 void blobstore_seg_link(struct blobstore_seg *seg);
 void blobstore_seg_ref(struct blobstore_seg *seg);

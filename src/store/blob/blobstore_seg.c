@@ -10,7 +10,8 @@
  * unlinks its .seg and .idx files and fsyncs the directory.
  *
  * Sealing, happy path: the writer moves to a new segment and reports the
- * full one; seal_run (sync queue) fdatasyncs the whole segment, then
+ * full one; seal_run (sync queue) cuts any direct-I/O padding past the
+ * last record (segment.h), fdatasyncs the whole segment, then
  * writes <seq>.idx atomically (tmp, fdatasync, rename, directory fsync)
  * from the record list the writer kept.  Failure modes: an fdatasync error
  * fails the store (C15); any other error only costs the index file, and a
@@ -79,12 +80,30 @@ struct blobstore_seg *blobstore_seg_new(struct blobstore_part *part, uint64_t se
     s->part = part;
     s->seq = seq;
     s->fd = fd;
+    s->w_dfd = -1;
     s->refs = 1; /* the partition list's */
     s->state = BLOBSTORE_SEG_ACTIVE;
     s->w_size = SEG_HDR_LEN;
     s->file_len = SEG_HDR_LEN;
     s->durable_end = SEG_HDR_LEN;
     return s;
+}
+
+void blobstore_seg_direct_release(struct blobstore *bs, struct blobstore_seg *seg)
+{
+    if (seg->w_dfd >= 0) bs->fio->ops->close(bs->fio, seg->w_dfd);
+    seg->w_dfd = -1;
+    free(seg->w_tail);
+    seg->w_tail = NULL;
+    seg->w_tail_ok = false;
+}
+
+void blobstore_seg_free(struct blobstore *bs, struct blobstore_seg *seg)
+{
+    blobstore_seg_direct_release(bs, seg);
+    bs->fio->ops->close(bs->fio, seg->fd);
+    free(seg->ents);
+    free(seg);
 }
 
 void blobstore_seg_link(struct blobstore_seg *seg)
@@ -112,6 +131,7 @@ static void unlink_run(struct taskq_job *job)
     struct unlink_job *u = bd_container_of(job, struct unlink_job, job);
     struct blobstore *bs = u->bs;
     char path[BLOBSTORE_PATH_MAX], dir[BLOBSTORE_PATH_MAX];
+    blobstore_seg_direct_release(bs, u->seg);
     bs->fio->ops->close(bs->fio, u->seg->fd);
     blobstore_seg_path(bs, u->seg->part->id, u->seg->seq, "idx", path);
     int rc = bs->fio->ops->unlink(bs->fio, path);
@@ -157,9 +177,7 @@ void blobstore_seg_unref(struct blobstore *bs, struct blobstore_seg *seg)
         taskq_submit(bs->bgq, &u->job);
         return;
     }
-    bs->fio->ops->close(bs->fio, seg->fd);
-    free(seg->ents);
-    free(seg);
+    blobstore_seg_free(bs, seg);
 }
 
 void blobstore_seg_retire(struct blobstore *bs, struct blobstore_seg *seg)
@@ -302,12 +320,21 @@ static void seal_run(struct taskq_job *job)
     struct seal_job *s = bd_container_of(job, struct seal_job, job);
     struct blobstore *bs = s->bs;
     struct blobstore_seg *seg = s->seg;
+    /* Direct-I/O padding past the last record goes before the sync, so the
+     * index file's exact length is the durable one.  If the cut fails, the
+     * segment only goes without an index file (a restart scans it). */
+    int cut = seg->w_padded ? bs->fio->ops->ftruncate(bs->fio, seg->fd, seg->w_size) : 0;
     s->status = bs->fio->ops->fdatasync(bs->fio, seg->fd);
     s->fsyncs++;
     if (s->status < 0) {
         s->sync_failed = true;
         return;
     }
+    if (cut < 0) {
+        s->status = cut;
+        return;
+    }
+    seg->w_padded = false;
     s->status = blobstore_seg_write_idx(bs, seg, seg->ents, seg->n_ents, seg->w_size,
                                         seg->w_max_epoch, &s->fsyncs);
 }

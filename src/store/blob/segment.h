@@ -7,7 +7,13 @@
  * bytes: change a table and its version together.
  *
  * 1. A segment file  p<PARTITION>/<SEQ>.seg  starts with a segment header
- *    and continues with records, each starting at a multiple of 8:
+ *    and continues with records, back to back, each starting at a multiple
+ *    of 8.  The segment being written may end in up to SEG_DIO_ALIGN - 1
+ *    zero bytes past its last record (the direct-I/O writer writes whole
+ *    4 KiB blocks, blobstore.c): they are not part of the segment's logical
+ *    length, zeros never parse as a record (no magic), the next record
+ *    overwrites them, recovery cuts them like a torn tail, and sealing
+ *    truncates them before the index file records the exact length.
  *
  *  OFFSET SIZE FIELD        NOTES
  *    0     4   magic        SEG_MAGIC "BDSG"
@@ -141,6 +147,10 @@
 #define SEG_REC_CSUM_OFF 36 /* hdr_csum, which the header checksum skips */
 #define SEG_REC_CHUNK 4096u
 #define SEG_REC_ALIGN 8u
+/* The block the direct-I/O writer writes in: offsets, lengths and buffer
+ * addresses of its writes are multiples of it (any logical block size up
+ * to 4 KiB). */
+#define SEG_DIO_ALIGN 4096u
 /* The largest blob a record can hold, whatever the configuration says. */
 #define SEG_REC_MAX_DATA (64u << 20)
 
