@@ -413,8 +413,21 @@ static uint64_t rnd(uint64_t *x)
 
 enum { KEEP, DROP, TEAR };
 
+/* A thread that faults on a mapped file while the cut rewrites it (a
+ * snapshot or LMDB page past the size the cut just restored) stops here
+ * until the SIGKILL: with real power lost no thread ever sees the disk
+ * between its states, so no thread may die of it first. */
+static void park_faulting_thread(int sig)
+{
+    (void)sig;
+    for (;;) pause();
+}
+
 static void cut(void)
 {
+    struct sigaction bus = {.sa_handler = park_faulting_thread};
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, NULL); /* before any file is rewritten */
     pthread_mutex_lock(&S.lock); /* never released: the process dies holding it */
     static uint64_t cuts;
     uint64_t r = S.seed ^ ((uint64_t)getpid() << 32) ^ ++cuts;
