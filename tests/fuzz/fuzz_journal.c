@@ -62,7 +62,7 @@ static void on_rec(void *arg, const struct journal_rec *r)
     struct run *run = arg;
     if (r->seq <= run->last_seq) abort();
     run->last_seq = r->seq;
-    if (r->kind < JOURNAL_WRITE || r->kind > JOURNAL_LOST) abort();
+    if (r->kind < JOURNAL_WRITE || r->kind > JOURNAL_KIND_MAX) abort();
     if (r->len == 0 || r->off % JOURNAL_BLOCK || r->len % JOURNAL_BLOCK) abort();
     if (r->kind == JOURNAL_WRITE) {
         if (!r->csums) abort();

@@ -1,6 +1,6 @@
 /* test_agent_cache.c: the agent's dirty map (src/roles/agent/agent_cache.c).
  *
- * A model test: random puts, cleans and unships over a small volume are
+ * A model test: random puts, cleans, unships and forgets over a small volume are
  * applied both to the map and to a per-block array, and after every step
  * the map must describe exactly the model (kind, version, need, ship,
  * checksum of every block) and its totals must add up.  Seeded: a
@@ -94,7 +94,7 @@ TEST(random_ops_match_model)
     uint64_t seq = 0, ship = 0;
     uint64_t csums[NB];
     for (int step = 0; step < 4000; step++) {
-        int op = (int)(util_rand64(&rs) % 10);
+        int op = (int)(util_rand64(&rs) % 11);
         uint64_t a = util_rand64(&rs) % NB;
         uint64_t n = 1 + util_rand64(&rs) % (op < 2 ? 64 : 8);
         if (a + n > NB) n = NB - a;
@@ -130,6 +130,15 @@ TEST(random_ops_match_model)
             agent_cache_unship(c, 0, NB, id);
             for (int b = 0; b < NB; b++)
                 if (model[b].ship == id) model[b].ship = 0;
+        } else if (op == 10) {
+            /* A write around the journal: whatever is there goes, cut at
+             * the edges; overlaps() saw it before. */
+            bool any = false;
+            for (uint64_t i = 0; i < n; i++) any |= model[a + i].kind != 0;
+            CHECK(agent_cache_overlaps(c, a, a + n) == any);
+            CHECK(agent_cache_forget(c, a, a + n) == 0);
+            for (uint64_t i = 0; i < n; i++) memset(&model[a + i], 0, sizeof(model[a + i]));
+            CHECK(!agent_cache_overlaps(c, a, a + n));
         }
         if (!map_matches(c)) {
             printf("# mismatch after step %d (op %d at %llu+%llu)\n", step, op,

@@ -340,14 +340,14 @@ TEST(append_replay_roundtrip)
     uint64_t pos = r.data_pos, seg = r.seg;
     CHECK(journal_append(j, JOURNAL_ZERO, 0, 1 << 20, NULL, NULL, false, &r) == 0);
     CHECK(journal_append(j, JOURNAL_TRIM, 8192, 4096, NULL, NULL, false, &r) == 0);
-    CHECK_EQ(journal_last_seq(j), 3);
+    CHECK(journal_append(j, JOURNAL_CLEAN, 3 * 4096, 8192, NULL, NULL, false, &r) == 0);
+    CHECK_EQ(journal_last_seq(j), 4);
     journal_close(j);
 
     struct journal_stats st;
     j = reopen(&st, NULL);
     CHECK(j);
     CHECK(strcmp(journal_name(j), "vol-a") == 0);
-    CHECK_EQ(nrecs, 3);
     CHECK_EQ(recs[0].r.kind, JOURNAL_WRITE);
     CHECK_EQ(recs[0].r.off, 3 * 4096);
     CHECK_EQ(recs[0].r.len, 8192);
@@ -358,14 +358,18 @@ TEST(append_replay_roundtrip)
     CHECK_EQ(recs[1].r.kind, JOURNAL_ZERO);
     CHECK_EQ(recs[1].r.len, 1 << 20);
     CHECK_EQ(recs[2].r.kind, JOURNAL_TRIM);
-    CHECK_EQ(st.entries, 3);
+    CHECK_EQ(recs[3].r.kind, JOURNAL_CLEAN); /* a tombstone: a range, no data */
+    CHECK_EQ(recs[3].r.off, 3 * 4096);
+    CHECK_EQ(recs[3].r.len, 8192);
+    CHECK_EQ(nrecs, 4);
+    CHECK_EQ(st.entries, 4);
     CHECK_EQ(st.torn_bytes, 0);
     uint8_t got[8192];
     CHECK(journal_read(j, seg, pos, got, sizeof(got)) == 0);
     CHECK(memcmp(got, buf, sizeof(got)) == 0);
     /* Appends continue the numbering. */
     CHECK(append_write(j, 9, 1, 1, &r) == 0);
-    CHECK_EQ(r.seq, 4);
+    CHECK_EQ(r.seq, 5);
     journal_close(j);
 }
 

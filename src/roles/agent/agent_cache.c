@@ -325,6 +325,40 @@ unsigned agent_cache_clean(struct agent_cache *c, uint64_t start, uint64_t end, 
     return n;
 }
 
+int agent_cache_forget(struct agent_cache *c, uint64_t start, uint64_t end)
+{
+    if (start >= end) return 0;
+    struct node *L, *R, *M, *R2;
+    split(c->root, start, &L, &R);
+    int rc = cut_tail(c, &L, &R, start);
+    if (rc == 0) {
+        split(R, end, &M, &R2);
+        rc = cut_tail(c, &M, &R2, end);
+        if (rc == 0) {
+            uint64_t ignore = UINT64_MAX;
+            drop_tree(c, M, &ignore);
+            M = NULL;
+        }
+        R = merge(M, R2);
+    }
+    c->root = merge(L, R);
+    return rc;
+}
+
+static bool any_fn(void *arg, struct agent_cache_ext *e)
+{
+    (void)e;
+    *(bool *)arg = true;
+    return false;
+}
+
+bool agent_cache_overlaps(struct agent_cache *c, uint64_t start, uint64_t end)
+{
+    bool any = false;
+    agent_cache_walk(c, start, end, any_fn, &any);
+    return any;
+}
+
 struct unship_arg {
     uint64_t id;
 };

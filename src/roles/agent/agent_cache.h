@@ -92,6 +92,14 @@ void agent_cache_walk(struct agent_cache *c, uint64_t start, uint64_t end, agent
 /* A ship was acked: remove the extents in [START, END) carried by SHIP_ID.
  * Returns how many. */
 unsigned agent_cache_clean(struct agent_cache *c, uint64_t start, uint64_t end, uint64_t ship_id);
+/* The cluster holds a newer version of [START, END) than any extent here
+ * (a write that went around the journal, journal.h JOURNAL_CLEAN): drop
+ * every extent there, cutting those that straddle an edge; what a FLUSH
+ * waited for from them is satisfied by that newer version.  0, or
+ * -ENOMEM with the map unchanged but for a split extent. */
+int agent_cache_forget(struct agent_cache *c, uint64_t start, uint64_t end);
+/* Does any extent (of any kind) overlap [START, END)? */
+bool agent_cache_overlaps(struct agent_cache *c, uint64_t start, uint64_t end);
 /* A ship failed: its extents in [START, END) are dirty again. */
 void agent_cache_unship(struct agent_cache *c, uint64_t start, uint64_t end, uint64_t ship_id);
 /* Every extent is dirty again (after a re-attach fenced all ships). */

@@ -123,7 +123,7 @@ bool journal_ent_decode(const uint8_t *in, uint32_t magic, uint64_t salt, uint64
     uint64_t want = XXH3_64bits_withSeed(in, r.used, salt);
     uint64_t csum = br_u64(&r);
     if (m != magic || csum != want) br_fail(&r);
-    if (d.kind < JOURNAL_WRITE || d.kind > JOURNAL_LOST || d.vol_id != vol_id || d.seq == 0)
+    if (d.kind < JOURNAL_WRITE || d.kind > JOURNAL_KIND_MAX || d.vol_id != vol_id || d.seq == 0)
         br_fail(&r);
     if (d.len == 0 || d.off % JOURNAL_BLOCK || d.len % JOURNAL_BLOCK ||
         d.off > (1ull << 63) - d.len)
@@ -448,7 +448,7 @@ int journal_append(struct journal *j, int kind, uint64_t off, uint64_t len, cons
 {
     if (j->failed) return -BD_EFAILED;
     if (!BD_ALWAYS(j->replayed)) return -EINVAL;
-    if (kind < JOURNAL_WRITE || kind > JOURNAL_LOST || len == 0 || off % JOURNAL_BLOCK ||
+    if (kind < JOURNAL_WRITE || kind > JOURNAL_KIND_MAX || len == 0 || off % JOURNAL_BLOCK ||
         len % JOURNAL_BLOCK || off > (1ull << 63) - len || (kind == JOURNAL_WRITE && !data))
         return -EINVAL;
     uint64_t data_len = kind == JOURNAL_WRITE ? len : 0;

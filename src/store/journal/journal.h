@@ -54,7 +54,14 @@ enum journal_kind {
     JOURNAL_ZERO = 2,  /* reads as zeroes (WRITE_ZEROES), no data */
     JOURNAL_TRIM = 3,  /* discarded, reads as zeroes, no data */
     JOURNAL_LOST = 4,  /* an acknowledged write that replay found damaged */
+    /* No data: the cluster holds a newer version of these bytes, written
+     * around the journal (the agent's direct writes).  Every older entry
+     * of them is void; replay must not resurrect it.  It needs no
+     * reference: segments go oldest first, so it outlives every entry it
+     * voids. */
+    JOURNAL_CLEAN = 5,
 };
+#define JOURNAL_KIND_MAX JOURNAL_CLEAN
 
 struct journal_opts {
     struct fileio *fio;      /* borrowed; outlives the journal */

@@ -53,6 +53,11 @@
  *
  *    A LOST record is an entry of kind JOURNAL_LOST without data: off and
  *    len are the range lost (len JOURNAL_LOST_ALL_LEN: the whole volume).
+ *    A CLEAN record (kind JOURNAL_CLEAN, no data) voids every older entry
+ *    of off..off+len: the cluster took a newer version around the journal.
+ *    Journals written before CLEAN existed never hold one; a binary that
+ *    predates it reads one as damage (the range marked lost, never older
+ *    data served).
  *
  * 3. The checksum array of a WRITE (never stored: data_csum is its hash):
  *
