@@ -142,6 +142,7 @@ struct cfg_agent {
     char nbd_volume_mode[5];           /* their mode, octal ("0660") */
     uint64_t qos_stats_keep_ms;        /* a detached volume's QoS figures are kept this long */
     uint64_t map_cache_bytes;          /* leased blob maps kept for direct reads; 0 none */
+    uint64_t direct_write_bytes;       /* writes this large skip the journal; 0 never */
     struct cfg_fault fault;
 };
 

@@ -435,6 +435,11 @@ static const struct cfg_key agent_keys[] = {
      .doc = "memory for the blob maps proxies lease (README \"Reads in two hops\"): a read "
             "under a cached map goes straight to a blob server; least recently used maps go "
             "first; 0 reads everything through the proxies"},
+    {SIZE(cfg_agent, direct_write_bytes), .def = 256 * KiB, .min = 0, .max = 1 * TiB,
+     .doc = "a block-aligned write of at least this many bytes skips the journal (README "
+            "\"Large writes\"): it is shipped as it arrives and answered once the cluster "
+            "holds it durably, when nothing older of its blocks waits in the journal; 0 "
+            "journals every write"},
     {OBJECT(cfg_agent, fault, cfg_fault, cfg_key_fault), .doc = "test builds only (below)"},
 };
 CHECK_WIDTH(agent_keys);

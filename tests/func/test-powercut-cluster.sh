@@ -11,8 +11,9 @@
 # later one is (C1, C3, C5), no block is torn (C6), trimmed or zeroed data
 # does not come back (C9), no block holds another block's or volume's
 # bytes (C5, C11).  Each round writes a fresh range with two fsx on
-# disjoint halves, and earlier rounds' ranges are checked again after
-# later cuts (durable data must survive later crashes too): after each of
+# disjoint halves (one with ops up to 512 KiB: direct writes too), and
+# earlier rounds' ranges are checked again after later cuts (durable
+# data must survive later crashes too): after each of
 # the first 8 cuts, every 8th after that, and the last.
 #
 # POWERCUT_CUTS (default 4) sets the number of cuts, POWERCUT_KEEP=DIR keeps
@@ -73,8 +74,11 @@ for ((k = 1; k <= cuts; k++)); do
     pids=()
     for h in 0 1; do
         log=$tmp/fsx-$k-$h.log
+        # The second one's ops reach 512 KiB: those of 256 KiB and more
+        # skip the agent's journal (direct writes, with their tombstones).
         "$BLOCKD_FSX" --uri "$uri" --seed $((seed + 2 * k + h)) --log "$log" --op-timeout 20 \
             --duration 120 --range $((base + h * per / 2)):$((per / 2)) --conns 2 \
+            --max-blocks $((h ? 128 : 16)) \
             --mix multiconn=0,reconnect=0 --out-dir "$tmp" >"$tmp/fsx-$k-$h.out" 2>&1 &
         pids+=($!)
         cleanup_fn kill_pid $!

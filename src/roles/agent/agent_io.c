@@ -29,7 +29,8 @@
  * them; a partial one fails, as its read does).
  *
  * Unaligned writes are read-modify-writes serialised per block: see
- * "unaligned writes" below.
+ * "unaligned writes" below.  Large aligned writes may skip the journal:
+ * see "large writes around the journal" below.
  *
  * FLUSH and FUA (C1, C2, C8).  A FLUSH records the journal's last sequence
  * number S at submission: every write completed before it has a number
@@ -434,7 +435,13 @@ void agent_io_progress(struct agent_vol_shared *v)
     agent_io_check_durable(v);
 }
 
-static void start_write(struct agent_vol *h, struct agent_vol_req *req, int kind)
+static bool dwrite_start(struct agent_vol_shared *v, struct agent_vol *h,
+                         struct agent_vol_req *req);
+
+/* MAY_DIRECT: an aligned write the gate let through may skip the journal
+ * (dwrite_start); not a read-modify-write's, nor one being journaled
+ * because its direct attempt was not taken. */
+static void start_write(struct agent_vol *h, struct agent_vol_req *req, int kind, bool may_direct)
 {
     struct agent_vol_shared *v = h->v;
     struct agent_vols *vs = v->vs;
@@ -458,6 +465,7 @@ static void start_write(struct agent_vol *h, struct agent_vol_req *req, int kind
     req->priv[RQ_RMW] = NULL; /* an aligned write, as the gate sees it in the FIFO */
     req->priv_u64[RQ_SUBMIT] = util_mono_ms();
     req->next = NULL;
+    if (may_direct && kind == AGENT_CACHE_DATA && dwrite_start(v, h, req)) return;
     if (v->wait_head || try_append(v, req) == -EAGAIN) {
         if (v->wait_tail) v->wait_tail->next = req;
         else v->wait_head = req;
@@ -480,7 +488,7 @@ static void start_write(struct agent_vol *h, struct agent_vol_req *req, int kind
  *
  * Serialisation.  Between the read and the append, another write to the
  * same blocks would be lost (the RMW writes back the bytes it read), so a
- * running RMW holds its cover (v->rmw_head, a short list: at most the
+ * running RMW holds its cover (v->holds, a short list: at most the
  * requests in flight) until its write has completed, and every write,
  * zero or trim that touches a held block waits in a FIFO (v->gate_*).  An
  * RMW also waits while a write to its blocks sits in the journal-full FIFO
@@ -495,17 +503,25 @@ static void start_write(struct agent_vol *h, struct agent_vol_req *req, int kind
  * write ends, and those end by io_timeout_ms. */
 
 struct agent_io_rmw {
+    struct agent_io_hold hold;    /* its cover, in v->holds while it runs */
     struct agent_vols *vs;
     struct agent_vol_shared *v;   /* NULL once the volume was freed */
     struct agent_vol *h;
     struct agent_vol_req *user;   /* the caller's write */
-    struct agent_io_rmw *next;    /* v->rmw_head, while it holds its cover */
     uint64_t b0, b1;              /* the cover, blocks */
     uint64_t rd[2][2];            /* block ranges to read: head, tail */
     unsigned n_rd, i_rd;
     struct agent_vol_req sub;     /* the read or write in flight */
     uint8_t buf[];                /* the cover's bytes */
 };
+
+/* Release a hold (rmw_finish, direct writes). */
+static void hold_drop(struct agent_vol_shared *v, struct agent_io_hold *k)
+{
+    struct agent_io_hold **pp = &v->holds;
+    while (*pp && *pp != k) pp = &(*pp)->next;
+    if (*pp) *pp = k->next;
+}
 
 static bool blk_overlap(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
 {
@@ -531,8 +547,8 @@ static void req_blocks(const struct agent_vol_req *r, uint64_t *b0, uint64_t *b1
 static bool gate_blocked(const struct agent_vol_shared *v, uint64_t b0, uint64_t b1,
                          const struct agent_vol_req *upto, bool rmw)
 {
-    for (const struct agent_io_rmw *m = v->rmw_head; m; m = m->next)
-        if (blk_overlap(b0, b1, m->b0, m->b1)) return true;
+    for (const struct agent_io_hold *k = v->holds; k; k = k->next)
+        if (blk_overlap(b0, b1, k->b0, k->b1)) return true;
     for (const struct agent_vol_req *r = v->gate_head; r && r != upto; r = r->next) {
         uint64_t r0, r1;
         req_blocks(r, &r0, &r1);
@@ -578,7 +594,7 @@ static void gate_run(struct agent_vol_shared *v)
         if (v->gate_tail == r) v->gate_tail = prev;
         r->next = NULL;
         if (m) rmw_start(m);
-        else start_write(r->priv[RQ_HANDLE], r, (int)P(r, RQ_KIND));
+        else start_write(r->priv[RQ_HANDLE], r, (int)P(r, RQ_KIND), true);
         r = next;
     }
     v->gate_busy = false;
@@ -589,15 +605,15 @@ static void gate_run(struct agent_vol_shared *v)
 static void gated_write(struct agent_vol *h, struct agent_vol_req *req, int kind)
 {
     struct agent_vol_shared *v = h->v;
-    if (!v->rmw_head && !v->gate_head) {
-        start_write(h, req, kind);
+    if (!v->holds && !v->gate_head) {
+        start_write(h, req, kind, true);
         return;
     }
     req->priv[RQ_RMW] = NULL;
     uint64_t b0, b1;
     req_blocks(req, &b0, &b1);
     if (!gate_blocked(v, b0, b1, NULL, false)) {
-        start_write(h, req, kind);
+        start_write(h, req, kind, true);
         return;
     }
     req->priv[RQ_HANDLE] = h;
@@ -611,11 +627,7 @@ static void rmw_finish(struct agent_io_rmw *m, int err)
     struct agent_vol_req *user = m->user;
     struct agent_vol_shared *v = m->v;
     struct agent_vols *vs = m->vs;
-    if (v) {
-        struct agent_io_rmw **pp = &v->rmw_head;
-        while (*pp && *pp != m) pp = &(*pp)->next;
-        if (*pp) *pp = m->next;
-    }
+    if (v) hold_drop(v, &m->hold);
     free(m);
     if (!v || vs->freeing) {
         /* The registry is being freed: nothing delivers a queued
@@ -671,15 +683,15 @@ static void rmw_step(struct agent_io_rmw *m)
     sub->len = (m->b1 - m->b0) * BD_BLOCK_SIZE;
     sub->wbuf = m->buf;
     sub->flags = u->flags & AGENT_VOL_REQ_FUA;
-    start_write(m->h, sub, AGENT_CACHE_DATA);
+    start_write(m->h, sub, AGENT_CACHE_DATA, false);
 }
 
 /* Take the cover and begin (the caller checked it is free). */
 static void rmw_start(struct agent_io_rmw *m)
 {
     struct agent_vol_shared *v = m->v;
-    m->next = v->rmw_head;
-    v->rmw_head = m;
+    m->hold = (struct agent_io_hold){.b0 = m->b0, .b1 = m->b1, .rmw = m, .next = v->holds};
+    v->holds = &m->hold;
     rmw_step(m);
 }
 
@@ -726,10 +738,190 @@ static void rmw_write(struct agent_vol *h, struct agent_vol_req *req)
     }
     req->priv[RQ_HANDLE] = h;
     req->priv[RQ_RMW] = m;
-    if ((v->rmw_head || v->gate_head || v->wait_head) && gate_blocked(v, b0, b1, NULL, true))
+    if ((v->holds || v->gate_head || v->wait_head) && gate_blocked(v, b0, b1, NULL, true))
         gate_push(v, req);
     else
         rmw_start(m);
+}
+
+/* ---- large writes around the journal ---------------------------------------
+ *
+ * A block-aligned write of at least direct_write_bytes is shipped as it
+ * arrives, from the caller's buffer (one VOL_WRITE per ship_bytes-aligned
+ * chunk of it, agent_ship_direct), and completes once the cluster has
+ * acked every piece: durable in the cluster, as a FUA write.  It costs no
+ * journal append, no journal read, no page-cache copy and no checksum
+ * pass but the ship's own; the guest waits for the cluster at its next
+ * FLUSH anyway, and the ships of a QD8 stream overlap as the journal's
+ * did.
+ *
+ * When.  Only when nothing older of its blocks is in the journal or
+ * waiting for it: no extent of the dirty map overlaps it (of any kind,
+ * being shipped or not), no write waits for journal space, the gate let
+ * it through (nothing held or waiting overlaps), the volume is ACTIVE,
+ * and the journal is below its high-water mark (room for the tombstone).
+ * Otherwise it takes the journal like any write.
+ *
+ * While it flies it holds its blocks (v->holds): later writes to them
+ * wait at the gate, so arrival order holds however it ends.  Reads are
+ * not held: a read beside a write in flight may see either (C7).
+ *
+ * The tombstone.  Replay ships every entry the journal still has,
+ * shipped or not; that is harmless while every version goes through the
+ * journal (replay keeps the newest).  A direct write is newer than all
+ * the journal has of its blocks, so once it is acked a JOURNAL_CLEAN
+ * record of its range is appended before it completes, and replay drops
+ * every older entry of the range (agent_vol.c).  Like any append it
+ * survives an agent crash (C4); the next FLUSH's journal sync (for FUA,
+ * its own) makes it survive power loss (C5).  A power cut before that
+ * may bring back an older journaled version of blocks whose newer write
+ * was never flushed: a disk may lose an unflushed write too.
+ *
+ * Not taken.  A piece dropped, refused as not done, or of unknown
+ * outcome (agent_ship.h -EAGAIN; an unknown outcome has started the
+ * re-attach that fences it) sends the whole write through the journal
+ * after all, still holding its blocks until it is in, so it stays ahead
+ * of later writes to them; pieces already acked are shipped again (the
+ * same bytes).  -EIO (the volume failed) fails the write. */
+
+#define AGENT_IO_DIRECT_PIECES 64 /* VOL_WRITEs one direct write may take */
+
+struct agent_io_direct {
+    struct agent_io_hold hold;    /* its blocks, in v->holds while it flies */
+    struct agent_vols *vs;
+    struct agent_vol_shared *v;
+    struct agent_vol *h;
+    struct agent_vol_req *req;
+    unsigned pending;             /* pieces not ended */
+    int err;                      /* the worst end: -ESHUTDOWN, -EIO, -EAGAIN, 0 */
+    struct agent_io_direct *next; /* v->free_direct, or vs->direct_head */
+    struct agent_ship_direct piece[AGENT_IO_DIRECT_PIECES];
+};
+
+static int err_rank(int err)
+{
+    return err == -ESHUTDOWN ? 3 : err == -EIO ? 2 : err ? 1 : 0;
+}
+
+/* The shipper's callback: record, and once every piece has ended finish
+ * from the done event (agent_io_deliver), never from inside the shipper. */
+static void on_dwrite_piece(struct agent_ship_direct *p, int err)
+{
+    struct agent_io_direct *d = p->data;
+    if (err_rank(err) > err_rank(d->err)) d->err = err;
+    if (--d->pending) return;
+    struct agent_vols *vs = d->vs;
+    if (vs->freeing) {
+        /* The registry is going (V still exists: it outlives its ships). */
+        hold_drop(d->v, &d->hold);
+        d->req->cb(d->req, -ESHUTDOWN);
+        free(d);
+        return;
+    }
+    d->next = NULL;
+    if (vs->direct_tail) vs->direct_tail->next = d;
+    else vs->direct_head = d;
+    vs->direct_tail = d;
+    event_active(vs->done_ev, 0, 0);
+}
+
+/* Try to send REQ (aligned DATA, checked, through the gate) around the
+ * journal.  False: nothing was done, journal it. */
+static bool dwrite_start(struct agent_vol_shared *v, struct agent_vol *h,
+                         struct agent_vol_req *req)
+{
+    struct agent_vols *vs = v->vs;
+    uint64_t min = vs->cfg->direct_write_bytes, sb = vs->ship_blocks;
+    if (!min || req->len < min || v->wait_head || v->state != AGENT_VOL_ACTIVE || !v->j ||
+        journal_used_bytes(v->j) >= vs->hw_bytes)
+        return false;
+    uint64_t b0 = req->off / BD_BLOCK_SIZE, b1 = b0 + req->len / BD_BLOCK_SIZE;
+    uint64_t n = (b1 - 1) / sb - b0 / sb + 1;
+    if (n > AGENT_IO_DIRECT_PIECES || n > agent_ship_room(v) || agent_cache_overlaps(v->c, b0, b1))
+        return false;
+    struct agent_io_direct *d = v->free_direct;
+    if (d) v->free_direct = d->next;
+    else if (!(d = malloc(sizeof(*d)))) return false;
+    d->vs = vs;
+    d->v = v;
+    d->h = h;
+    d->req = req;
+    d->err = 0;
+    d->pending = (unsigned)n;
+    d->hold = (struct agent_io_hold){.b0 = b0, .b1 = b1, .next = v->holds};
+    v->holds = &d->hold;
+    v->busy++;
+    for (uint64_t i = 0, b = b0; i < n; i++) {
+        struct agent_ship_direct *p = &d->piece[i];
+        uint64_t nb = BD_MIN(b1 - b, sb - b % sb);
+        *p = (struct agent_ship_direct){.cb = on_dwrite_piece, .data = d, .start = b, .nblk = nb,
+                                        .buf = req->wbuf + (b - b0) * BD_BLOCK_SIZE};
+        b += nb;
+        if (agent_ship_direct(v, p) < 0) on_dwrite_piece(p, -EAGAIN);
+    }
+    return true;
+}
+
+/* Every piece of D's write was acked: the tombstone, then the answer. */
+static void dwrite_acked(struct agent_vol_shared *v, struct agent_vol_req *req)
+{
+    struct agent_vols *vs = v->vs;
+    struct journal_rec rec;
+    int rc = journal_append(v->j, JOURNAL_CLEAN, req->off, req->len, NULL, NULL, false, &rec);
+    if (rc == -EAGAIN) {
+        agent_ship_reclaim(v);
+        rc = journal_append(v->j, JOURNAL_CLEAN, req->off, req->len, NULL, NULL, true, &rec);
+    }
+    if (rc < 0) {
+        if (journal_failed(v->j)) v->jfailed = true;
+        log_error(vs->tag, "vol %s: write [%llu+%llu] is in the cluster but its journal "
+                  "tombstone failed (%s): answered EIO (an older journaled version could "
+                  "come back at replay)", v->name, (unsigned long long)req->off,
+                  (unsigned long long)req->len, bd_strerror(rc));
+        complete(vs, req, -EIO);
+        return;
+    }
+    metric_inc(vs->m_dwrites);
+    if (req->flags & AGENT_VOL_REQ_FUA)
+        dur_add(v, req, DUR_FUA, rec.seq); /* the tombstone's sync */
+    else
+        complete(vs, req, 0);
+}
+
+void agent_io_deliver(struct agent_vols *vs)
+{
+    struct agent_io_direct *d;
+    while ((d = vs->direct_head)) {
+        vs->direct_head = d->next;
+        if (!vs->direct_head) vs->direct_tail = NULL;
+        struct agent_vol_shared *v = d->v;
+        struct agent_vol_req *req = d->req;
+        struct agent_vol *h = d->h;
+        int err = d->err;
+        hold_drop(v, &d->hold);
+        if (vs->freeing) {
+            req->cb(req, -ESHUTDOWN);
+            free(d);
+            continue;
+        }
+        d->next = v->free_direct;
+        v->free_direct = d;
+        bool dead = v->state == AGENT_VOL_FENCED || v->state == AGENT_VOL_FAILED || v->jfailed;
+        if (err == -EAGAIN) {
+            /* Through the journal after all, ahead of later writes to
+             * its blocks (the gate runs below). */
+            metric_inc(vs->m_dwrite_fb);
+            start_write(h, req, AGENT_CACHE_DATA, false);
+        } else if (err == 0 && !dead) {
+            dwrite_acked(v, req); /* even while stopping: it is in the cluster */
+        } else {
+            complete(vs, req, err ? err : -EIO);
+        }
+        gate_run(v);
+        v->busy--;
+        agent_ship_kick(v);
+        vs->up->release(v);
+    }
 }
 
 /* Fail every waiter (the volume stops). */
@@ -1366,9 +1558,17 @@ void agent_vol_block_status(struct agent_vol *h, struct agent_vol_req *req)
 
 void agent_io_free_vol(struct agent_vol_shared *v)
 {
-    /* RMWs still running finish without their volume (rmw_finish). */
-    for (struct agent_io_rmw *m = v->rmw_head; m; m = m->next) m->v = NULL;
-    v->rmw_head = NULL;
+    /* RMWs still running finish without their volume (rmw_finish);
+     * direct writes still in flight (only while the registry is freed)
+     * end from the shipper, which V outlives. */
+    for (struct agent_io_hold *k = v->holds; k; k = k->next)
+        if (k->rmw) k->rmw->v = NULL;
+    v->holds = NULL;
+    while (v->free_direct) {
+        struct agent_io_direct *d = v->free_direct;
+        v->free_direct = d->next;
+        free(d);
+    }
     while (v->free_rctx) {
         struct agent_io_read *r = v->free_rctx;
         v->free_rctx = r->next_free;

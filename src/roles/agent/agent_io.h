@@ -31,7 +31,13 @@ void agent_io_fail_all(struct agent_vol_shared *v, int err);
  * re-attach, detach, fence, failure, free) or its size did.  A lease
  * answer asked for before this call is not kept. */
 void agent_io_map_drop(struct agent_vol_shared *v);
-/* Free V's pool of read contexts (V is being freed; none is in flight). */
+/* Finish the direct writes whose pieces have all ended (the registry's
+ * done event calls it; agent_io.c "large writes around the journal"):
+ * answer, tombstone, or journal them.  While the registry is freed they
+ * are answered -ESHUTDOWN. */
+void agent_io_deliver(struct agent_vols *vs);
+/* Free V's pools of read and direct write contexts (V is being freed;
+ * none is in flight). */
 void agent_io_free_vol(struct agent_vol_shared *v);
 
 #endif

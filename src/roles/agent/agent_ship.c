@@ -44,6 +44,13 @@
  * so two versions of a block can never race to the index.  The in-flight
  * ranges are kept sorted (v->infl) so that test is a binary search.
  *
+ * Direct ships (agent_ship_direct) carry a write that never entered the
+ * journal: its payload is the caller's buffer, referenced per send like a
+ * ship buffer, and no extent carries its id.  They take turns, count in
+ * flight and are acked like the others; every way they end is told to
+ * the caller (agent_ship.h), who journals the write when it was not
+ * taken, so nothing here resends one.
+ *
  * Acks.  The extents still carrying the ship's id are versions nobody
  * overwrote: they become clean (leave the map), which releases their
  * journal references; the oldest unreferenced segments are deleted (LOST
@@ -118,7 +125,8 @@ struct agent_ship {
     uint32_t n_segs, segs_cap;
     uint8_t *fields;            /* a scattered write's encoded fields (agent_ship.c) */
     int kind;                   /* AGENT_CACHE_DATA, AGENT_CACHE_ZERO or AGENT_CACHE_TRIM */
-    struct agent_ship_buf *buf; /* DATA only */
+    struct agent_ship_buf *buf; /* DATA only (not a direct ship) */
+    struct agent_ship_direct *direct; /* a direct ship: the caller's write */
     uint64_t csum;
     uint64_t trace;              /* wire_vol_write_trace_id: "ship=" in both logs */
     uint64_t t0_us;
@@ -206,7 +214,7 @@ static uint32_t segs_max(const struct agent_vol_shared *v)
     return (uint32_t)BD_MIN(v->vs->ship_blocks, WIRE_SCATTER_MAX);
 }
 
-static struct agent_ship *ship_new(struct agent_vol_shared *v, int kind)
+static struct agent_ship *ship_new(struct agent_vol_shared *v, int kind, bool want_buf)
 {
     struct agent_ship *s = v->free_ships;
     if (s) {
@@ -234,7 +242,7 @@ static struct agent_ship *ship_new(struct agent_vol_shared *v, int kind)
     s->v = v;
     s->kind = kind;
     s->id = ++v->next_ship_id;
-    if (kind == AGENT_CACHE_DATA && !(s->buf = buf_get(v))) {
+    if (kind == AGENT_CACHE_DATA && want_buf && !(s->buf = buf_get(v))) {
         s->next = v->free_ships;
         v->free_ships = s;
         return NULL;
@@ -249,6 +257,44 @@ static void ship_release(struct agent_ship *s)
     s->buf = NULL;
     s->next = v->free_ships;
     v->free_ships = s;
+}
+
+/* ---- direct ships --------------------------------------------------------- */
+
+/* A reference on a direct ship's payload (the call, or one send) is gone:
+ * the last one tells the caller. */
+static void direct_unref(struct agent_ship_direct *d)
+{
+    if (--d->refs == 0) d->cb(d, d->err);
+}
+
+static void direct_ref_cb(void *arg)
+{
+    ((struct agent_ship_direct *)arg)->refs++;
+}
+
+static void direct_release_cb(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    direct_unref(arg);
+}
+
+/* S (a direct ship) ends with ERR; S itself goes back to the pool. */
+static void direct_end(struct agent_ship *s, int err)
+{
+    struct agent_ship_direct *d = s->direct;
+    s->direct = NULL;
+    d->err = err;
+    direct_unref(d);
+}
+
+/* S is done with: a direct ship that never reached its answer says so
+ * first (ERR, as agent_ship.h lists). */
+static void ship_drop(struct agent_ship *s, int err)
+{
+    if (s->direct) direct_end(s, err);
+    ship_release(s);
 }
 
 /* ---- the in-flight ranges ------------------------------------------------ */
@@ -424,7 +470,7 @@ static bool pick_data(struct pick *p, struct agent_cache_ext *e)
         return s || room_for_new(p);
     if (!s) {
         if (!room_for_new(p)) return false;
-        if (!(s = ship_new(v, AGENT_CACHE_DATA))) {
+        if (!(s = ship_new(v, AGENT_CACHE_DATA, true))) {
             p->nomem = true;
             return false;
         }
@@ -452,7 +498,7 @@ static bool pick_fn(void *arg, struct agent_cache_ext *e)
     close_run(p);
     if (!room_for_new(p)) return p->data != NULL; /* the DATA ship may still fill */
     if (!p->all && e->born_ms > p->cutoff) return true; /* young: let it gather more */
-    s = ship_new(v, e->kind);
+    s = ship_new(v, e->kind, false);
     if (!s) {
         p->nomem = true;
         return false;
@@ -496,7 +542,7 @@ static void ready_drop(struct agent_vol_shared *v)
         infl_remove(v, s);
         if (v->c) ship_unship(v, s);
         if (v->n_ships) v->n_ships--;
-        ship_release(s);
+        ship_drop(s, -EAGAIN);
     }
     v->ready_tail = NULL;
     if (v->vs->fair_ready) fair_update(v);
@@ -507,7 +553,8 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
 {
     struct agent_vols *vs = v->vs;
     uint64_t len = s->nblk * BD_BLOCK_SIZE;
-    if (s->kind == AGENT_CACHE_DATA && s->nblk > 1) s->csum = util_xxh3(s->buf->data, len);
+    const uint8_t *data = s->direct ? s->direct->buf : s->buf ? s->buf->data : NULL;
+    if (s->kind == AGENT_CACHE_DATA && (s->nblk > 1 || s->direct)) s->csum = util_xxh3(data, len);
     struct wire_write_ext ext[WIRE_SCATTER_MAX];
     for (uint32_t i = 0; s->n_segs > 1 && i < s->n_segs; i++)
         ext[i] = (struct wire_write_ext){s->segs[i].start * BD_BLOCK_SIZE,
@@ -536,7 +583,7 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
         ship_unship(v, s);
         v->n_ships--;
         fair_done(&vs->fair, &v->flow, s->cost);
-        ship_release(s);
+        ship_drop(s, -EAGAIN);
         return;
     }
     c->fields_len = (size_t)n;
@@ -547,8 +594,12 @@ static void ship_send(struct agent_vol_shared *v, struct agent_ship *s)
     c->deadline_ms = util_mono_ms() + BD_MAX(vs->cfg->io_timeout_ms / 3, 50);
     c->cb = on_ship_done;
     c->data = s;
-    if (s->kind == AGENT_CACHE_DATA) {
-        c->payload = (struct conn_payload){.data = s->buf->data, .len = len,
+    if (s->direct) {
+        c->payload = (struct conn_payload){.data = data, .len = len,
+                                           .release = direct_release_cb, .arg = s->direct};
+        c->payload_ref = direct_ref_cb;
+    } else if (s->kind == AGENT_CACHE_DATA) {
+        c->payload = (struct conn_payload){.data = data, .len = len,
                                            .release = buf_release_cb, .arg = s->buf};
         c->payload_ref = buf_ref_cb;
     }
@@ -602,7 +653,7 @@ static void fair_pump(struct agent_vols *vs)
             infl_remove(v, s);
             ship_unship(v, s);
             v->n_ships--;
-            ship_release(s);
+            ship_drop(s, -EAGAIN);
             continue;
         }
         ship_send(v, s);
@@ -615,7 +666,7 @@ static void ship_queue(struct agent_vol_shared *v, struct agent_ship *s)
 {
     if (infl_add(v, s) < 0) {
         ship_unship(v, s);
-        ship_release(s);
+        ship_drop(s, -EAGAIN);
         return;
     }
     s->gen = v->gen;
@@ -627,6 +678,35 @@ static void ship_queue(struct agent_vol_shared *v, struct agent_ship *s)
     v->n_ships++;
     fair_add(&v->vs->fair, &v->flow);
     fair_update(v);
+}
+
+unsigned agent_ship_room(const struct agent_vol_shared *v)
+{
+    return v->n_ships < AGENT_VOL_MAX_SHIPS ? AGENT_VOL_MAX_SHIPS - v->n_ships : 0;
+}
+
+int agent_ship_direct(struct agent_vol_shared *v, struct agent_ship_direct *d)
+{
+    struct agent_vols *vs = v->vs;
+    if (v->state != AGENT_VOL_ACTIVE || vs->freeing || !v->vol_id || !agent_ship_room(v) ||
+        !BD_ALWAYS(d->nblk && d->nblk <= vs->ship_blocks &&
+                   d->start / vs->ship_blocks == (d->start + d->nblk - 1) / vs->ship_blocks))
+        return -EAGAIN;
+    fair_setup(vs);
+    struct agent_ship *s = ship_new(v, AGENT_CACHE_DATA, false);
+    if (!s) return -EAGAIN;
+    d->refs = 1; /* the call's; each send takes its own */
+    d->err = 0;
+    s->direct = d;
+    s->start = d->start;
+    s->nblk = d->nblk;
+    s->segs[0] = (struct agent_ship_seg){d->start, d->nblk};
+    s->n_segs = 1;
+    /* Its callback may come from inside ship_queue (no memory for the
+     * in-flight ranges) or fair_pump (dropped): the caller defers. */
+    ship_queue(v, s);
+    fair_pump(vs);
+    return 0;
 }
 
 /* Pick runs and send them; returns true if a corrupt block was found (it
@@ -737,7 +817,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
     struct agent_vol_shared *v = s->v;
     struct agent_vols *vs = v->vs;
     if (vs->freeing) {
-        ship_release(s);
+        ship_drop(s, -ESHUTDOWN);
         return;
     }
     v->busy--;
@@ -749,7 +829,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         /* Sent under a generation a re-attach has fenced; whatever happened
          * is superseded by the resend. */
         if (err == 0 && resp.raft_index > v->max_index) v->max_index = resp.raft_index;
-        ship_release(s);
+        ship_drop(s, -EAGAIN); /* a direct write is journaled and resent under the new one */
         fair_pump(vs);
         vs->up->release(v);
         return;
@@ -770,7 +850,7 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
         v->progress_ms = util_mono_ms();
         v->ship_backoff_ms = 0;
         metrics_observe_us(vs->m_ship, util_mono_ns() / 1000 - s->t0_us);
-        ship_release(s);
+        ship_drop(s, 0);
         agent_ship_reclaim(v);
         vs->up->progress(v); /* space freed; flushes and FUA writes may be done */
         agent_ship_kick(v);
@@ -786,19 +866,19 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
     if (err == -BD_EFENCED && v->state == AGENT_VOL_REATTACH) {
         /* Fenced by our own re-attach: not applied, and the re-attach
          * makes its extents dirty again. */
-        ship_release(s);
+        ship_drop(s, -EAGAIN);
     } else if (err == -BD_EFENCED) {
-        ship_release(s);
+        ship_drop(s, -EIO);
         vs->up->fail(v, -BD_EFENCED,
                      "VOL_WRITE refused as fenced: another agent attached the volume");
     } else if (fatal_write_error(err)) {
         ship_unship(v, s);
-        ship_release(s);
+        ship_drop(s, -EIO);
         log_with(LOG_ERROR, vs->tag, &ids, "vol %s: write refused: %s", v->name, text);
         vs->up->fail(v, -EIO, "the proxy refused a write");
     } else if (not_applied) {
         ship_unship(v, s);
-        ship_release(s);
+        ship_drop(s, -EAGAIN);
         ship_backoff(v);
         log_with(LOG_INFO, vs->tag, &ids, "vol %s: write not taken (%s); retrying in %u ms",
                  v->name, text,
@@ -814,7 +894,10 @@ static void on_ship_done(struct agent_client_req *call, int err, struct conn_fra
                  "to fence it before resending", v->name,
                  (unsigned long long)(s->start * BD_BLOCK_SIZE),
                  (unsigned long long)(s->nblk * BD_BLOCK_SIZE), (unsigned long long)s->gen, text);
-        ship_release(s);
+        /* A direct write is journaled now (the newest version of its
+         * blocks) and, like the rest, shipped again once the re-attach
+         * has fenced this send. */
+        ship_drop(s, -EAGAIN);
         if (f) ship_backoff(v); /* a refusing cluster: do not resend at once */
         vs->up->reattach(v);
     }
@@ -842,7 +925,7 @@ void agent_ship_free_vol(struct agent_vol_shared *v)
     while (v->ready_head) {
         struct agent_ship *s = v->ready_head;
         v->ready_head = s->next;
-        ship_release(s);
+        ship_drop(s, -ESHUTDOWN);
     }
     v->ready_tail = NULL;
     if (v->vs->fair_ready) fair_remove(&v->vs->fair, &v->flow);

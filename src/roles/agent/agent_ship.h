@@ -26,6 +26,39 @@ int agent_ship_put_version(struct agent_vol_shared *v, int kind, uint64_t start,
 void agent_ship_kick(struct agent_vol_shared *v);
 void agent_ship_kick_age(struct agent_vol_shared *v);
 
+/* A write shipped as it arrives, around the journal and the dirty map
+ * (agent_io.c's direct writes).  The caller sets CB, DATA, START and NBLK
+ * (blocks within one ship_blocks-aligned chunk) and BUF (NBLK blocks,
+ * borrowed until CB).  It goes as one VOL_WRITE in V's turn like any ship
+ * (base/fair.h), its blocks counted in flight (the ordering rule).  CB
+ * runs exactly once, once no connection holds BUF any more; it may run
+ * from inside agent_ship_direct or any shipper call (a ship dropped
+ * before it was sent), so it must only record the result and defer the
+ * work (it must not call into the shipper):
+ *   0            acked: durable in the cluster at V's generation; the
+ *                leased maps of the range were dropped first and
+ *                max_index raised (C7), as for any ship;
+ *   -EAGAIN      not taken (dropped before it was sent, refused as not
+ *                done, fenced by our own re-attach), or its outcome is
+ *                unknown (a re-attach was started to fence it): the data
+ *                must go through the journal, as the newest version;
+ *   -EIO         the volume failed (fenced by another agent, refused);
+ *   -ESHUTDOWN   the registry is being freed. */
+struct agent_ship_direct {
+    void (*cb)(struct agent_ship_direct *d, int err);
+    void *data;
+    uint64_t start, nblk;
+    const uint8_t *buf;
+    /* private */
+    int refs;      /* the call, and every send of it a connection still holds */
+    int err;
+};
+/* Slots left for ships (AGENT_VOL_MAX_SHIPS, in flight and ready). */
+unsigned agent_ship_room(const struct agent_vol_shared *v);
+/* Queue D (see above).  -EAGAIN, with no callback, if V is not ACTIVE, has
+ * no slot left, or no memory: the caller journals the write instead. */
+int agent_ship_direct(struct agent_vol_shared *v, struct agent_ship_direct *d);
+
 /* Copy the LOST marks of the journal's oldest segment forward, then delete
  * the segments nothing references (after acks freed them). */
 void agent_ship_reclaim(struct agent_vol_shared *v);

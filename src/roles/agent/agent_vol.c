@@ -138,6 +138,7 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct agent_vols *vs = arg;
+    agent_io_deliver(vs); /* direct writes that ended: may complete more */
     struct agent_vol_req *r = vs->done_head;
     vs->done_head = vs->done_tail = NULL;
     while (r) {
@@ -189,7 +190,7 @@ static void vol_free(struct agent_vol_shared *v)
 static bool vol_busy(const struct agent_vol_shared *v)
 {
     return v->refs || v->busy || v->attach_busy || v->fence_busy || v->sync_busy ||
-           v->open_head || v->wait_head || v->dur_head || v->rmw_head || v->gate_head;
+           v->open_head || v->wait_head || v->dur_head || v->holds || v->gate_head;
 }
 
 /* Free V if nothing holds it and it has nothing to keep (no journal). */
@@ -569,6 +570,12 @@ static void replay_rec(void *arg, const struct journal_rec *r)
     struct replay_ctx *c = arg;
     if (c->err) return;
     uint64_t start = r->off / BD_BLOCK_SIZE, nblk = r->len / BD_BLOCK_SIZE;
+    if (r->kind == JOURNAL_CLEAN) {
+        /* A direct write's tombstone (agent_io.c): the cluster holds a
+         * newer version; the older entries replayed so far are void. */
+        c->err = agent_cache_forget(c->v->c, start, start + nblk);
+        return;
+    }
     c->err = agent_ship_put_version(c->v, r->kind, start, nblk, r->seq, r->seg, r->data_pos,
                                     r->csums, 0);
 }
@@ -738,6 +745,10 @@ static void metrics_setup(struct agent_vols *vs)
     vs->m_lost = metrics_counter("blockd_agent_lost_blocks_total",
                                  "Acknowledged blocks the journal lost (reads fail EIO)", l);
     vs->m_ships = metrics_counter("blockd_agent_ships_total", "VOL_WRITEs sent", l);
+    vs->m_dwrites = metrics_counter("blockd_agent_direct_writes_total",
+                                    "Large writes shipped as they arrived, around the journal", l);
+    vs->m_dwrite_fb = metrics_counter("blockd_agent_direct_write_fallbacks_total",
+                                      "Direct writes the cluster did not take, journaled", l);
     metrics_gauge("blockd_agent_dirty_bytes", "Data in the journal not yet in the cluster", l,
                   g_dirty, vs, vs);
     metrics_gauge("blockd_agent_journal_bytes", "Journal bytes on disk", l, g_journal, vs, vs);
@@ -912,6 +923,7 @@ void agent_vols_free(struct agent_vols *vs)
     vs->blobs = NULL;
     if (vs->syncq) taskq_free(vs->syncq);
     deliver_deferred(vs, true); /* handles still to hand over refer to live vols */
+    agent_io_deliver(vs);       /* direct writes that ended: answered -ESHUTDOWN */
     while (vs->vols) {
         struct agent_vol_shared *v = vs->vols;
         agent_io_fail_all(v, -ESHUTDOWN);

@@ -112,6 +112,16 @@ struct agent_ship_buf;     /* agent_ship.c */
 struct agent_ship_infl;    /* agent_ship.c */
 struct agent_io_read;      /* agent_io.c */
 struct agent_io_rmw;       /* agent_io.c */
+struct agent_io_direct;    /* agent_io.c */
+
+/* Blocks [b0, b1) held by a request between its start and its end (an
+ * unaligned write's read-modify-write, a direct write in flight): writes
+ * that touch them wait (agent_io.c, "the gate"). */
+struct agent_io_hold {
+    uint64_t b0, b1;
+    struct agent_io_rmw *rmw;     /* the RMW holding them; NULL: a direct write */
+    struct agent_io_hold *next;
+};
 struct agent_mapc;         /* agent_mapc.h */
 struct agent_blobs;        /* agent_blobs.h */
 
@@ -229,9 +239,10 @@ struct agent_vol_shared {
     bool size_busy;
     uint64_t size_check_at;
 
-    /* unaligned writes (agent_io.c): the read-modify-writes holding their
-     * blocks, and the writes waiting for blocks held (FIFO) */
-    struct agent_io_rmw *rmw_head;
+    /* the gate (agent_io.c): blocks held by read-modify-writes and direct
+     * writes in flight, and the writes waiting for blocks held (FIFO) */
+    struct agent_io_hold *holds;
+    struct agent_io_direct *free_direct; /* direct write contexts, pooled */
     struct agent_vol_req *gate_head, *gate_tail;
     bool gate_busy;
 
@@ -267,6 +278,7 @@ struct agent_vols {
     unsigned n_broken;
     struct event *tick_ev, *done_ev;
     struct agent_vol_req *done_head, *done_tail; /* completions to deliver */
+    struct agent_io_direct *direct_head, *direct_tail; /* direct writes ended, to finish */
     /* attachments (agent_assign.c) */
     struct agent_vols_list_entry *assigned; /* the last fetch's, in name order */
     unsigned n_assigned;
@@ -292,7 +304,7 @@ struct agent_vols {
         *m_fb_map, *m_fb_blob;
     /* metrics */
     struct metrics_hist *m_ship, *m_flush;
-    struct metrics_counter *m_reattach, *m_fenced, *m_lost, *m_ships;
+    struct metrics_counter *m_reattach, *m_fenced, *m_lost, *m_ships, *m_dwrites, *m_dwrite_fb;
     uint64_t reattaches, lost_blocks;
 };
 
