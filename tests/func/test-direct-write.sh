@@ -133,11 +133,11 @@ for k in 1 2; do
     s=$((seed + 10 + k))
     d0=$(metric blockd_agent_direct_writes_total)
     "$BLOCKD_FSX" --uri "$uri" --seed "$s" --log "$tmp/fsx-$k.log" --op-timeout 30 \
-        --duration 30 --init any --max-blocks 256 --range $((40 * 256)):$((16 * 256)) \
+        --duration 60 --init any --max-blocks 256 --range $((40 * 256)):$((16 * 256)) \
         --mix flush=1,fua=1,multiconn=0,reconnect=0 --out-dir "$tmp" >"$tmp/fsx-$k.out" 2>&1 &
     fsx=$!
     cleanup_fn kill_pid $fsx
-    wait_for 60 "[ \$(wc -l <'$tmp/fsx-$k.log') -gt $((1500 + RANDOM % 1500)) ]"
+    wait_for 120 "[ \$(wc -l <'$tmp/fsx-$k.log') -gt $((400 + RANDOM % 600)) ] || ! kill -0 $fsx"
     d1=$(metric blockd_agent_direct_writes_total)
     cluster_kill agent1
     rc=0
