@@ -513,6 +513,12 @@ cluster_get() {
     cluster_curl -f "$(cluster_url "$name" "$2")"
 }
 
+# cluster_metric NAME REGEX: the sum of NAME's /metrics samples whose line
+# starts with REGEX (a metric name, optionally with labels), 0 if none.
+cluster_metric() {
+    cluster_get "$1" /metrics | awk -v re="$2" '$0 ~ "^" re {s += $NF} END {print s + 0}'
+}
+
 # cluster_url NAME PATH: NAME's admin URL for PATH (https unless --plaintext).
 cluster_url() {
     _cluster_check_name "$1"

@@ -41,9 +41,7 @@ truncate -s 64M "$img"
 py=/usr/bin/python3
 
 # metric NAME_REGEX: the sum of the agent's samples that match.
-metric() {
-    cluster_get agent1 /metrics | awk -v re="$1" '$0 ~ "^" re {s += $NF} END {print s + 0}'
-}
+metric() { cluster_metric agent1 "$1"; }
 
 # io.py URI IMAGE CMD ...: one NBD client; the local image is the truth.
 cat >"$tmp/io.py" <<'PY'
