@@ -35,7 +35,9 @@
  *
  * Ordering and durability (CONTRACT.md C1, C2, C4, C8):
  *   - WRITE/TRIM/WRITE_ZEROES complete once the journal holds them (the
- *     kernel page cache: survives an agent process crash, C4);
+ *     kernel page cache: survives an agent process crash, C4), or, for an
+ *     aligned write of at least direct_write_bytes sent around the journal
+ *     (agent_io.c), once the cluster holds it durably;
  *   - with AGENT_VOL_REQ_FUA they complete only once durable in the cluster
  *     (C2);
  *   - FLUSH completes once every write, trim and zero that *completed
