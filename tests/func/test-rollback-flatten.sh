@@ -34,7 +34,9 @@ ctl() { cluster_ctl "$@"; }
 # nbd_apply URI FILE SEED N: functions.sh.
 same() { qemu-img compare -q -f raw -F raw "$(uri "$1")" "$2" || fail "$1 does not read as $2"; }
 # writer VOL: the agent holding VOL read-write right now ("" if none).
-writer() { ctl --json volume info "$1" | jq -r '.writer'; }
+# (Asked of the leader: a follower a heartbeat behind may not show an
+# attach that has already committed, and rollback asks the leader.)
+writer() { cluster_get leader "/v1/volumes/$1" | jq -r '.writer'; }
 # unheld VOL: wait until no agent holds VOL read-write (the agent lets a
 # volume go two seconds after its last client, once it shipped what it
 # holds; VOL stays attached to it).

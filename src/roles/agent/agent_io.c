@@ -759,8 +759,13 @@ static void rmw_write(struct agent_vol *h, struct agent_vol_req *req)
  * waiting for it: no extent of the dirty map overlaps it (of any kind,
  * being shipped or not), no write waits for journal space, the gate let
  * it through (nothing held or waiting overlaps), the volume is ACTIVE,
- * and the journal is below its high-water mark (room for the tombstone).
- * Otherwise it takes the journal like any write.
+ * and the journal is below its high-water mark (room for the tombstone);
+ * and only while the cluster looks able to take it: a proxy is
+ * connected, ships are not backing off after a failure, and no direct
+ * write was turned back in the last AGENT_IO_DWRITE_OFF_MS.  Otherwise
+ * it takes the journal like any write: during an outage the journal
+ * absorbs large writes as it always did, instead of each one waiting out
+ * a ship's timeout first.
  *
  * While it flies it holds its blocks (v->holds): later writes to them
  * wait at the gate, so arrival order holds however it ends.  Reads are
@@ -785,6 +790,7 @@ static void rmw_write(struct agent_vol *h, struct agent_vol_req *req)
  * same bytes).  -EIO (the volume failed) fails the write. */
 
 #define AGENT_IO_DIRECT_PIECES 64 /* VOL_WRITEs one direct write may take */
+#define AGENT_IO_DWRITE_OFF_MS 5000 /* large writes journaled after one was turned back */
 
 struct agent_io_direct {
     struct agent_io_hold hold;    /* its blocks, in v->holds while it flies */
@@ -831,9 +837,10 @@ static bool dwrite_start(struct agent_vol_shared *v, struct agent_vol *h,
                          struct agent_vol_req *req)
 {
     struct agent_vols *vs = v->vs;
-    uint64_t min = vs->cfg->direct_write_bytes, sb = vs->ship_blocks;
+    uint64_t min = vs->cfg->direct_write_bytes, sb = vs->ship_blocks, now = util_mono_ms();
     if (!min || req->len < min || v->wait_head || v->state != AGENT_VOL_ACTIVE || !v->j ||
-        journal_used_bytes(v->j) >= vs->hw_bytes)
+        journal_used_bytes(v->j) >= vs->hw_bytes || now < v->ship_retry_at ||
+        now < v->dwrite_off_until || agent_client_up(vs->cl) == 0)
         return false;
     uint64_t b0 = req->off / BD_BLOCK_SIZE, b1 = b0 + req->len / BD_BLOCK_SIZE;
     uint64_t n = (b1 - 1) / sb - b0 / sb + 1;
@@ -911,6 +918,7 @@ void agent_io_deliver(struct agent_vols *vs)
             /* Through the journal after all, ahead of later writes to
              * its blocks (the gate runs below). */
             metric_inc(vs->m_dwrite_fb);
+            v->dwrite_off_until = util_mono_ms() + AGENT_IO_DWRITE_OFF_MS;
             start_write(h, req, AGENT_CACHE_DATA, false);
         } else if (err == 0 && !dead) {
             dwrite_acked(v, req); /* even while stopping: it is in the cluster */

@@ -243,6 +243,7 @@ struct agent_vol_shared {
      * writes in flight, and the writes waiting for blocks held (FIFO) */
     struct agent_io_hold *holds;
     struct agent_io_direct *free_direct; /* direct write contexts, pooled */
+    uint64_t dwrite_off_until;      /* no direct writes before this (one was turned back) */
     struct agent_vol_req *gate_head, *gate_tail;
     bool gate_busy;
 
