@@ -20,7 +20,10 @@
 #      journaled, overlapping) and the agent SIGKILLed mid-run, twice:
 #      verify-log --require acked (C4);
 #   5. the leader proxy killed under that workload: every read checked
-#      (direct writes of unknown outcome are journaled and re-shipped).
+#      (direct writes of unknown outcome are journaled and re-shipped);
+#   6. a direct write sent while every proxy is frozen (the links stay
+#      up) is journaled when its ship times out, read from the journal,
+#      shipped later (blockd_agent_direct_write_fallbacks_total).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbdkit.sh"
 . "$(dirname "$0")/cluster.sh"
@@ -30,7 +33,7 @@ requires /usr/bin/python3 -c 'import nbd'
 tmp=$(mktmp)
 seed=$(test_seed)
 
-cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 \
+cluster_init "$tmp/c" --proxies 3 --blobs 3 --agents 1 --set agent.io_timeout_ms=6000 \
     --set agent.flush_age_ms=600000 --set agent.cache_bytes='"64M"'
 cluster_start
 cluster_wait_ready 30
@@ -74,6 +77,21 @@ elif cmd == "resurrect":     # small-flush, then 1 MiB over it; hold the connect
     check(off, M, "direct write over journaled blocks")
     print("ready", flush=True)
     time.sleep(60)
+elif cmd == "turned-back":   # 1 MiB at OFF while the proxies (PIDS) are frozen
+    import os, signal, time
+    off, pids = int(sys.argv[5]), [int(p) for p in sys.argv[6].split(",")]
+    h.pwrite(rnd.randbytes(4096), off + M)   # the volume is attached and active
+    try:
+        for p in pids: os.kill(p, signal.SIGSTOP)
+        t0 = time.monotonic()
+        write(off, rnd.randbytes(M))         # sent direct, never answered: journaled
+        dt = time.monotonic() - t0
+        check(off, M, "a turned-back direct write, from the journal")
+    finally:
+        for p in pids: os.kill(p, signal.SIGCONT)
+    h.flush()
+    check(off, M, "a turned-back direct write, after the flush")
+    print("%.1f" % dt)
 elif cmd == "small":         # one 4 KiB write at OFF, not flushed
     write(int(sys.argv[5]), rnd.randbytes(4096))
 elif cmd == "big":           # one 1 MiB write at OFF, not flushed
@@ -166,4 +184,17 @@ wait $fsx || rc=$?
 [ $rc -eq 0 ] || { tail -20 "$tmp/fsx-5.out"; fail "fsx across the leader's kill: exit $rc"; }
 echo "5: the leader ($leader) killed under large writes: $(tail -1 "$tmp/fsx-5.out");" \
     "$(metric blockd_agent_direct_write_fallbacks_total) direct writes journaled after all"
+# 6. A direct write the cluster never answers (every proxy frozen: its
+# links stay up, so it is sent) is journaled when the ship's deadline
+# passes (a third of io_timeout_ms), answered from the journal, and
+# shipped once the proxies are back.
+f0=$(metric blockd_agent_direct_write_fallbacks_total)
+pids=$(for p in proxy1 proxy2 proxy3; do echo -n "${CLUSTER_PID[$p]},"; done)
+dt=$(io turned-back $((seed + 5)) $((34 * M)) "${pids%,}") || fail "turned-back direct write"
+f1=$(metric blockd_agent_direct_write_fallbacks_total)
+[ $((f1 - f0)) -ge 1 ] || fail "a direct write the cluster never answered was not journaled ($f0 -> $f1)"
+cluster_wait_ready 30
+io check 0 $((34 * M)) $M || fail "the turned-back write, read again"
+echo "6: a direct write with the proxies frozen was journaled after ${dt} s and shipped after"
+
 cluster_stop_all
