@@ -93,9 +93,17 @@ def check_read(off, n, tag, what):
 D, F, C = 48 << 20, 56 << 20, 0
 open(os.path.join(tmp, "guest-connected"), "w").close()
 wait_file("go-write")
-# In 64 KiB writes, so they stay in the journal: writes of 256 KiB and
-# more skip it when a proxy is up (README "Large writes").
-for o in range(D, D + (8 << 20), 1 << 16): h.pwrite(pat(o, 1 << 16, b"D"), o)
+# In 64 KiB writes, so they stay in the journal (writes of 256 KiB and
+# more skip it while a proxy is up: README "Large writes"), all in flight
+# at once, so none is older than flush_age_ms (and shipped) at the outage.
+cookies = []
+for o in range(D, D + (8 << 20), 1 << 16):
+    b = nbd.Buffer.from_bytearray(bytearray(pat(o, 1 << 16, b"D")))
+    cookies.append((b, h.aio_pwrite(b, o)))
+pending = {c for _, c in cookies}
+while pending:
+    h.poll(1000)
+    pending = {c for c in pending if not h.aio_command_completed(c)}
 open(os.path.join(tmp, "guest-ready"), "w").close()
 wait_file("go-a")
 t0 = time.monotonic()
