@@ -1029,6 +1029,11 @@ int conn_reply(struct conn *c, const struct wire_hdr *req, const void *fields, s
 {
     int rc = 0;
     bool sent = false;
+    if (req->flags & WIRE_F_ONEWAY) {
+        /* Nobody waits for it, and it was never counted in flight. */
+        if (payload && payload->release) payload->release(payload->data, payload->len, payload->arg);
+        return 0;
+    }
     if (c->bev && !(c->closing && !c->flush_then_close)) {
         rc = send_frame(c, req->type, WIRE_F_RESPONSE, WIRE_OK, req->req_id, fields, fields_len,
                         payload);
@@ -1047,6 +1052,7 @@ int conn_reply(struct conn *c, const struct wire_hdr *req, const void *fields, s
 int conn_reply_error(struct conn *c, const struct wire_hdr *req, int err, uint64_t hint,
                      const char *fmt, ...)
 {
+    if (req->flags & WIRE_F_ONEWAY) return 0; /* as conn_reply */
     char msg[256];
     va_list ap;
     va_start(ap, fmt);

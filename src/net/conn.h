@@ -134,7 +134,9 @@ struct conn_opts {
 
 struct conn_ops {
     /* A request or oneway frame arrived (after HELLO).  Reply with
-     * conn_reply*() exactly once unless hdr.flags has WIRE_F_ONEWAY. */
+     * conn_reply*() exactly once unless hdr.flags has WIRE_F_ONEWAY (a
+     * reply to a oneway frame is dropped: a handler that answers every
+     * frame it refuses is safe against a peer that marks one oneway). */
     void (*on_request)(struct conn *c, struct conn_frame *f, void *arg);
     /* Server side: a valid HELLO arrived.  Return 0 to accept the peer, or
      * a negative code to refuse it (EAUTH reply, then close).  NULL accepts
