@@ -56,8 +56,8 @@
  *    A CLEAN record (kind JOURNAL_CLEAN, no data) voids every older entry
  *    of off..off+len: the cluster took a newer version around the journal.
  *    Journals written before CLEAN existed never hold one; a binary that
- *    predates it reads one as damage (the range marked lost, never older
- *    data served).
+ *    predates it reads one as damage (a gap in the sequence numbers: the
+ *    whole volume marked lost, never older data served).
  *
  * 3. The checksum array of a WRITE (never stored: data_csum is its hash):
  *
