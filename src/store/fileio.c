@@ -201,7 +201,7 @@ int fileio_pwritev_full(struct fileio *f, int fd, struct iovec *iov, int n, uint
         off += (uint64_t)w;
         while (w > 0 && n > 0) {
             size_t take = (size_t)w < iov->iov_len ? (size_t)w : iov->iov_len;
-            iov->iov_base = (uint8_t *)iov->iov_base + take;
+            if (take) iov->iov_base = (uint8_t *)iov->iov_base + take; /* never NULL + 0 */
             iov->iov_len -= take;
             w -= (ssize_t)take;
             if (iov->iov_len == 0) {
